@@ -1,0 +1,1 @@
+//! Dataset readers, transforms and the synthetic world.

@@ -1,0 +1,1 @@
+//! CAE pretraining.
