@@ -1,0 +1,50 @@
+//! The command line: one subcommand per file in [`crate::commands`].
+//!
+//! `main` only parses and reports errors; every command lives in its own module and returns
+//! `anyhow::Result`, so the binary owns the exit codes and the libraries stay on `thiserror`.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// Pretrain Context Autoencoder (CAE) vision encoders and measure them downstream.
+#[derive(Debug, Parser)]
+#[command(name = "cae-bench", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Benchmarks (img/s of a pretraining step, ...).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Bench(cmd) => commands::bench::run(cmd),
+    }
+}
+
+/// Logs go to stderr, so `--json` output on stdout stays machine-readable.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

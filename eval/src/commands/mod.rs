@@ -1,0 +1,3 @@
+//! One module per `cae-bench` subcommand.
+
+pub mod bench;
