@@ -1,0 +1,225 @@
+//! The ViT encoder (`VisionTransformerEncoder` in `models/modeling_cae_helper.py`).
+//!
+//! CAE runs it on `[cls] + visible patches` only (gathered in ascending patch order, each plus its
+//! position embedding); the alignment branch runs the same weights on `[cls] + masked patches`;
+//! downstream protocols run it on all patches. A final LayerNorm is applied to every output token.
+
+use burn::module::{Module, Param};
+use burn::nn::LayerNorm;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::block::{Block, BlockDims};
+use super::drop_path::{ForwardCtx, drop_path_schedule};
+use super::init::Init;
+use super::patch_embed::PatchEmbed;
+use super::pos_embed::sincos_2d_with_cls;
+use super::rel_pos_bias::RelativePositionBias;
+use crate::config::{EncoderConfig, PosEmbed, RelPosBias};
+
+/// The patches each sample keeps, as gather indices (every sample keeps the same number).
+#[derive(Debug, Clone)]
+pub struct TokenSelection {
+    /// Batch size `B`.
+    pub batch: usize,
+    /// Patches kept per sample `K`.
+    pub per_sample: usize,
+    /// `b·N + p` for each kept patch, sample-major, ascending `p`: `[B·K]`.
+    pub flat: Tensor<1, Int>,
+    /// `p` for each kept patch: `[B·K]`.
+    pub local: Tensor<1, Int>,
+}
+
+impl TokenSelection {
+    /// From per-sample ascending patch lists over a grid of `num_patches`.
+    ///
+    /// # Panics
+    /// If the rows differ in length (callers check this: the masks are exact).
+    pub fn from_rows(rows: &[Vec<usize>], num_patches: usize, device: &Device) -> Self {
+        let per_sample = rows.first().map_or(0, Vec::len);
+        assert!(
+            rows.iter().all(|r| r.len() == per_sample),
+            "every sample must keep the same number of patches"
+        );
+        let flat: Vec<i64> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(b, r)| r.iter().map(move |&p| (b * num_patches + p) as i64))
+            .collect();
+        let local: Vec<i64> = rows.iter().flatten().map(|&p| p as i64).collect();
+        let len = flat.len();
+        Self {
+            batch: rows.len(),
+            per_sample,
+            flat: Tensor::from_data(TensorData::new(flat, [len]), device),
+            local: Tensor::from_data(TensorData::new(local, [len]), device),
+        }
+    }
+
+    /// Gathers the selected rows of `x: [B, N, D]` → `[B, K, D]`.
+    pub fn gather(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        x.reshape([b * n, d])
+            .select(0, self.flat.clone())
+            .reshape([self.batch, self.per_sample, d])
+    }
+
+    /// Gathers the selected rows of a shared table `t: [N, D]` → `[B, K, D]`.
+    pub fn gather_shared(&self, t: Tensor<2>) -> Tensor<3> {
+        let [_, d] = t.dims();
+        t.select(0, self.local.clone())
+            .reshape([self.batch, self.per_sample, d])
+    }
+}
+
+/// The ViT encoder.
+#[derive(Module, Debug)]
+pub struct VisionTransformerEncoder {
+    /// Patch embedding.
+    pub patch_embed: PatchEmbed,
+    /// `[1, 1, D]`.
+    pub cls_token: Param<Tensor<3>>,
+    /// `[1, 1+N, D]`: fixed sin-cos (not trained) or learned; absent for BEiT's default.
+    pub pos_embed: Option<Param<Tensor<3>>>,
+    /// A relative position bias shared by all blocks (BEiT).
+    pub rel_pos_bias: Option<RelativePositionBias>,
+    /// The blocks.
+    pub blocks: Vec<Block>,
+    /// Final LayerNorm.
+    pub norm: LayerNorm,
+}
+
+impl VisionTransformerEncoder {
+    /// A freshly initialised encoder (see [`super::init`]).
+    pub fn new(cfg: &EncoderConfig, init: &mut Init) -> Self {
+        let d = cfg.embed_dim;
+        let g = cfg.grid_size();
+        let n = cfg.num_patches();
+        let patch_embed = PatchEmbed::new(cfg.in_chans, d, cfg.patch_size, init);
+        let cls_token = init.trunc_normal_param([1, 1, d]);
+        let pos_embed = match cfg.pos_embed {
+            PosEmbed::SinCos => Some(
+                init.param(sincos_2d_with_cls(g, g, d), [1, 1 + n, d])
+                    .set_require_grad(false),
+            ),
+            PosEmbed::Learned => Some(init.trunc_normal_param([1, 1 + n, d])),
+            PosEmbed::None => None,
+        };
+        let rel_pos_bias = (cfg.rel_pos_bias == RelPosBias::Shared)
+            .then(|| RelativePositionBias::new(g, cfg.num_heads, init));
+        let dims = BlockDims {
+            dim: d,
+            num_heads: cfg.num_heads,
+            mlp_hidden: cfg.mlp_hidden(),
+            qkv_bias: cfg.qkv_bias,
+            eps: cfg.layer_norm_eps,
+            init_values: cfg.init_values,
+        };
+        let blocks = drop_path_schedule(cfg.drop_path_rate, cfg.depth)
+            .into_iter()
+            .enumerate()
+            .map(|(i, dp)| {
+                let mut block = Block::new(dims, dp, i + 1, init);
+                if cfg.rel_pos_bias == RelPosBias::PerBlock {
+                    block.attn = block.attn.with_rel_pos_bias(g, init);
+                }
+                block
+            })
+            .collect();
+        let norm = init.layer_norm(d, cfg.layer_norm_eps);
+        Self {
+            patch_embed,
+            cls_token,
+            pos_embed,
+            rel_pos_bias,
+            blocks,
+            norm,
+        }
+    }
+
+    /// Width `D`.
+    pub fn embed_dim(&self) -> usize {
+        self.cls_token.dims()[2]
+    }
+
+    /// Patch tokens without position embedding.
+    ///
+    /// # Shapes
+    /// `x: [B, C, H, W] → [B, N, D]`
+    pub fn patch_tokens(&self, x: Tensor<4>) -> Tensor<3> {
+        self.patch_embed.forward(x)
+    }
+
+    /// `[cls] + tokens`, each plus its position embedding (if any).
+    ///
+    /// # Shapes
+    /// `tokens: [B, K, D]` (patches `sel`, or all `N` when `sel` is `None`) → `[B, 1+K, D]`
+    pub fn with_cls_and_pos(&self, tokens: Tensor<3>, sel: Option<&TokenSelection>) -> Tensor<3> {
+        let [b, _, d] = tokens.dims();
+        let mut cls = self.cls_token.val().expand([b, 1, d]);
+        let mut tokens = tokens;
+        if let Some(pos) = &self.pos_embed {
+            let pos = pos.val(); // [1, 1+N, D]
+            let [_, n1, _] = pos.dims();
+            cls = cls + pos.clone().narrow(1, 0, 1);
+            let patch_pos = pos.narrow(1, 1, n1 - 1);
+            tokens = tokens
+                + match sel {
+                    Some(sel) => sel.gather_shared(patch_pos.squeeze_dim(0)),
+                    None => patch_pos,
+                };
+        }
+        Tensor::cat(vec![cls, tokens], 1)
+    }
+
+    /// Runs the blocks and the final LayerNorm on a token sequence. The relative position bias
+    /// needs the full sequence (`[cls] + all N patches`).
+    ///
+    /// # Shapes
+    /// `x: [B, 1+K, D] → [B, 1+K, D]`
+    pub fn run_blocks(&self, x: Tensor<3>, ctx: &mut ForwardCtx) -> Tensor<3> {
+        self.norm.forward(self.run_blocks_unnormed(x, ctx, None).0)
+    }
+
+    /// Runs the blocks; also returns the outputs of the blocks listed in `taps` (0-based, before
+    /// the final norm), in order.
+    pub fn run_blocks_unnormed(
+        &self,
+        mut x: Tensor<3>,
+        ctx: &mut ForwardCtx,
+        taps: Option<&[usize]>,
+    ) -> (Tensor<3>, Vec<Tensor<3>>) {
+        let shared = self.rel_pos_bias.as_ref().map(|r| r.forward());
+        let mut tapped = Vec::new();
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let bias = blk.attn.own_bias().or_else(|| shared.clone());
+            x = blk.forward(x, bias, ctx);
+            if taps.is_some_and(|t| t.contains(&i)) {
+                tapped.push(x.clone());
+            }
+        }
+        (x, tapped)
+    }
+
+    /// CAE's encoder pass: `[cls] + the selected patches` through the blocks and the final norm.
+    ///
+    /// # Shapes
+    /// `x: [B, C, H, W]` → `[B, 1+K, D]`
+    pub fn forward_selected(
+        &self,
+        x: Tensor<4>,
+        sel: &TokenSelection,
+        ctx: &mut ForwardCtx,
+    ) -> Tensor<3> {
+        let tokens = sel.gather(self.patch_tokens(x));
+        self.run_blocks(self.with_cls_and_pos(tokens, Some(sel)), ctx)
+    }
+
+    /// All tokens after the final norm (downstream use).
+    ///
+    /// # Shapes
+    /// `x: [B, C, H, W]` → `[B, 1+N, D]`
+    pub fn forward_features(&self, x: Tensor<4>, ctx: &mut ForwardCtx) -> Tensor<3> {
+        let tokens = self.patch_tokens(x);
+        self.run_blocks(self.with_cls_and_pos(tokens, None), ctx)
+    }
+}

@@ -1,0 +1,181 @@
+//! The latent contextual regressor (`LatentRegresser` + `RegressorBlock`, cae.md §1.4).
+//!
+//! Queries are the mask token (plus the masked positions' embeddings); keys and values are the
+//! visible representations `Z_v` concatenated with the current queries. One block is deliberately
+//! asymmetric (post-norm after the attention):
+//!
+//! ```text
+//! a = CrossAttn(LN_q(q + pos_m), LN_k(kv + pos_kv), LN_v(kv))      kv = [Z_v ; q]
+//! x = LN_2(q + DropPath(γ1 ⊙ a))
+//! x = x + DropPath(γ2 ⊙ MLP(x))
+//! ```
+//!
+//! `Z_v` is never updated inside the regressor. A final LayerNorm follows the last block; its output
+//! feeds both the alignment loss and the decoder.
+
+use burn::module::{Module, Param};
+use burn::nn::LayerNorm;
+use burn::tensor::Tensor;
+
+use super::block::scale;
+use super::cross_attention::CrossAttention;
+use super::drop_path::{ForwardCtx, drop_path_schedule};
+use super::init::{Init, LinearInit, rescale_linear};
+use super::mlp::Mlp;
+
+/// One regressor block.
+#[derive(Module, Debug)]
+pub struct RegressorBlock {
+    /// LayerNorm on `queries + pos`.
+    pub norm1_q: LayerNorm,
+    /// LayerNorm on `kv + pos`.
+    pub norm1_k: LayerNorm,
+    /// LayerNorm on `kv` (no position).
+    pub norm1_v: LayerNorm,
+    /// LayerNorm on the residual stream after the attention.
+    pub norm2_cross: LayerNorm,
+    /// Cross-attention.
+    pub cross_attn: CrossAttention,
+    /// MLP.
+    pub mlp_cross: Mlp,
+    /// Attention-branch layer scale (fixed ones when `init_values == 0`).
+    pub gamma_1_cross: Param<Tensor<1>>,
+    /// MLP-branch layer scale (fixed ones when `init_values == 0`).
+    pub gamma_2_cross: Param<Tensor<1>>,
+    /// Drop-path rate.
+    pub drop_path: f64,
+}
+
+impl RegressorBlock {
+    /// A block; `layer_id` is 1-based (for the `fix_init_weight` rescale).
+    pub fn new(
+        dim: usize,
+        num_heads: usize,
+        mlp_hidden: usize,
+        eps: f64,
+        init_values: f64,
+        drop_path: f64,
+        layer_id: usize,
+        init: &mut Init,
+    ) -> Self {
+        let norm1_q = init.layer_norm(dim, eps);
+        let norm1_k = init.layer_norm(dim, eps);
+        let norm1_v = init.layer_norm(dim, eps);
+        let norm2_cross = init.layer_norm(dim, eps);
+        let mut cross_attn = CrossAttention::new(dim, num_heads, true, init);
+        let mut mlp_cross = Mlp::new(dim, mlp_hidden, init);
+        if init.linear == LinearInit::TruncNormal {
+            cross_attn.proj = rescale_linear(cross_attn.proj, layer_id);
+            mlp_cross.fc2 = rescale_linear(mlp_cross.fc2, layer_id);
+        }
+        let (gamma_1_cross, gamma_2_cross) = if init_values > 0.0 {
+            (
+                init.constant([dim], init_values),
+                init.constant([dim], init_values),
+            )
+        } else {
+            (
+                init.constant([dim], 1.0).set_require_grad(false),
+                init.constant([dim], 1.0).set_require_grad(false),
+            )
+        };
+        Self {
+            norm1_q,
+            norm1_k,
+            norm1_v,
+            norm2_cross,
+            cross_attn,
+            mlp_cross,
+            gamma_1_cross,
+            gamma_2_cross,
+            drop_path,
+        }
+    }
+
+    /// # Shapes
+    /// `x_q, pos_q: [B, M, D]`, `x_kv, pos_k: [B, V+M, D]` → `[B, M, D]`
+    pub fn forward(
+        &self,
+        x_q: Tensor<3>,
+        x_kv: Tensor<3>,
+        pos_q: Tensor<3>,
+        pos_k: Tensor<3>,
+        ctx: &mut ForwardCtx,
+    ) -> Tensor<3> {
+        let q_in = self.norm1_q.forward(x_q.clone() + pos_q);
+        let k_in = self.norm1_k.forward(x_kv.clone() + pos_k);
+        let v_in = self.norm1_v.forward(x_kv);
+        let a = self.cross_attn.forward(q_in, k_in, v_in);
+        let a = scale(a, &Some(self.gamma_1_cross.clone()));
+        let x = self
+            .norm2_cross
+            .forward(x_q + ctx.drop_path(a, self.drop_path));
+        let m = scale(
+            self.mlp_cross.forward(x.clone()),
+            &Some(self.gamma_2_cross.clone()),
+        );
+        x + ctx.drop_path(m, self.drop_path)
+    }
+}
+
+/// The regressor.
+#[derive(Module, Debug)]
+pub struct LatentRegresser {
+    /// Blocks.
+    pub regressor_blocks: Vec<RegressorBlock>,
+    /// Final LayerNorm.
+    pub norm: LayerNorm,
+}
+
+impl LatentRegresser {
+    /// A new regressor.
+    pub fn new(
+        dim: usize,
+        num_heads: usize,
+        mlp_hidden: usize,
+        depth: usize,
+        eps: f64,
+        init_values: f64,
+        drop_path_rate: f64,
+        init: &mut Init,
+    ) -> Self {
+        let regressor_blocks = drop_path_schedule(drop_path_rate, depth)
+            .into_iter()
+            .enumerate()
+            .map(|(i, dp)| {
+                RegressorBlock::new(
+                    dim,
+                    num_heads,
+                    mlp_hidden,
+                    eps,
+                    init_values,
+                    dp,
+                    i + 1,
+                    init,
+                )
+            })
+            .collect();
+        Self {
+            regressor_blocks,
+            norm: init.layer_norm(dim, eps),
+        }
+    }
+
+    /// # Shapes
+    /// `x_masked, pos_masked: [B, M, D]`, `x_unmasked, pos_unmasked: [B, V, D]` → `[B, M, D]`
+    pub fn forward(
+        &self,
+        mut x_masked: Tensor<3>,
+        x_unmasked: Tensor<3>,
+        pos_masked: Tensor<3>,
+        pos_unmasked: Tensor<3>,
+        ctx: &mut ForwardCtx,
+    ) -> Tensor<3> {
+        let pos_k = Tensor::cat(vec![pos_unmasked, pos_masked.clone()], 1);
+        for blk in &self.regressor_blocks {
+            let kv = Tensor::cat(vec![x_unmasked.clone(), x_masked.clone()], 1);
+            x_masked = blk.forward(x_masked, kv, pos_masked.clone(), pos_k.clone(), ctx);
+        }
+        self.norm.forward(x_masked)
+    }
+}
