@@ -14,6 +14,9 @@ pub struct Cli {
     /// More log output (-v: debug, -vv: trace). `RUST_LOG` overrides it.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Worker threads for tensor ops and data loading [env: CAE_BENCH_THREADS; default: all cores].
+    #[arg(long, global = true, env = "CAE_BENCH_THREADS")]
+    pub threads: Option<usize>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -28,6 +31,13 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(n) = cli.threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("setting up {n} threads: {e}"))?;
+    }
     match cli.command {
         Command::Bench(cmd) => commands::bench::run(cmd),
     }

@@ -124,19 +124,22 @@ impl EncoderConfig {
     /// Checks the sizes fit together.
     pub fn validate(&self) -> Result<(), PretrainError> {
         let bad = |msg: String| Err(PretrainError::Config(msg));
-        if self.patch_size == 0 || self.img_size == 0 || self.img_size % self.patch_size != 0 {
+        if self.patch_size == 0
+            || self.img_size == 0
+            || !self.img_size.is_multiple_of(self.patch_size)
+        {
             return bad(format!(
                 "img_size {} is not a positive multiple of patch_size {}",
                 self.img_size, self.patch_size
             ));
         }
-        if self.num_heads == 0 || self.embed_dim % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.embed_dim.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "embed_dim {} is not divisible by num_heads {}",
                 self.embed_dim, self.num_heads
             ));
         }
-        if self.pos_embed == PosEmbed::SinCos && self.embed_dim % 4 != 0 {
+        if self.pos_embed == PosEmbed::SinCos && !self.embed_dim.is_multiple_of(4) {
             return bad(format!(
                 "the 2-D sin-cos position embedding needs embed_dim divisible by 4, got {}",
                 self.embed_dim
@@ -480,13 +483,17 @@ impl CaeConfig {
         self.encoder.validate()?;
         let bad = |msg: String| Err(PretrainError::Config(msg));
         let n = self.encoder.num_patches();
-        if self.decoder_num_heads == 0 || self.decoder_embed_dim % self.decoder_num_heads != 0 {
+        if self.decoder_num_heads == 0
+            || !self
+                .decoder_embed_dim
+                .is_multiple_of(self.decoder_num_heads)
+        {
             return bad(format!(
                 "decoder_embed_dim {} is not divisible by decoder_num_heads {}",
                 self.decoder_embed_dim, self.decoder_num_heads
             ));
         }
-        if self.decoder_embed_dim % 4 != 0 {
+        if !self.decoder_embed_dim.is_multiple_of(4) {
             return bad(format!(
                 "the regressor's sin-cos table needs decoder_embed_dim divisible by 4, got {}",
                 self.decoder_embed_dim

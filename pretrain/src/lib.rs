@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod dalle;
+pub mod device;
 pub mod error;
 pub mod loss;
 pub mod masking;
@@ -22,6 +23,7 @@ pub mod model;
 pub mod optim;
 pub mod parity;
 pub mod targets;
+pub mod train;
 pub mod weights;
 
 pub use config::CaeConfig;

@@ -54,6 +54,9 @@ pub struct Moments {
     pub v: Tensor<1>,
 }
 
+/// A named flat f32 tensor: `(name, shape, values)`.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// The optimizer.
 #[derive(Debug, Clone)]
 pub struct AdamW {
@@ -224,7 +227,7 @@ impl AdamW {
     }
 
     /// The state as named f32 tensors (`<path>.exp_avg`, `<path>.exp_avg_sq`) for a checkpoint.
-    pub fn state_tensors(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, PretrainError> {
+    pub fn state_tensors(&self) -> Result<Vec<NamedTensor>, PretrainError> {
         let mut out = Vec::with_capacity(self.state.len() * 2);
         for (path, mo) in &self.state {
             for (suffix, t) in [("exp_avg", &mo.m), ("exp_avg_sq", &mo.v)] {

@@ -9,7 +9,7 @@
 //! * gradients, per tensor: `max|g − g_ref| ≤ 1e-3 · max|g_ref| + 1e-6`;
 //! * token ids: exactly equal.
 //!
-//! Files are dispatched on their name: `cae_*`, `dvae_*`.
+//! Files are dispatched on their name: `cae_*`, `dvae_*`, `beit_*`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,7 +27,9 @@ use crate::dalle::{DalleConfig, DalleEncoder};
 use crate::error::PretrainError;
 use crate::loss::cae_loss;
 use crate::masking::MaskBatch;
-use crate::model::{ContextAutoencoder, ForwardCtx};
+use crate::model::beit::{BEIT_IGNORED_KEYS, beit_key};
+use crate::model::rel_pos_bias::relative_position_index;
+use crate::model::{BeitPretrain, ContextAutoencoder, ForwardCtx};
 use crate::targets::Targets;
 use crate::weights::{LoadOptions, load_safetensors_bytes, tensor_to_f32, tensor_to_i64};
 
@@ -181,9 +183,11 @@ pub fn run_reference(path: &Path) -> Result<ParityReport, PretrainError> {
         run_cae(&bytes, path)
     } else if name.starts_with("dvae_") {
         run_dvae(&bytes, path)
+    } else if name.starts_with("beit_") {
+        run_beit(&bytes, path)
     } else {
         Err(PretrainError::Input(format!(
-            "{}: a reference file name starts with cae_ or dvae_",
+            "{}: a reference file name starts with cae_, dvae_ or beit_",
             path.display()
         )))
     }
@@ -266,11 +270,14 @@ impl ModuleMapper for GradsAsParams<'_> {
     }
 }
 
+/// Flat values and shape of a tensor.
+pub type FlatTensor = (Vec<f32>, Vec<usize>);
+
 /// Gradients of a module by official key (PyTorch layout); `None` entries had no gradient.
 pub fn gradients_by_key<M: Module + ModuleSnapshot>(
     model: &M,
     grads: &Gradients,
-) -> Result<BTreeMap<String, (Vec<f32>, Vec<usize>)>, PretrainError> {
+) -> Result<BTreeMap<String, FlatTensor>, PretrainError> {
     let mut mapper = GradsAsParams {
         grads,
         trainable: Vec::new(),
@@ -293,15 +300,16 @@ pub fn gradients_by_key<M: Module + ModuleSnapshot>(
 }
 
 /// Compares every `grad.*` of the reference with ours; also fails on trainable parameters of
-/// ours that the reference has no gradient for.
+/// ours that the reference has no gradient for. `to_ours` maps an official key to ours.
 fn check_grads(
     r: &Reference<'_>,
-    ours: &BTreeMap<String, (Vec<f32>, Vec<usize>)>,
+    ours: &BTreeMap<String, FlatTensor>,
+    to_ours: &dyn Fn(&str) -> String,
     checks: &mut Vec<Check>,
 ) -> Result<(), PretrainError> {
     let names = r.names_with_prefix("grad.");
     for name in &names {
-        let key = &name["grad.".len()..];
+        let key = &to_ours(&name["grad.".len()..]);
         let (rv, rs) = r.f32(name)?;
         let max_ref = rv.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs()));
         let tol = GRAD_REL_TOL * max_ref + GRAD_ABS_FLOOR;
@@ -317,7 +325,7 @@ fn check_grads(
         }
     }
     for key in ours.keys() {
-        if !names.iter().any(|n| &n["grad.".len()..] == key) {
+        if !names.iter().any(|n| &to_ours(&n["grad.".len()..]) == key) {
             checks.push(Check {
                 name: format!("grad.{key}"),
                 max_abs_err: f64::INFINITY,
@@ -468,7 +476,7 @@ fn run_cae(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
         check_output(&r, "output.loss", loss.loss.clone())?,
     ];
     let ours = gradients_by_key(&model, &grads)?;
-    check_grads(&r, &ours, &mut checks)?;
+    check_grads(&r, &ours, &|k: &str| k.to_string(), &mut checks)?;
     Ok(ParityReport {
         kind: "cae".into(),
         checks,
@@ -520,6 +528,125 @@ fn run_dvae(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
     });
     Ok(ParityReport {
         kind: "dvae".into(),
+        checks,
+    })
+}
+
+/// The model config of a `beit_*` reference file.
+pub fn beit_config_from_reference(cfg: &serde_json::Value) -> Result<CaeConfig, PretrainError> {
+    let r = RefConfig(cfg);
+    let img = r.usize("img_size")?;
+    let patch = r.usize("patch_size")?;
+    let n = (img / patch) * (img / patch);
+    let d = r.usize("embed_dim")?;
+    let flag = |k: &str| cfg[k].as_bool().unwrap_or(false);
+    let rel_pos_bias = match (flag("use_shared_rel_pos_bias"), flag("use_rel_pos_bias")) {
+        (true, false) => RelPosBias::Shared,
+        (false, true) => RelPosBias::PerBlock,
+        (false, false) => RelPosBias::None,
+        (true, true) => {
+            return Err(PretrainError::Input(
+                "a shared and a per-block relative position bias together are not supported".into(),
+            ));
+        }
+    };
+    let cfg = CaeConfig {
+        version: 1,
+        preset: "reference".into(),
+        method: Method::Beit,
+        encoder: EncoderConfig {
+            img_size: img,
+            patch_size: patch,
+            in_chans: 3,
+            embed_dim: d,
+            depth: r.usize("depth")?,
+            num_heads: r.usize("num_heads")?,
+            mlp_ratio: r.f64("mlp_ratio")?,
+            qkv_bias: QkvBias::QV,
+            layer_norm_eps: r.f64("layer_norm_eps")?,
+            init_values: r.f64("init_values")?,
+            drop_path_rate: 0.0,
+            pos_embed: if flag("use_abs_pos_emb") {
+                PosEmbed::Learned
+            } else {
+                PosEmbed::None
+            },
+            rel_pos_bias,
+        },
+        decoder_embed_dim: d,
+        decoder_num_heads: r.usize("num_heads")?,
+        regressor_depth: 0,
+        decoder_depth: 0,
+        decoder_layer_scale_init_value: 0.0,
+        target: TargetConfig::Dalle {
+            vocab_size: r.usize("vocab_size")?,
+        },
+        mask: MaskConfig {
+            kind: MaskKind::Block,
+            num_masked: r.usize("num_mask_patches")?,
+            min_block: MaskConfig::scaled_min_block(n),
+            max_block: None,
+            min_aspect: 0.3,
+        },
+        align_loss_weight: 0.0,
+        fix_init_weight: false,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn run_beit(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
+    let r = Reference::parse(bytes, path)?;
+    let cfg = beit_config_from_reference(&r.config)?;
+    let device = Device::flex().autodiff();
+    let mut model = BeitPretrain::new(&cfg, 0, &device);
+    let rename = |k: &str| beit_key(k);
+    let opts = LoadOptions {
+        prefix: Some("state."),
+        ignore: BEIT_IGNORED_KEYS,
+        rename: Some(&rename),
+    };
+    load_safetensors_bytes(&mut model, bytes, path, &opts)?;
+    let masks = reference_masks(&r)?;
+    let x = images(&r, &device)?;
+    let labels = masked_tokens(&r, &masks, &device)?;
+    let out = model.forward(x, &masks, &mut ForwardCtx::eval());
+    let loss = crate::loss::cross_entropy(out.logits.clone(), labels);
+    let grads = loss.backward();
+    let mut checks = vec![
+        check_output(&r, "output.features", out.features)?,
+        check_output(&r, "output.logits", out.logits)?,
+        check_output(&r, "output.loss", loss)?,
+    ];
+    // The relative position index buffers must be the ones we compute.
+    let g = cfg.encoder.grid_size();
+    let ours_index = relative_position_index(g, g);
+    for name in r.names_with_prefix("state.") {
+        if !name.ends_with("relative_position_index") {
+            continue;
+        }
+        let (theirs, _) = r.i64(&name)?;
+        let differing = if theirs.len() == ours_index.len() {
+            theirs
+                .iter()
+                .zip(&ours_index)
+                .filter(|(a, b)| a != b)
+                .count()
+        } else {
+            theirs.len().max(1)
+        };
+        checks.push(Check {
+            name,
+            max_abs_err: differing as f64,
+            tol: 0.0,
+            passed: differing == 0,
+            note: (differing > 0).then(|| format!("{differing} index entries differ")),
+        });
+    }
+    let ours = gradients_by_key(&model, &grads)?;
+    check_grads(&r, &ours, &beit_key, &mut checks)?;
+    Ok(ParityReport {
+        kind: "beit".into(),
         checks,
     })
 }

@@ -23,6 +23,7 @@ use safetensors::{Dtype, SafeTensors};
 use crate::error::{CheckpointMismatch, PretrainError, ShapeMismatch};
 
 /// How file keys map onto a module.
+#[derive(Default)]
 pub struct LoadOptions<'a> {
     /// Only keys starting with this prefix are considered, with the prefix removed
     /// (e.g. `"state."` for the oracle files).
@@ -32,16 +33,6 @@ pub struct LoadOptions<'a> {
     pub ignore: &'a [&'a str],
     /// Maps a file key to this module's key, after prefix stripping.
     pub rename: Option<&'a dyn Fn(&str) -> String>,
-}
-
-impl Default for LoadOptions<'_> {
-    fn default() -> Self {
-        Self {
-            prefix: None,
-            ignore: &[],
-            rename: None,
-        }
-    }
 }
 
 /// What a load did.

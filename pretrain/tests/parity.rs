@@ -29,12 +29,11 @@ fn reference_files(prefixes: &[&str]) -> Vec<PathBuf> {
     files
 }
 
-#[test]
-fn official_cae_and_dalle_reference_files_match() {
-    let files = reference_files(&["cae_", "dvae_"]);
+fn check_all(prefixes: &[&str]) {
+    let files = reference_files(prefixes);
     assert!(
         !files.is_empty(),
-        "no cae_*/dvae_* reference files in {}",
+        "no {prefixes:?} reference files in {}",
         reference_dir().display()
     );
     let mut failures = Vec::new();
@@ -54,6 +53,16 @@ fn official_cae_and_dalle_reference_files_match() {
         "parity failures:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn official_cae_and_dalle_reference_files_match() {
+    check_all(&["cae_", "dvae_"]);
+}
+
+#[test]
+fn official_beit_reference_files_match() {
+    check_all(&["beit_"]);
 }
 
 /// Copies a reference file with one tensor changed by `delta` at element 0.

@@ -98,17 +98,6 @@ impl ContextAutoencoder {
             .param(sincos_2d_with_cls(g, g, dd), [1, 1 + n, dd])
             .set_require_grad(false);
         let mlp_hidden = (dd as f64 * e.mlp_ratio) as usize;
-        let regresser = LatentRegresser::new(
-            dd,
-            cfg.decoder_num_heads,
-            mlp_hidden,
-            cfg.regressor_depth,
-            e.layer_norm_eps,
-            cfg.decoder_layer_scale_init_value,
-            e.drop_path_rate,
-            &mut init,
-        );
-        let mask_token = init.trunc_normal_param([1, 1, dd]);
         let dims = BlockDims {
             dim: dd,
             num_heads: cfg.decoder_num_heads,
@@ -117,6 +106,9 @@ impl ContextAutoencoder {
             eps: e.layer_norm_eps,
             init_values: cfg.decoder_layer_scale_init_value,
         };
+        let regresser =
+            LatentRegresser::new(dims, cfg.regressor_depth, e.drop_path_rate, &mut init);
+        let mask_token = init.trunc_normal_param([1, 1, dd]);
         let decoder = Decoder::new(
             dims,
             cfg.decoder_depth,
@@ -381,11 +373,7 @@ mod tests {
         let bytes = std::fs::read(&enc).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         assert!(st.names().iter().all(|n| n.starts_with("encoder.")));
-        assert!(
-            st.names()
-                .iter()
-                .any(|n| *n == "encoder.blocks.1.attn.qkv.weight")
-        );
+        assert!(st.names().contains(&"encoder.blocks.1.attn.qkv.weight"));
     }
 
     #[test]

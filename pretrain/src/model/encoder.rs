@@ -191,7 +191,11 @@ impl VisionTransformerEncoder {
         let shared = self.rel_pos_bias.as_ref().map(|r| r.forward());
         let mut tapped = Vec::new();
         for (i, blk) in self.blocks.iter().enumerate() {
-            let bias = blk.attn.own_bias().or_else(|| shared.clone());
+            // BEiT adds a block's own table and the shared one when both exist.
+            let bias = match (blk.attn.own_bias(), shared.clone()) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
             x = blk.forward(x, bias, ctx);
             if taps.is_some_and(|t| t.contains(&i)) {
                 tapped.push(x.clone());

@@ -3,6 +3,7 @@
 //! the assembled [`ContextAutoencoder`].
 
 pub mod attention;
+pub mod beit;
 pub mod block;
 pub mod cae;
 pub mod cross_attention;
@@ -16,6 +17,7 @@ pub mod pos_embed;
 pub mod regressor;
 pub mod rel_pos_bias;
 
+pub use beit::{BeitForward, BeitPretrain};
 pub use cae::{CaeForward, ContextAutoencoder};
 pub use drop_path::ForwardCtx;
 pub use encoder::{TokenSelection, VisionTransformerEncoder};

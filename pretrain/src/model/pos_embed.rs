@@ -11,7 +11,7 @@
 /// If `dim` is not divisible by 4 (configs are validated before a model is built).
 pub fn sincos_2d_with_cls(rows: usize, cols: usize, dim: usize) -> Vec<f32> {
     assert!(
-        dim % 4 == 0,
+        dim.is_multiple_of(4),
         "sin-cos position embedding needs dim % 4 == 0, got {dim}"
     );
     let q = dim / 4;

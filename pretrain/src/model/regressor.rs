@@ -17,7 +17,7 @@ use burn::module::{Module, Param};
 use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
 
-use super::block::scale;
+use super::block::{BlockDims, scale};
 use super::cross_attention::CrossAttention;
 use super::drop_path::{ForwardCtx, drop_path_schedule};
 use super::init::{Init, LinearInit, rescale_linear};
@@ -47,17 +47,17 @@ pub struct RegressorBlock {
 }
 
 impl RegressorBlock {
-    /// A block; `layer_id` is 1-based (for the `fix_init_weight` rescale).
-    pub fn new(
-        dim: usize,
-        num_heads: usize,
-        mlp_hidden: usize,
-        eps: f64,
-        init_values: f64,
-        drop_path: f64,
-        layer_id: usize,
-        init: &mut Init,
-    ) -> Self {
+    /// A block; `layer_id` is 1-based (for the `fix_init_weight` rescale). The attention bias
+    /// style of `dims` is ignored: the regressor always has `q_bias` / `v_bias`.
+    pub fn new(dims: BlockDims, drop_path: f64, layer_id: usize, init: &mut Init) -> Self {
+        let BlockDims {
+            dim,
+            num_heads,
+            mlp_hidden,
+            eps,
+            init_values,
+            ..
+        } = dims;
         let norm1_q = init.layer_norm(dim, eps);
         let norm1_k = init.layer_norm(dim, eps);
         let norm1_v = init.layer_norm(dim, eps);
@@ -128,36 +128,16 @@ pub struct LatentRegresser {
 }
 
 impl LatentRegresser {
-    /// A new regressor.
-    pub fn new(
-        dim: usize,
-        num_heads: usize,
-        mlp_hidden: usize,
-        depth: usize,
-        eps: f64,
-        init_values: f64,
-        drop_path_rate: f64,
-        init: &mut Init,
-    ) -> Self {
+    /// A new regressor of `depth` blocks.
+    pub fn new(dims: BlockDims, depth: usize, drop_path_rate: f64, init: &mut Init) -> Self {
         let regressor_blocks = drop_path_schedule(drop_path_rate, depth)
             .into_iter()
             .enumerate()
-            .map(|(i, dp)| {
-                RegressorBlock::new(
-                    dim,
-                    num_heads,
-                    mlp_hidden,
-                    eps,
-                    init_values,
-                    dp,
-                    i + 1,
-                    init,
-                )
-            })
+            .map(|(i, dp)| RegressorBlock::new(dims, dp, i + 1, init))
             .collect();
         Self {
             regressor_blocks,
-            norm: init.layer_norm(dim, eps),
+            norm: init.layer_norm(dims.dim, dims.eps),
         }
     }
 

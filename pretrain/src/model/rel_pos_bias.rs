@@ -29,8 +29,8 @@ pub fn relative_position_index(wh: usize, ww: usize) -> Vec<i64> {
             idx[(i + 1) * (n + 1) + (j + 1)] = dh * (2 * ww as i64 - 1) + dw;
         }
     }
-    for j in 0..=n {
-        idx[j] = nrd - 3; // row 0: cls → tokens
+    for v in idx.iter_mut().take(n + 1) {
+        *v = nrd - 3; // row 0: cls → tokens
     }
     for i in 0..=n {
         idx[i * (n + 1)] = nrd - 2; // column 0: tokens → cls
