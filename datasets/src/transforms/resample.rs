@@ -2,9 +2,9 @@
 //!
 //! * [`resize_pil`]: Pillow's `Image.resize` (bilinear, bicubic `a = -0.5`, Lanczos-3), which
 //!   torchvision uses on PIL images. It is antialiased (the filter support widens when
-//!   downscaling), runs the horizontal pass first, rounds to 8 bits after each pass and uses
-//!   Pillow's 22-bit fixed-point coefficients, so the output is bit-identical to Pillow's
-//!   (checked against Pillow-made fixtures in the tests).
+//!   downscaling), picks the pass order as Pillow 13 does, rounds to 8 bits after each pass
+//!   and uses Pillow's 22-bit fixed-point coefficients, so the output is bit-identical to
+//!   Pillow's (checked against Pillow-made fixtures in `tests/reference_parity.rs`).
 //! * [`resize_bilinear_cv`] / [`resize_nearest_cv`]: OpenCV's `INTER_LINEAR` / `INTER_NEAREST`,
 //!   which mmcv's `imresize` uses for mmsegmentation and mmdetection. Bilinear is not
 //!   antialiased; nearest picks `floor(dst * src / dst_size)` (OpenCV's legacy rule).
@@ -161,8 +161,76 @@ fn clip8(ss: i32) -> u8 {
     (ss >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resamples the `crop` region of `src` to `out_w × out_h` exactly as Pillow's
+/// A window of an interleaved RGB buffer.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    buf: &'a [u8],
+    stride: usize,
+    x0: usize,
+    y0: usize,
+    w: usize,
+}
+
+impl View<'_> {
+    fn row(&self, y: usize) -> &[u8] {
+        let s = ((self.y0 + y) * self.stride + self.x0) * 3;
+        &self.buf[s..s + self.w * 3]
+    }
+}
+
+/// Horizontal pass over rows `rows` of `v`, output width `weights.len`.
+fn horizontal_pass(v: View<'_>, rows: std::ops::Range<usize>, wt: &Weights) -> Vec<u8> {
+    let ow = wt.start.len();
+    let mut out = vec![0u8; rows.len() * ow * 3];
+    for (r, y) in rows.enumerate() {
+        let row = v.row(y);
+        let orow = &mut out[r * ow * 3..(r + 1) * ow * 3];
+        for xx in 0..ow {
+            let k = &wt.k[xx * wt.ksize..xx * wt.ksize + wt.len[xx]];
+            let px = &row[wt.start[xx] * 3..];
+            let init = 1i32 << (PRECISION_BITS - 1);
+            let (mut s0, mut s1, mut s2) = (init, init, init);
+            for (p, &kv) in px.chunks_exact(3).zip(k) {
+                s0 += p[0] as i32 * kv;
+                s1 += p[1] as i32 * kv;
+                s2 += p[2] as i32 * kv;
+            }
+            orow[xx * 3] = clip8(s0);
+            orow[xx * 3 + 1] = clip8(s1);
+            orow[xx * 3 + 2] = clip8(s2);
+        }
+    }
+    out
+}
+
+/// Vertical pass over `v` (all its columns); input row `i` is `v.row(i - row_offset)`.
+fn vertical_pass(v: View<'_>, wt: &Weights, row_offset: usize) -> Vec<u8> {
+    let oh = wt.start.len();
+    let w3 = v.w * 3;
+    let mut out = vec![0u8; oh * w3];
+    let mut acc = vec![0i32; w3];
+    for yy in 0..oh {
+        let k = &wt.k[yy * wt.ksize..yy * wt.ksize + wt.len[yy]];
+        acc.fill(1i32 << (PRECISION_BITS - 1));
+        for (i, &kv) in k.iter().enumerate() {
+            let row = v.row(wt.start[yy] + i - row_offset);
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += p as i32 * kv;
+            }
+        }
+        for (o, &a) in out[yy * w3..(yy + 1) * w3].iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+    }
+    out
+}
+
+/// Resamples the `crop` region of `src` to `out_w × out_h` exactly as Pillow 13's
 /// `img.crop(box).resize((out_w, out_h), filter)` does.
+///
+/// Pillow runs the vertical pass first when the height shrinks by more than twice as many
+/// pixels as the width (Pillow ≤ 12 always ran the horizontal pass first; the two orders can
+/// differ by one level on a few pixels, since each pass rounds to 8 bits).
 ///
 /// # Panics
 /// If `crop` is empty, lies outside `src`, or an output size is 0 (programming errors: the
@@ -178,69 +246,54 @@ pub fn resize_pil(src: &RgbImage, crop: Rect, out_w: u32, out_h: u32, filter: Fi
     );
     let (cw, ch) = (crop.w as usize, crop.h as usize);
     let (ow, oh) = (out_w as usize, out_h as usize);
-    let (cx, cy) = (crop.x as usize, crop.y as usize);
-    let src_w = src.width() as usize;
-    let raw = src.as_raw();
     let need_h = ow != cw;
     let need_v = oh != ch;
-
-    let vert = need_v.then(|| precompute(ch, oh, filter));
-    // Crop rows the vertical pass reads (Pillow's `ybox_first..ybox_last`).
-    let (y_first, y_last) = match &vert {
-        Some(v) => (v.start[0], v.start[oh - 1] + v.len[oh - 1]),
-        None => (0, ch),
+    let view = View {
+        buf: src.as_raw(),
+        stride: src.width() as usize,
+        x0: crop.x as usize,
+        y0: crop.y as usize,
+        w: cw,
     };
-
-    // Pass 1: those rows, resampled horizontally to `ow` (or copied), rounded to 8 bits.
-    let rows = y_last - y_first;
-    let mut stage = vec![0u8; rows * ow * 3];
+    let done = |data: Vec<u8>| RgbImage::from_raw(out_w, out_h, data).expect("buffer size matches");
+    if !need_h && !need_v {
+        return done((0..ch).flat_map(|y| view.row(y).iter().copied()).collect());
+    }
+    let dh = ch as i64 - oh as i64;
+    let dw = cw as i64 - ow as i64;
+    let horizontal_first = !(dh > 0 && dh > dw * 2);
     let horiz = need_h.then(|| precompute(cw, ow, filter));
-    for r in 0..rows {
-        let sy = cy + y_first + r;
-        let row = &raw[(sy * src_w + cx) * 3..(sy * src_w + cx + cw) * 3];
-        let srow = &mut stage[r * ow * 3..(r + 1) * ow * 3];
-        match &horiz {
-            None => srow.copy_from_slice(row),
-            Some(hz) => {
-                for xx in 0..ow {
-                    let k = &hz.k[xx * hz.ksize..xx * hz.ksize + hz.len[xx]];
-                    let px = &row[hz.start[xx] * 3..];
-                    let init = 1i32 << (PRECISION_BITS - 1);
-                    let (mut s0, mut s1, mut s2) = (init, init, init);
-                    for (p, &kv) in px.chunks_exact(3).zip(k) {
-                        s0 += p[0] as i32 * kv;
-                        s1 += p[1] as i32 * kv;
-                        s2 += p[2] as i32 * kv;
-                    }
-                    srow[xx * 3] = clip8(s0);
-                    srow[xx * 3 + 1] = clip8(s1);
-                    srow[xx * 3 + 2] = clip8(s2);
-                }
-            }
+    let vert = need_v.then(|| precompute(ch, oh, filter));
+    match (horiz, vert) {
+        (Some(hz), None) => done(horizontal_pass(view, 0..ch, &hz)),
+        (None, Some(vt)) => done(vertical_pass(view, &vt, 0)),
+        (Some(hz), Some(vt)) if horizontal_first => {
+            // Only the source rows the vertical pass reads (Pillow's `ybox_first..ybox_last`).
+            let y_first = vt.start[0];
+            let y_last = vt.start[oh - 1] + vt.len[oh - 1];
+            let stage = horizontal_pass(view, y_first..y_last, &hz);
+            let sv = View {
+                buf: &stage,
+                stride: ow,
+                x0: 0,
+                y0: 0,
+                w: ow,
+            };
+            done(vertical_pass(sv, &vt, y_first))
         }
+        (Some(hz), Some(vt)) => {
+            let stage = vertical_pass(view, &vt, 0);
+            let sv = View {
+                buf: &stage,
+                stride: cw,
+                x0: 0,
+                y0: 0,
+                w: cw,
+            };
+            done(horizontal_pass(sv, 0..oh, &hz))
+        }
+        (None, None) => unreachable!("handled above"),
     }
-    let Some(vert) = vert else {
-        return RgbImage::from_raw(out_w, out_h, stage).expect("buffer size matches");
-    };
-
-    // Pass 2: vertical.
-    let mut out = vec![0u8; ow * oh * 3];
-    let mut acc = vec![0i32; ow * 3];
-    for yy in 0..oh {
-        let k = &vert.k[yy * vert.ksize..yy * vert.ksize + vert.len[yy]];
-        acc.fill(1i32 << (PRECISION_BITS - 1));
-        for (i, &kv) in k.iter().enumerate() {
-            let r = vert.start[yy] + i - y_first;
-            let row = &stage[r * ow * 3..(r + 1) * ow * 3];
-            for (a, &p) in acc.iter_mut().zip(row) {
-                *a += p as i32 * kv;
-            }
-        }
-        for (o, &a) in out[yy * ow * 3..(yy + 1) * ow * 3].iter_mut().zip(&acc) {
-            *o = clip8(a);
-        }
-    }
-    RgbImage::from_raw(out_w, out_h, out).expect("buffer size matches")
 }
 
 /// OpenCV `INTER_LINEAR` source index and weight for each output coordinate.
