@@ -47,7 +47,7 @@ pub fn derive_seed(words: &[u64]) -> [u8; 32] {
     key
 }
 
-const TAG_ORDER: u64 = 0x6f72_6465_72; // "order"
+const TAG_ORDER: u64 = 0x006f_7264_6572; // "order"
 const TAG_SAMPLE: u64 = 0x7361_6d70_6c65; // "sample"
 
 /// The augmentation RNG of the sample at `position` of `epoch`.

@@ -51,8 +51,8 @@ fn main_colour(scene: &Scene) -> Vec<f32> {
     let mut n = 0f32;
     for (p, &m) in scene.image.pixels().zip(&main.mask.data) {
         if m != 0 {
-            for c in 0..3 {
-                acc[c] += p.0[c] as f32 / 255.0;
+            for (a, &v) in acc.iter_mut().zip(&p.0) {
+                *a += v as f32 / 255.0;
             }
             n += 1.0;
         }

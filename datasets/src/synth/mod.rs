@@ -44,7 +44,7 @@ use paint::{Fill, distance};
 use shapes::{Shape, place};
 pub use sheet::sample_sheet;
 
-const TAG_SCENE: u64 = 0x7363_656e_65; // "scene"
+const TAG_SCENE: u64 = 0x0073_6365_6e65; // "scene"
 
 /// What to draw.
 #[derive(Debug, Clone, PartialEq, Serialize)]

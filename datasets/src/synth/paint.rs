@@ -207,9 +207,8 @@ mod tests {
             for y in 0..32 {
                 for x in 0..32 {
                     let c = f.at(x as f32 + 0.5, y as f32 + 0.5, 32.0);
-                    for k in 0..3 {
-                        let (lo, hi) = (f.a[k].min(f.b[k]), f.a[k].max(f.b[k]));
-                        assert!(c[k] >= lo - 1e-3 && c[k] <= hi + 1e-3);
+                    for ((&ck, &ak), &bk) in c.iter().zip(&f.a).zip(&f.b) {
+                        assert!(ck >= ak.min(bk) - 1e-3 && ck <= ak.max(bk) + 1e-3);
                     }
                 }
             }

@@ -405,9 +405,9 @@ pub fn sample_sheet(
         }
     }
     let names = cfg.class_names();
-    for class in 0..cfg.classes {
+    for (class, name) in names.iter().enumerate() {
         let y = header + class as u32 * (cell + 2 * gap) + gap;
-        draw_text(&mut sheet, 4, y + cell / 2 - 7, &names[class], 2, ink);
+        draw_text(&mut sheet, 4, y + cell / 2 - 7, name, 2, ink);
         // Training scenes whose main class is `class`: indices class, class + K, ...
         for (c, index) in (class..cfg.train_images())
             .step_by(cfg.classes)

@@ -45,7 +45,9 @@ impl RandomResizedCrop {
     pub fn validate(&self) -> Result<()> {
         let (s0, s1) = self.scale;
         let (r0, r1) = self.ratio;
-        if !(s0 > 0.0 && s0 <= s1 && s1.is_finite()) || !(r0 > 0.0 && r0 <= r1 && r1.is_finite()) {
+        let scale_ok = s0 > 0.0 && s0 <= s1 && s1.is_finite();
+        let ratio_ok = r0 > 0.0 && r0 <= r1 && r1.is_finite();
+        if !(scale_ok && ratio_ok) {
             return Err(DatasetError::InvalidConfig(format!(
                 "RandomResizedCrop needs 0 < scale.0 <= scale.1 and 0 < ratio.0 <= ratio.1, got scale {:?} ratio {:?}",
                 self.scale, self.ratio
