@@ -235,8 +235,13 @@ impl DalleEncoder {
     /// # Shapes
     /// `pixels01: [B, 3, H, W]` → `[B, vocab, H/8, W/8]`
     pub fn logits(&self, pixels01: Tensor<4>) -> Tensor<4> {
+        self.logits_of_mapped(pixels01.mul_scalar(0.8).add_scalar(0.1))
+    }
+
+    /// Logits of pixels already mapped to `0.8·x + 0.1` (what the pretraining transform makes).
+    pub fn logits_of_mapped(&self, mapped: Tensor<4>) -> Tensor<4> {
         let b = &self.blocks;
-        let mut x = b.input.forward(pixels01.mul_scalar(0.8).add_scalar(0.1));
+        let mut x = b.input.forward(mapped);
         for g in [&b.group_1, &b.group_2, &b.group_3, &b.group_4] {
             for blk in &g.block {
                 x = blk.forward(x);
@@ -253,7 +258,15 @@ impl DalleEncoder {
     /// # Shapes
     /// `pixels01: [B, 3, H, W]` → `[B, (H/8)·(W/8)]`
     pub fn tokens(&self, pixels01: Tensor<4>) -> Tensor<2, Int> {
-        let logits = self.logits(pixels01);
+        Self::argmax_ids(self.logits(pixels01))
+    }
+
+    /// Token ids of pixels already mapped to `0.8·x + 0.1`, row-major: `[B, (H/8)·(W/8)]`.
+    pub fn tokens_of_mapped(&self, mapped: Tensor<4>) -> Tensor<2, Int> {
+        Self::argmax_ids(self.logits_of_mapped(mapped))
+    }
+
+    fn argmax_ids(logits: Tensor<4>) -> Tensor<2, Int> {
         let [b, _, h, w] = logits.dims();
         logits.argmax(1).reshape([b, h * w])
     }

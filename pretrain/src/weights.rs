@@ -233,9 +233,23 @@ pub fn save_safetensors<M: Module + ModuleSnapshot>(
     filter: Option<&str>,
     metadata: &HashMap<String, String>,
 ) -> Result<(), PretrainError> {
+    let named = collect_tensors(model, filter, "")?;
+    write_safetensors_atomic(path, &named, metadata)
+}
+
+/// A tensor ready to be written: `(name, shape, f32 little-endian bytes)`.
+pub type RawTensor = (String, Vec<usize>, Vec<u8>);
+
+/// `model`'s tensors in official naming and PyTorch layout as f32 bytes, names prefixed by
+/// `prefix`; `filter` keeps module paths matching a regex.
+pub fn collect_tensors<M: Module + ModuleSnapshot>(
+    model: &M,
+    filter: Option<&str>,
+    prefix: &str,
+) -> Result<Vec<RawTensor>, PretrainError> {
     let filter = filter.map(|r| PathFilter::new().with_regex(r));
     let tensors = model.collect(filter, Some(Box::new(BurnToPyTorchAdapter)), true);
-    let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    let mut named = Vec::with_capacity(tensors.len());
     for t in tensors {
         let name = t.name.clone();
         let data = bridge::into_data(t)
@@ -244,16 +258,20 @@ pub fn save_safetensors<M: Module + ModuleSnapshot>(
         let values: Vec<f32> = data
             .try_to_vec_as::<f32>()
             .map_err(|e| PretrainError::Backend(format!("reading `{name}`: {e:?}")))?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        named.push((name, shape, bytes));
+        named.push((format!("{prefix}{name}"), shape, f32_bytes(&values)));
     }
-    write_safetensors_atomic(path, &named, metadata)
+    Ok(named)
+}
+
+/// Little-endian bytes of f32 values.
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// Serialises `(name, shape, f32 little-endian bytes)` triples to `path` via a temporary file.
 pub fn write_safetensors_atomic(
     path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    tensors: &[RawTensor],
     metadata: &HashMap<String, String>,
 ) -> Result<(), PretrainError> {
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors

@@ -4,15 +4,15 @@
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::store::ModuleSnapshot;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{CaeConfig, TargetConfig};
 use crate::error::PretrainError;
-use crate::loss::{CaeLoss, cae_loss};
+use crate::loss::{CaeLoss, accuracy, cae_loss, cross_entropy, mse};
 use crate::masking::MaskBatch;
-use crate::model::{ContextAutoencoder, ForwardCtx, TokenSelection};
+use crate::model::{BeitPretrain, ContextAutoencoder, ForwardCtx, TokenSelection};
 use crate::optim::{AdamW, clip_grad_norm};
 use crate::targets::{Targets, pixel_targets};
 
@@ -124,8 +124,10 @@ pub fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
 /// Forward + backward over the micro-batches, then one clipped AdamW update.
 ///
 /// Each micro-batch's loss is scaled by its share of the samples, so the accumulated gradient is
-/// that of the mean loss over the whole batch.
-pub fn train_step<M: Pretrainable>(
+/// that of the mean loss over the whole batch. Micro-batches on other devices than the model's run
+/// on replicas of the model in parallel threads (data parallel); their gradients are brought to the
+/// model's device and summed in micro-batch order.
+pub fn train_step<M: Pretrainable + Send + Sync>(
     model: M,
     optim: &mut AdamW,
     cfg: &CaeConfig,
@@ -138,34 +140,85 @@ pub fn train_step<M: Pretrainable>(
     if total == 0 {
         return Err(PretrainError::Input("an empty batch".into()));
     }
-    let mut ctx = ForwardCtx::train(rng);
-    let mut accumulator = GradientsAccumulator::<M>::new();
-    let mut scalars: Vec<Tensor<1>> = Vec::new();
-    let mut has_acc = false;
+    let home = model
+        .devices()
+        .into_iter()
+        .next()
+        .ok_or_else(|| PretrainError::Input("the model has no parameters".into()))?;
+    let mut devices: Vec<Device> = Vec::new();
     for mb in micro_batches {
-        let share = mb.len() as f64 / total as f64;
-        let l = model.losses(cfg, mb, &mut ctx)?;
-        let grads = l.loss.clone().mul_scalar(share).backward();
-        accumulator.accumulate(&model, GradientsParams::from_grads(grads, &model));
-        let acc = match l.mlm_acc {
-            Some(a) => {
-                has_acc = true;
-                a
-            }
-            None => l.loss.zeros_like(),
-        };
-        scalars.push(
-            Tensor::cat(
-                vec![
-                    l.loss.detach(),
-                    l.loss_rec.detach(),
-                    l.loss_align.detach(),
-                    acc,
-                ],
-                0,
-            )
-            .mul_scalar(share),
-        );
+        let d = mb.images.device();
+        if !devices.contains(&d) {
+            devices.push(d);
+        }
+    }
+    // One worker per device; the home device's worker uses the model itself.
+    let outputs: Vec<Result<Vec<(usize, GradientsParams, Tensor<1>, bool)>, PretrainError>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = devices
+                .iter()
+                .enumerate()
+                .map(|(w, device)| {
+                    let replica = if *device == home {
+                        model.clone()
+                    } else {
+                        model.clone().fork(device)
+                    };
+                    let mut worker_rng = rng.clone();
+                    worker_rng
+                        .set_stream(worker_rng.get_stream().wrapping_add(w as u64 * 0x1000_0000));
+                    let home = home.clone();
+                    let device = device.clone();
+                    scope.spawn(move || -> Result<_, PretrainError> {
+                        let mut ctx = ForwardCtx::train(worker_rng);
+                        let mut out = Vec::new();
+                        for (i, mb) in micro_batches.iter().enumerate() {
+                            if mb.images.device() != device {
+                                continue;
+                            }
+                            let share = mb.len() as f64 / total as f64;
+                            let l = replica.losses(cfg, mb, &mut ctx)?;
+                            let grads = l.loss.clone().mul_scalar(share).backward();
+                            let mut grads = GradientsParams::from_grads(grads, &replica);
+                            if device != home {
+                                grads = grads.to_device(&home, &replica);
+                            }
+                            let has_acc = l.mlm_acc.is_some();
+                            let acc = l.mlm_acc.unwrap_or_else(|| l.loss.zeros_like());
+                            let scalars = Tensor::cat(
+                                vec![
+                                    l.loss.detach(),
+                                    l.loss_rec.detach(),
+                                    l.loss_align.detach(),
+                                    acc,
+                                ],
+                                0,
+                            )
+                            .mul_scalar(share)
+                            .to_device(&home);
+                            out.push((i, grads, scalars, has_acc));
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a training worker panicked"))
+                .collect()
+        });
+    let mut parts = Vec::new();
+    for o in outputs {
+        parts.extend(o?);
+    }
+    parts.sort_by_key(|p| p.0);
+    let mut accumulator = GradientsAccumulator::<M>::new();
+    let mut scalars = Vec::with_capacity(parts.len());
+    let mut has_acc = false;
+    for (_, grads, s, acc) in parts {
+        accumulator.accumulate(&model, grads);
+        scalars.push(s);
+        has_acc |= acc;
     }
     let mut grads = accumulator.grads();
     let sums: Vec<f32> = Tensor::stack::<2>(scalars, 0)
@@ -184,4 +237,29 @@ pub fn train_step<M: Pretrainable>(
             grad_norm,
         },
     ))
+}
+
+impl Pretrainable for BeitPretrain {
+    fn losses(
+        &self,
+        cfg: &CaeConfig,
+        batch: &PretrainBatch,
+        ctx: &mut ForwardCtx,
+    ) -> Result<CaeLoss, PretrainError> {
+        let targets = targets_for(cfg, batch)?;
+        let out = self.forward(batch.images.clone(), &batch.masks, ctx);
+        let (loss_rec, mlm_acc) = match &targets {
+            Targets::Tokens(ids) => (
+                cross_entropy(out.logits.clone(), ids.clone()),
+                Some(accuracy(out.logits.detach(), ids.clone())),
+            ),
+            Targets::Pixels(px) => (mse(out.logits, px.clone()), None),
+        };
+        Ok(CaeLoss {
+            loss: loss_rec.clone(),
+            loss_align: loss_rec.zeros_like(),
+            loss_rec,
+            mlm_acc,
+        })
+    }
 }
