@@ -47,7 +47,11 @@ fn close(case: &Path, what: &str, got: f64, want: &Value) {
         ),
         None => {
             assert!(want.is_null(), "{} {what}: {want}", case.display());
-            assert!(got.is_nan(), "{} {what}: ours {got}, mmseg NaN", case.display());
+            assert!(
+                got.is_nan(),
+                "{} {what}: ours {got}, mmseg NaN",
+                case.display()
+            );
         }
     }
 }

@@ -49,7 +49,10 @@ fn read_json(path: &Path) -> Value {
 }
 
 fn iou_types() -> [(IouType, &'static str); 2] {
-    [(IouType::Bbox, "dt_bbox.json"), (IouType::Segm, "dt_segm.json")]
+    [
+        (IouType::Bbox, "dt_bbox.json"),
+        (IouType::Segm, "dt_segm.json"),
+    ]
 }
 
 fn check_stats(case: &Path, iou: IouType, got: &CocoStats, want: &Value) {

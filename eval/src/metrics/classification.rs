@@ -79,7 +79,11 @@ macro_rules! label {
 label!(u8, u16, u32, u64, usize, i32, i64);
 
 /// The rank of the true class among one sample's scores (0 = best), ties by class index.
-fn rank_of_label<S: Score>(row: &[S], label: usize, sample: usize) -> Result<usize, ClassificationError> {
+fn rank_of_label<S: Score>(
+    row: &[S],
+    label: usize,
+    sample: usize,
+) -> Result<usize, ClassificationError> {
     let target = row[label].to_f64();
     let mut rank = 0;
     for (j, s) in row.iter().enumerate() {
@@ -144,14 +148,13 @@ impl TopKAccuracy {
         }
         let mut correct = vec![0u64; self.ks.len()];
         for (sample, (row, &label)) in scores.chunks_exact(num_classes).zip(labels).enumerate() {
-            let index = label
-                .to_index()
-                .filter(|&l| l < num_classes)
-                .ok_or(ClassificationError::LabelOutOfRange {
+            let index = label.to_index().filter(|&l| l < num_classes).ok_or(
+                ClassificationError::LabelOutOfRange {
                     sample,
                     label: label.to_i64(),
                     num_classes,
-                })?;
+                },
+            )?;
             let rank = rank_of_label(row, index, sample)?;
             for (c, &k) in correct.iter_mut().zip(&self.ks) {
                 *c += u64::from(rank < k);
@@ -186,7 +189,10 @@ impl TopKAccuracy {
 
     /// How many samples were correct at `k`, if `k` is tracked.
     pub fn correct(&self, k: usize) -> Option<u64> {
-        self.ks.iter().position(|&x| x == k).map(|i| self.correct[i])
+        self.ks
+            .iter()
+            .position(|&x| x == k)
+            .map(|i| self.correct[i])
     }
 
     /// Accuracy at `k` as a fraction; `None` if `k` is not tracked or nothing was added.

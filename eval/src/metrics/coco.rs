@@ -32,7 +32,7 @@
 //! an RLE decodes and has its image's `[height, width]`; segm results are compressed RLE, as
 //! `loadRes` requires.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,7 +97,11 @@ pub enum GtEntry {
     /// `categories[index]`, with its id.
     Category { index: usize, id: u64 },
     /// `annotations[index]`, with its id and image id.
-    Annotation { index: usize, id: u64, image_id: u64 },
+    Annotation {
+        index: usize,
+        id: u64,
+        image_id: u64,
+    },
 }
 
 impl fmt::Display for GtEntry {
@@ -158,7 +162,10 @@ impl fmt::Display for Problem {
             Problem::DuplicateId => f.write_str("its id is used by an earlier record"),
             Problem::UnknownImage => f.write_str("its image_id is not in the ground truth"),
             Problem::UnknownCategory(id) => {
-                write!(f, "category_id {id} is not in the ground truth's categories")
+                write!(
+                    f,
+                    "category_id {id} is not in the ground truth's categories"
+                )
             }
             Problem::MissingArea => f.write_str("it has no `area`"),
             Problem::InvalidArea(a) => write!(f, "its area {a} is not a finite value ≥ 0"),
@@ -654,7 +661,7 @@ pub fn evaluate_files(gt: &Path, dt: &Path, iou_type: IouType) -> Result<CocoEva
 /// accumulate, summarize) and collects the results. Nothing is printed.
 pub fn evaluate(gt: &CocoGt, dets: Detections, iou_type: IouType) -> Result<CocoEval, CocoError> {
     gt.check_for(iou_type)?;
-    validate_detections(gt, &dets)?;
+    validate_detections(gt, &dets, iou_type)?;
     let num_detections = dets.len();
     let dt = gt.coco.load_res_anns(dets.annotations)?;
     let mut ev = hotcoco::COCOeval::new(Arc::clone(&gt.coco), dt, iou_type.into());
@@ -688,10 +695,9 @@ pub fn evaluate(gt: &CocoGt, dets: Detections, iou_type: IouType) -> Result<Coco
     };
     let shape = curves.shape();
     if curves.precision.len() != shape.iter().product::<usize>() {
-        return Err(hotcoco::Error::InvalidState(
-            "precision array does not match its axes".into(),
-        )
-        .into());
+        return Err(
+            hotcoco::Error::InvalidState("precision array does not match its axes".into()).into(),
+        );
     }
     let per_category = per_category_ap(&curves, gt);
     Ok(CocoEval {
@@ -732,7 +738,11 @@ fn per_category_ap(curves: &PrecisionRecall, gt: &CocoGt) -> Vec<CategoryAp> {
             }
             CategoryAp {
                 id,
-                name: gt.coco.get_cat(id).map(|c| c.name.clone()).unwrap_or_default(),
+                name: gt
+                    .coco
+                    .get_cat(id)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default(),
                 ap: (!valid.is_empty()).then(|| numeric::mean(&valid)),
             }
         })
@@ -790,9 +800,8 @@ fn finite_box(b: &[f64; 4]) -> bool {
 fn check_rle(seg: &Segmentation, image: &Image) -> Option<Problem> {
     let rle = seg.rle_ref()?;
     let (h, w) = match rle {
-        hotcoco::mask::RleRef::Compressed { h, w, .. } | hotcoco::mask::RleRef::Runs { h, w, .. } => {
-            (h, w)
-        }
+        hotcoco::mask::RleRef::Compressed { h, w, .. }
+        | hotcoco::mask::RleRef::Runs { h, w, .. } => (h, w),
     };
     if [h, w] != [image.height, image.width] {
         return Some(Problem::MaskSizeMismatch {
@@ -805,7 +814,7 @@ fn check_rle(seg: &Segmentation, image: &Image) -> Option<Problem> {
 
 /// The ground-truth checks that hold for any IoU type. Returns the first bad record.
 fn validate_gt(ds: &Dataset) -> Result<(), (GtEntry, Problem)> {
-    let mut images = rustc_hash_map(ds.images.len());
+    let mut images = HashMap::with_capacity(ds.images.len());
     for (index, img) in ds.images.iter().enumerate() {
         if images.insert(img.id, index).is_some() {
             return Err((GtEntry::Image { index, id: img.id }, Problem::DuplicateId));
@@ -814,7 +823,10 @@ fn validate_gt(ds: &Dataset) -> Result<(), (GtEntry, Problem)> {
     let mut cats = HashSet::with_capacity(ds.categories.len());
     for (index, cat) in ds.categories.iter().enumerate() {
         if !cats.insert(cat.id) {
-            return Err((GtEntry::Category { index, id: cat.id }, Problem::DuplicateId));
+            return Err((
+                GtEntry::Category { index, id: cat.id },
+                Problem::DuplicateId,
+            ));
         }
     }
     let mut ann_ids = HashSet::with_capacity(ds.annotations.len());
@@ -854,10 +866,6 @@ fn validate_gt(ds: &Dataset) -> Result<(), (GtEntry, Problem)> {
     Ok(())
 }
 
-fn rustc_hash_map(capacity: usize) -> std::collections::HashMap<u64, usize> {
-    std::collections::HashMap::with_capacity(capacity)
-}
-
 /// The geometry a results file has, from its first entry (pycocotools' rule).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ResultKind {
@@ -865,7 +873,7 @@ enum ResultKind {
     Segm,
 }
 
-fn validate_detections(gt: &CocoGt, dets: &Detections) -> Result<(), CocoError> {
+fn validate_detections(gt: &CocoGt, dets: &Detections, iou_type: IouType) -> Result<(), CocoError> {
     let Some(first) = dets.annotations.first() else {
         return Ok(());
     };
@@ -893,16 +901,25 @@ fn validate_detections(gt: &CocoGt, dets: &Detections) -> Result<(), CocoError> 
             (ResultKind::Bbox, None, _) => return Some(Problem::MissingBbox),
             (_, Some(b), _) if !finite_box(b) => return Some(Problem::InvalidBbox(*b)),
             (ResultKind::Segm, _, None) => return Some(Problem::MissingSegmentation),
-            (ResultKind::Segm, _, Some(Segmentation::CompressedRle { .. })) | (ResultKind::Bbox, ..) => {}
+            (ResultKind::Segm, _, Some(Segmentation::CompressedRle { .. }))
+            | (ResultKind::Bbox, ..) => {}
             (ResultKind::Segm, _, Some(_)) => return Some(Problem::NotCompressedRle),
         }
-        if let Some(seg) = &ann.segmentation {
-            if let Some(problem) = check_rle(seg, image) {
-                return Some(problem);
-            }
-            if seg.rle_ref().is_none() && (image.height == 0 || image.width == 0) {
-                return Some(Problem::MissingImageSize);
-            }
+        if let Some(problem) = ann
+            .segmentation
+            .as_ref()
+            .and_then(|seg| check_rle(seg, image))
+        {
+            return Some(problem);
+        }
+        // A polygon, or a box without a mask (pycocotools gives it the box's polygon), is
+        // rasterised at the image's size for segm.
+        let rasterised = ann
+            .segmentation
+            .as_ref()
+            .is_none_or(|s| s.rle_ref().is_none());
+        if iou_type == IouType::Segm && rasterised && (image.height == 0 || image.width == 0) {
+            return Some(Problem::MissingImageSize);
         }
         None
     };
@@ -1039,8 +1056,12 @@ mod tests {
         let mut ds = small_gt().dataset().clone();
         ds.categories.push(category(7, "unused"));
         let gt = CocoGt::from_dataset(ds).unwrap();
-        let r = evaluate(&gt, vec![det(1, 7, [0.0, 0.0, 5.0, 5.0], 0.5)].into(), IouType::Bbox)
-            .unwrap();
+        let r = evaluate(
+            &gt,
+            vec![det(1, 7, [0.0, 0.0, 5.0, 5.0], 0.5)].into(),
+            IouType::Bbox,
+        )
+        .unwrap();
         let k = r.curves.category_index(7).unwrap();
         assert_eq!(r.per_category[k].ap, None);
         assert_eq!(r.per_category[0].ap, Some(0.0));
@@ -1139,7 +1160,11 @@ mod tests {
             w: 200,
             counts: vec![15000, 10],
         });
-        match evaluate(&small_gt(), vec![rle_det(100, 100, &overrun)].into(), IouType::Segm) {
+        match evaluate(
+            &small_gt(),
+            vec![rle_det(100, 100, &overrun)].into(),
+            IouType::Segm,
+        ) {
             Err(CocoError::Detection {
                 problem: Problem::InvalidRle(_),
                 ..
@@ -1148,8 +1173,30 @@ mod tests {
         }
         // Polygons are not segm results.
         let mut poly = rle_det(100, 100, "");
-        poly.segmentation = Some(Segmentation::Polygon(vec![vec![0.0, 0.0, 5.0, 0.0, 5.0, 5.0]]));
+        poly.segmentation = Some(Segmentation::Polygon(vec![vec![
+            0.0, 0.0, 5.0, 0.0, 5.0, 5.0,
+        ]]));
         expect_detection_problem(vec![poly], &Problem::NotCompressedRle, 0);
+    }
+
+    #[test]
+    fn boxes_need_an_image_size_to_be_rasterised_for_segm() {
+        let mut ds = small_gt().dataset().clone();
+        ds.images.push(image(2, 0, 0));
+        let gt = CocoGt::from_dataset(ds).unwrap();
+        let dets = vec![
+            det(1, 1, [0.0, 0.0, 10.0, 10.0], 0.9),
+            det(2, 1, [0.0, 0.0, 10.0, 10.0], 0.9),
+        ];
+        assert!(evaluate(&gt, dets.clone().into(), IouType::Bbox).is_ok());
+        match evaluate(&gt, dets.into(), IouType::Segm) {
+            Err(CocoError::Detection {
+                index: 1,
+                problem: Problem::MissingImageSize,
+                ..
+            }) => {}
+            other => panic!("expected a missing image size, got {other:?}"),
+        }
     }
 
     #[test]

@@ -92,23 +92,25 @@ mod tests {
 
     #[test]
     fn blocked_sums_use_eight_lanes() {
-        // 16 values: lane 0 holds 1.0 + 1e-16 (= 1.0), the other lanes 2e-16 each; their sum
-        // (1.4e-15) survives when added to 1.0, while a serial sum drops every 1e-16.
-        let v = lopsided(16);
-        assert_eq!(serial(&v), 1.0);
-        let expected = (1.0 + (2e-16 + 2e-16)) + ((2e-16 + 2e-16) + (2e-16 + 2e-16)) + 2e-16;
-        let lanes = ((1.0 + 2e-16) + (2e-16 + 2e-16)) + ((2e-16 + 2e-16) + (2e-16 + 2e-16));
-        assert_eq!(pairwise_sum(&v), lanes);
-        assert!(pairwise_sum(&v) > 1.0);
-        // Both groupings round the same way here; the point is that it is not the serial sum.
-        assert_eq!(lanes, expected);
+        // 19 values: lanes j = v[j] + v[j + 8] for j < 8, combined as a tree, then v[16..19]
+        // added in order.
+        let v: Vec<f64> = (0..19).map(|i| 1.0 / f64::from(i + 3)).collect();
+        let l: Vec<f64> = (0..8).map(|j| v[j] + v[j + 8]).collect();
+        let tree = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        let expected = ((tree + v[16]) + v[17]) + v[18];
+        assert_eq!(pairwise_sum(&v).to_bits(), expected.to_bits());
+        // A large value and small ones: serially every 1e-16 is lost, the lanes keep them.
+        let w = lopsided(16);
+        assert_eq!(serial(&w), 1.0);
+        assert!(pairwise_sum(&w) > 1.0);
     }
 
     #[test]
     fn long_sums_split_at_a_multiple_of_eight() {
         // 300 values split as 144 + 156, and 156 again as 72 + 84.
         let v: Vec<f64> = (0..300).map(|i| 1.0 / f64::from(i + 1)).collect();
-        let manual = pairwise_sum(&v[..144]) + (pairwise_sum(&v[144..216]) + pairwise_sum(&v[216..]));
+        let manual =
+            pairwise_sum(&v[..144]) + (pairwise_sum(&v[144..216]) + pairwise_sum(&v[216..]));
         assert_eq!(pairwise_sum(&v).to_bits(), manual.to_bits());
         assert!((pairwise_sum(&v) - serial(&v)).abs() < 1e-12);
     }

@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 
 use super::png::Decoder;
-use super::{
-    JointHist, LabelEncoding, MapKind, SegConfusion, SegMetrics, SemsegError, ValueMap,
-};
+use super::{JointHist, LabelEncoding, MapKind, SegConfusion, SegMetrics, SemsegError, ValueMap};
 
 /// How the two folders are read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +63,11 @@ pub fn evaluate_folders(
     let empty = SegConfusion::new(config.num_classes, config.ignore_index)?;
     let gt_names: Vec<OsString> = list_files(gt_dir)?
         .into_iter()
-        .filter(|n| Path::new(n).extension().is_some_and(|e| e.eq_ignore_ascii_case("png")))
+        .filter(|n| {
+            Path::new(n)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+        })
         .collect();
     if gt_names.is_empty() {
         return Err(SemsegError::NoLabelMaps {
@@ -83,7 +85,10 @@ pub fn evaluate_folders(
             .collect();
         (listed, total)
     };
-    let missing: Vec<&OsString> = gt_names.iter().filter(|n| !pred_names.contains(*n)).collect();
+    let missing: Vec<&OsString> = gt_names
+        .iter()
+        .filter(|n| !pred_names.contains(*n))
+        .collect();
     if !missing.is_empty() {
         let (names, total) = shown(missing);
         return Err(SemsegError::MissingPredictions {
@@ -379,12 +384,18 @@ mod tests {
         assert_eq!(out.confusion, streamed);
         assert_eq!(out.num_images, 9);
         assert_eq!(out.num_pixels, 9 * 12);
-        assert_eq!(out.metrics.m_iou.to_bits(), streamed.compute().m_iou.to_bits());
+        assert_eq!(
+            out.metrics.m_iou.to_bits(),
+            streamed.compute().m_iou.to_bits()
+        );
     }
 
     #[test]
     fn missing_and_extra_predictions_are_listed() {
-        let c = case(&[("a.png", 2, &[1, 2], &[1, 2]), ("b.png", 2, &[1, 2], &[1, 2])]);
+        let c = case(&[
+            ("a.png", 2, &[1, 2], &[1, 2]),
+            ("b.png", 2, &[1, 2], &[1, 2]),
+        ]);
         std::fs::remove_file(c.pred.join("b.png")).unwrap();
         match evaluate_folders(&c.gt, &c.pred, &config(3)) {
             Err(e @ SemsegError::MissingPredictions { .. }) => {

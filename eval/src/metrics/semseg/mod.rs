@@ -608,7 +608,12 @@ mod tests {
         let m = conf.compute();
         let (iou, acc, a_acc) = reference(&preds, &labels, 3);
         for k in 0..3 {
-            assert!(same(m.iou[k], iou[k]), "IoU {k}: {} vs {}", m.iou[k], iou[k]);
+            assert!(
+                same(m.iou[k], iou[k]),
+                "IoU {k}: {} vs {}",
+                m.iou[k],
+                iou[k]
+            );
             assert!(same(m.acc[k], acc[k]));
         }
         assert_eq!(m.a_acc, a_acc);
@@ -627,7 +632,8 @@ mod tests {
         // Image 1: class 0 perfect on 1 pixel; image 2: class 0 IoU 1/3 on many pixels.
         let mut conf = SegConfusion::new(2, 255).unwrap();
         conf.update(&[0u8], &[0]).unwrap();
-        conf.update(&[0u8, 0, 0, 1, 1, 1], &[0, 0, 1, 1, 1, 1]).unwrap();
+        conf.update(&[0u8, 0, 0, 1, 1, 1], &[0, 0, 1, 1, 1, 1])
+            .unwrap();
         let m = conf.compute();
         // Σ: I0 = 3, P0 = 4, L0 = 3 → IoU0 = 3/4 (a per-image mean would give (1 + 2/3) / 2).
         assert_eq!(m.iou[0], 3.0 / 4.0);

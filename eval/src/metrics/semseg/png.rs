@@ -149,7 +149,8 @@ mod tests {
     #[test]
     fn gray8_values_are_kept() {
         let data = [0u8, 1, 150, 255, 7, 9];
-        let (map, out) = decode(&encode(3, 2, ColorType::Grayscale, BitDepth::Eight, &data)).unwrap();
+        let (map, out) =
+            decode(&encode(3, 2, ColorType::Grayscale, BitDepth::Eight, &data)).unwrap();
         assert_eq!((map.width, map.height), (3, 2));
         assert_eq!(out, data);
     }
@@ -168,10 +169,23 @@ mod tests {
     #[test]
     fn gray16_is_narrowed_and_checked() {
         let data = [0u8, 3, 0, 200];
-        let (_, out) = decode(&encode(2, 1, ColorType::Grayscale, BitDepth::Sixteen, &data)).unwrap();
+        let (_, out) = decode(&encode(
+            2,
+            1,
+            ColorType::Grayscale,
+            BitDepth::Sixteen,
+            &data,
+        ))
+        .unwrap();
         assert_eq!(out, [3, 200]);
         let data = [0u8, 3, 1, 0];
-        match decode(&encode(2, 1, ColorType::Grayscale, BitDepth::Sixteen, &data)) {
+        match decode(&encode(
+            2,
+            1,
+            ColorType::Grayscale,
+            BitDepth::Sixteen,
+            &data,
+        )) {
             Err(SemsegError::InvalidValue {
                 value: 256,
                 first_at: Some((1, 0)),
@@ -184,13 +198,19 @@ mod tests {
     #[test]
     fn colour_images_and_garbage_are_refused() {
         let rgb = encode(1, 1, ColorType::Rgb, BitDepth::Eight, &[1, 2, 3]);
-        assert!(matches!(decode(&rgb), Err(SemsegError::UnsupportedFormat { .. })));
+        assert!(matches!(
+            decode(&rgb),
+            Err(SemsegError::UnsupportedFormat { .. })
+        ));
         assert!(matches!(
             decode(b"not a png"),
             Err(SemsegError::Decode { .. })
         ));
         let mut truncated = encode(4, 4, ColorType::Grayscale, BitDepth::Eight, &[3; 16]);
         truncated.truncate(truncated.len() - 20);
-        assert!(matches!(decode(&truncated), Err(SemsegError::Decode { .. })));
+        assert!(matches!(
+            decode(&truncated),
+            Err(SemsegError::Decode { .. })
+        ));
     }
 }
