@@ -36,6 +36,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rayon::prelude::*;
 
@@ -385,6 +386,8 @@ impl Detections {
                     .into(),
             });
         }
+        // One serial serde pass (~0.3 s for 500,000 boxes): cutting the file into pieces parsed
+        // in parallel measured no faster on 2 busy cores once the pieces are joined again.
         let annotations: Vec<Annotation> =
             serde_json::from_slice(&bytes).map_err(|source| CocoError::Json {
                 path: path.to_owned(),
@@ -652,21 +655,37 @@ pub struct CocoEval {
 
 /// Reads both files and evaluates.
 pub fn evaluate_files(gt: &Path, dt: &Path, iou_type: IouType) -> Result<CocoEval, CocoError> {
+    let start = Instant::now();
     let gt = CocoGt::from_file(gt)?;
+    tracing::debug!(seconds = start.elapsed().as_secs_f64(), "read ground truth");
+    let start = Instant::now();
     let dets = Detections::from_file(dt)?;
+    tracing::debug!(seconds = start.elapsed().as_secs_f64(), "read detections");
     evaluate(&gt, dets, iou_type)
 }
 
 /// Validates the detections against the ground truth, then runs COCOeval (evaluate,
 /// accumulate, summarize) and collects the results. Nothing is printed.
 pub fn evaluate(gt: &CocoGt, dets: Detections, iou_type: IouType) -> Result<CocoEval, CocoError> {
+    let start = Instant::now();
     gt.check_for(iou_type)?;
     validate_detections(gt, &dets, iou_type)?;
     let num_detections = dets.len();
     let dt = gt.coco.load_res_anns(dets.annotations)?;
+    tracing::debug!(
+        seconds = start.elapsed().as_secs_f64(),
+        "validated and indexed"
+    );
+    let start = Instant::now();
     let mut ev = hotcoco::COCOeval::new(Arc::clone(&gt.coco), dt, iou_type.into());
     ev.evaluate()?;
+    tracing::debug!(
+        seconds = start.elapsed().as_secs_f64(),
+        "evaluate (matching)"
+    );
+    let start = Instant::now();
     ev.accumulate();
+    tracing::debug!(seconds = start.elapsed().as_secs_f64(), "accumulate");
     // Computes the stats without printing them (`summarize()` prints to stdout).
     let _lines = ev.summarize_lines();
     let stats = ev
