@@ -312,9 +312,8 @@ impl CocoGt {
     /// The checks that depend on the IoU type: every annotation has the geometry it is
     /// evaluated on (pycocotools raises a `KeyError` otherwise).
     fn check_for(&self, iou_type: IouType) -> Result<(), CocoError> {
-        let images = &self.coco;
-        let bad = self
-            .coco
+        let coco = &self.coco;
+        let bad = coco
             .dataset
             .annotations
             .par_iter()
@@ -324,7 +323,7 @@ impl CocoGt {
                     IouType::Bbox => ann.bbox.is_none().then_some(Problem::MissingBbox),
                     IouType::Segm => match &ann.segmentation {
                         None => Some(Problem::MissingSegmentation),
-                        Some(Segmentation::Polygon(_) | Segmentation::Rect(_)) => images
+                        Some(Segmentation::Polygon(_) | Segmentation::Rect(_)) => coco
                             .get_img(ann.image_id)
                             .filter(|img| img.height == 0 || img.width == 0)
                             .map(|_| Problem::MissingImageSize),

@@ -361,7 +361,9 @@ impl SegConfusion {
         }
         let map = ValueMap::new(encoding, self.num_classes, self.ignore_index);
         let mut hist = JointHist::new();
-        let mut staged = self.clone();
+        // A map longer than one fold is added in steps; stage them so that an error in a later
+        // step leaves `self` unchanged. One fold validates before it adds anything.
+        let mut staged = (pred.len() > MAX_PIXELS_PER_FOLD).then(|| self.clone());
         let mut narrow = Vec::new();
         for (p_chunk, l_chunk) in pred
             .chunks(MAX_PIXELS_PER_FOLD)
@@ -392,9 +394,14 @@ impl SegConfusion {
                 }
             };
             hist.count(p_u8, l_chunk);
-            staged.absorb(&mut hist, &map, encoding)?;
+            staged
+                .as_mut()
+                .unwrap_or(self)
+                .absorb(&mut hist, &map, encoding)?;
         }
-        *self = staged;
+        if let Some(staged) = staged {
+            *self = staged;
+        }
         Ok(())
     }
 
