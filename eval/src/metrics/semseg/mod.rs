@@ -3,7 +3,9 @@
 //! Per image, on the pixels whose label is not the ignore index (255), mmseg counts the
 //! intersection `I_c` (pixels predicted `c` and labelled `c`), the predicted area `P_c` and the
 //! label area `L_c`; a prediction outside `0..C` is counted in no `P_c` (`torch.histc` drops
-//! it). These **areas are summed over the whole dataset** and only then divided:
+//! it). Here a prediction equal to the ignore index (or, in the raw ADE encoding, 0) is such a
+//! "no class" pixel, and any other value outside the classes is an error, in labels too. These
+//! **areas are summed over the whole dataset** and only then divided:
 //!
 //! * `aAcc = ΣI / ΣL`, `IoU_c = I_c / (P_c + L_c − I_c)`, `Acc_c = I_c / L_c`;
 //! * `mIoU = nanmean(IoU)`, `mAcc = nanmean(Acc)`: a class whose union (IoU) or label area
