@@ -27,6 +27,10 @@ pub enum Command {
     /// Benchmarks (img/s of a pretraining step, ...).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// COCO bbox / segm AP of a detections file (pycocotools' numbers).
+    CocoEval(commands::coco_eval::CocoEvalArgs),
+    /// ADE20K mIoU / mAcc / aAcc of a folder of predicted label maps (mmsegmentation's numbers).
+    AdeEval(commands::ade_eval::AdeEvalArgs),
 }
 
 /// Runs the parsed command.
@@ -40,6 +44,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Bench(cmd) => commands::bench::run(cmd),
+        Command::CocoEval(args) => commands::coco_eval::run(args),
+        Command::AdeEval(args) => commands::ade_eval::run(args),
     }
 }
 

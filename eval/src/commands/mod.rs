@@ -1,3 +1,5 @@
 //! One module per `cae-bench` subcommand.
 
+pub mod ade_eval;
 pub mod bench;
+pub mod coco_eval;
