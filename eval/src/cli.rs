@@ -31,6 +31,11 @@ pub enum Command {
     CocoEval(commands::coco_eval::CocoEvalArgs),
     /// ADE20K mIoU / mAcc / aAcc of a folder of predicted label maps (mmsegmentation's numbers).
     AdeEval(commands::ade_eval::AdeEvalArgs),
+    /// Datasets: the synthetic world.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+    /// Pretrain an encoder with CAE (or the BEiT baseline) on a folder of images.
+    Pretrain(Box<commands::pretrain::PretrainArgs>),
 }
 
 /// Runs the parsed command.
@@ -46,6 +51,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cmd) => commands::bench::run(cmd),
         Command::CocoEval(args) => commands::coco_eval::run(args),
         Command::AdeEval(args) => commands::ade_eval::run(args),
+        Command::Data(cmd) => commands::data::run(cmd),
+        Command::Pretrain(args) => commands::pretrain::run_pretrain(*args),
     }
 }
 
@@ -61,6 +68,7 @@ pub fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

@@ -41,7 +41,8 @@ pub fn mse<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<1> {
     (a - b).square().mean()
 }
 
-/// The CAE loss.
+/// The CAE loss. Without an alignment target (λ = 0) the alignment term is 0 and
+/// `loss = loss_rec`.
 ///
 /// # Shapes
 /// `logits: [B·M, outputs]`, `latent_pred, latent_target: [B, M, D']`
@@ -49,7 +50,7 @@ pub fn cae_loss(
     logits: Tensor<2>,
     targets: &Targets,
     latent_pred: Tensor<3>,
-    latent_target: Tensor<3>,
+    latent_target: Option<Tensor<3>>,
     align_weight: f64,
 ) -> CaeLoss {
     let (loss_rec, mlm_acc) = match targets {
@@ -59,11 +60,17 @@ pub fn cae_loss(
         ),
         Targets::Pixels(px) => (mse(logits, px.clone()), None),
     };
-    let loss_align = mse(latent_pred, latent_target);
-    let loss = if align_weight == 0.0 {
-        loss_rec.clone()
-    } else {
-        loss_rec.clone() + loss_align.clone().mul_scalar(align_weight)
+    let (loss, loss_align) = match latent_target {
+        Some(target) => {
+            let loss_align = mse(latent_pred, target);
+            let loss = if align_weight == 0.0 {
+                loss_rec.clone()
+            } else {
+                loss_rec.clone() + loss_align.clone().mul_scalar(align_weight)
+            };
+            (loss, loss_align)
+        }
+        None => (loss_rec.clone(), loss_rec.zeros_like()),
     };
     CaeLoss {
         loss,

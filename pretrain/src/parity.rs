@@ -457,7 +457,7 @@ fn run_cae(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
     let x = images(&r, &device)?;
     let labels = masked_tokens(&r, &masks, &device)?;
     let mut ctx = ForwardCtx::eval();
-    let out = model.forward(x, &masks, &mut ctx);
+    let out = model.forward(x, &masks, true, &mut ctx);
     let loss = cae_loss(
         out.logits.clone(),
         &Targets::Tokens(labels),
@@ -468,7 +468,11 @@ fn run_cae(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
     let grads = loss.loss.backward();
     let mut checks = vec![
         check_output(&r, "output.encoder", out.encoder)?,
-        check_output(&r, "output.latent_target", out.latent_target)?,
+        check_output(
+            &r,
+            "output.latent_target",
+            out.latent_target.expect("computed with_target"),
+        )?,
         check_output(&r, "output.latent_pred", out.latent_pred)?,
         check_output(&r, "output.logits", out.logits)?,
         check_output(&r, "output.loss_rec", loss.loss_rec)?,

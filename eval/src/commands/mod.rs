@@ -3,3 +3,5 @@
 pub mod ade_eval;
 pub mod bench;
 pub mod coco_eval;
+pub mod data;
+pub mod pretrain;

@@ -62,8 +62,8 @@ pub struct CaeForward {
     pub encoder: Tensor<3>,
     /// Regressor output after its LayerNorm, `Ẑ_m`: `[B, M, D']`.
     pub latent_pred: Tensor<3>,
-    /// Alignment target `Z̄_m` (no gradient): `[B, M, D']`.
-    pub latent_target: Tensor<3>,
+    /// Alignment target `Z̄_m` (no gradient): `[B, M, D']`; not computed when λ = 0.
+    pub latent_target: Option<Tensor<3>>,
     /// Decoder outputs, batch-major then ascending patch index: `[B·M, outputs]`.
     pub logits: Tensor<2>,
 }
@@ -135,7 +135,7 @@ impl ContextAutoencoder {
         }
     }
 
-    /// One forward pass.
+    /// One forward pass; the alignment branch runs only when `with_target` is set.
     ///
     /// # Shapes
     /// `images: [B, C, H, W]`; `masks`: `B` rows of exactly `M` masked patches → [`CaeForward`]
@@ -143,6 +143,7 @@ impl ContextAutoencoder {
         &self,
         images: Tensor<4>,
         masks: &MaskBatch,
+        with_target: bool,
         ctx: &mut ForwardCtx,
     ) -> CaeForward {
         let device = images.device();
@@ -162,7 +163,7 @@ impl ContextAutoencoder {
         let z_visible = z.narrow(1, 1, v1 - 1); // [B, V, D']
 
         // Alignment branch: the same weights under stop-gradient, on [cls] + masked patches.
-        let latent_target = {
+        let latent_target = with_target.then(|| {
             let teacher = self.encoder.valid();
             let target = teacher.forward_selected(images.without_autodiff(), &masked, ctx);
             let [_, m1, _] = target.dims();
@@ -172,7 +173,7 @@ impl ContextAutoencoder {
                 &self.encoder_to_regresser_norm.valid(),
                 target,
             )
-        }; // [B, M, D']
+        }); // [B, M, D']
 
         // Regressor: mask-token queries at the masked positions.
         let rd = self.rd_pos_embed.val().squeeze_dim::<2>(0); // [1+N, D']
@@ -278,11 +279,11 @@ mod tests {
         let b = 3;
         let x = Tensor::<4>::random([b, 3, 16, 16], Distribution::Normal(0.0, 1.0), &dev);
         let mb = masks(&cfg, b, 0);
-        let out = model.forward(x, &mb, &mut ForwardCtx::eval());
+        let out = model.forward(x, &mb, true, &mut ForwardCtx::eval());
         let (n, m) = (16, cfg.mask.num_masked);
         assert_eq!(out.encoder.dims(), [b, 1 + n - m, 32]);
         assert_eq!(out.latent_pred.dims(), [b, m, 48]);
-        assert_eq!(out.latent_target.dims(), [b, m, 48]);
+        assert_eq!(out.latent_target.unwrap().dims(), [b, m, 48]);
         assert_eq!(out.logits.dims(), [b * m, 48]); // patch 4 × 4 × 3 pixel outputs
     }
 
@@ -429,7 +430,7 @@ mod tests {
         let b = 2;
         let x = Tensor::<4>::random([b, 3, 16, 16], Distribution::Normal(0.0, 1.0), &dev);
         let mb = masks(&cfg, b, 1);
-        let out = model.forward(x.clone(), &mb, &mut ForwardCtx::eval());
+        let out = model.forward(x.clone(), &mb, true, &mut ForwardCtx::eval());
         let TargetConfig::Pixel { norm } = cfg.target else {
             unreachable!()
         };

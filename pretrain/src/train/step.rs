@@ -103,7 +103,8 @@ impl Pretrainable for ContextAutoencoder {
         ctx: &mut ForwardCtx,
     ) -> Result<CaeLoss, PretrainError> {
         let targets = targets_for(cfg, batch)?;
-        let out = self.forward(batch.images.clone(), &batch.masks, ctx);
+        let with_target = cfg.align_loss_weight > 0.0;
+        let out = self.forward(batch.images.clone(), &batch.masks, with_target, ctx);
         Ok(cae_loss(
             out.logits,
             &targets,
