@@ -282,13 +282,81 @@ pub fn write_safetensors_atomic(
             (n.clone(), view)
         })
         .collect();
-    let bytes = safetensors::serialize(views, Some(metadata.clone())).map_err(|e| {
+    let mut bytes = safetensors::serialize(views, Some(metadata.clone())).map_err(|e| {
         PretrainError::Safetensors {
             path: path.to_path_buf(),
             message: e.to_string(),
         }
     })?;
+    canonicalize_header(&mut bytes);
     write_atomic(path, &bytes)
+}
+
+/// Rewrites a safetensors header with its keys sorted, so that the same tensors and metadata give
+/// the same bytes (the metadata map is a `HashMap`, whose order changes from run to run). The
+/// header keeps its length: the same JSON with keys in another order is just as long.
+fn canonicalize_header(bytes: &mut [u8]) {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let ordered: BTreeMap<String, serde_json::Value> =
+                    map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::to_value(ordered).expect("a map of JSON values")
+            }
+            other => other,
+        }
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let Ok(header) = serde_json::from_slice::<serde_json::Value>(&bytes[8..8 + n]) else {
+        return;
+    };
+    // Serialise entries one by one in sorted order (independent of serde_json's map ordering).
+    let serde_json::Value::Object(map) = sorted(header) else {
+        return;
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    let mut text = String::from("{");
+    for (i, k) in keys.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&serde_json::to_string(k).expect("a string"));
+        text.push(':');
+        text.push_str(&canonical_json(&map[*k]));
+    }
+    text.push('}');
+    if text.len() <= n {
+        let dst = &mut bytes[8..8 + n];
+        dst[..text.len()].copy_from_slice(text.as_bytes());
+        dst[text.len()..].fill(b' ');
+    }
+}
+
+/// Compact JSON with object keys sorted.
+fn canonical_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::to_string(k).expect("a string"),
+                        canonical_json(&map[*k])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        serde_json::Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(canonical_json).collect();
+            format!("[{}]", parts.join(","))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
@@ -314,4 +382,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PretrainError> {
         return Err(PretrainError::io(path, e));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_content_same_bytes_whatever_the_metadata_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = vec![
+            ("b".to_string(), vec![2], f32_bytes(&[1.0, 2.0])),
+            ("a".to_string(), vec![1], f32_bytes(&[3.0])),
+        ];
+        let mut outs = Vec::new();
+        for i in 0..8 {
+            let meta: HashMap<String, String> = (0..6)
+                .map(|k| (format!("key{k}"), format!("value{k}")))
+                .collect();
+            let p = dir.path().join(format!("{i}.safetensors"));
+            write_safetensors_atomic(&p, &tensors, &meta).unwrap();
+            outs.push(std::fs::read(&p).unwrap());
+        }
+        assert!(outs.windows(2).all(|w| w[0] == w[1]));
+        let meta = read_metadata(&dir.path().join("0.safetensors")).unwrap();
+        assert_eq!(meta["key3"], "value3");
+    }
 }

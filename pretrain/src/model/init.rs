@@ -130,8 +130,11 @@ impl Init {
 /// Divides a Linear's weight by `sqrt(2·layer_id)` (BEiT's `fix_init_weight` rescale, 1-based id).
 pub fn rescale_linear(linear: Linear, layer_id: usize) -> Linear {
     let factor = (2.0 * layer_id as f64).sqrt();
+    // Detached so that the scaled value is a fresh leaf, not a graph node hanging off the draw.
     Linear {
-        weight: linear.weight.map(|w| w.div_scalar(factor)),
+        weight: linear
+            .weight
+            .map(|w| w.div_scalar(factor).detach().require_grad()),
         bias: linear.bias,
     }
 }

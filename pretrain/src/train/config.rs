@@ -122,7 +122,7 @@ impl TrainConfig {
         if self.batch_size == 0 || self.accum_steps == 0 {
             return bad("batch_size and accum_steps must be at least 1".into());
         }
-        if self.batch_size % self.accum_steps != 0 {
+        if !self.batch_size.is_multiple_of(self.accum_steps) {
             return bad(format!(
                 "batch_size {} is not divisible by accum_steps {}",
                 self.batch_size, self.accum_steps

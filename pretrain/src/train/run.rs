@@ -97,8 +97,8 @@ pub struct MetricsLine {
 
 /// The pretraining model of either method.
 enum AnyModel {
-    Cae(ContextAutoencoder),
-    Beit(BeitPretrain),
+    Cae(Box<ContextAutoencoder>),
+    Beit(Box<BeitPretrain>),
 }
 
 /// Samples of one loader item: the encoder view, the tokenizer view and the mask.
@@ -138,7 +138,10 @@ pub fn resolve(req: &RunRequest, images: usize) -> Result<RunConfig, PretrainErr
             t.batch_size
         )));
     }
-    if t.batch_size % (t.accum_steps * req.devices.len()) != 0 {
+    if !t
+        .batch_size
+        .is_multiple_of(t.accum_steps * req.devices.len())
+    {
         return Err(PretrainError::Config(format!(
             "batch {} does not split into {} accumulation step(s) × {} device(s)",
             t.batch_size,
@@ -232,8 +235,10 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
     );
 
     let mut model = match cfg.model.method {
-        Method::Cae => AnyModel::Cae(ContextAutoencoder::new(&cfg.model, t.seed, &device)),
-        Method::Beit => AnyModel::Beit(BeitPretrain::new(&cfg.model, t.seed, &device)),
+        Method::Cae => AnyModel::Cae(Box::new(ContextAutoencoder::new(
+            &cfg.model, t.seed, &device,
+        ))),
+        Method::Beit => AnyModel::Beit(Box::new(BeitPretrain::new(&cfg.model, t.seed, &device))),
     };
     let mut optim = AdamW::new(AdamWConfig {
         beta1: t.beta1,
@@ -244,8 +249,8 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
     let mut step = 0u64;
     if let Some((_, path)) = &resumed_from {
         let state = match &mut model {
-            AnyModel::Cae(m) => load_checkpoint(path, m, &mut optim, &device)?,
-            AnyModel::Beit(m) => load_checkpoint(path, m, &mut optim, &device)?,
+            AnyModel::Cae(m) => load_checkpoint(path, m.as_mut(), &mut optim, &device)?,
+            AnyModel::Beit(m) => load_checkpoint(path, m.as_mut(), &mut optim, &device)?,
         };
         step = state.step;
         tracing::info!("resumed from {} (step {step})", path.display());
@@ -322,13 +327,13 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
             let (next, stats) = match model {
                 AnyModel::Cae(m) => {
                     let (m, s) =
-                        train_step(m, &mut optim, &cfg.model, &shards, lr, t.clip_grad, rng)?;
-                    (AnyModel::Cae(m), s)
+                        train_step(*m, &mut optim, &cfg.model, &shards, lr, t.clip_grad, rng)?;
+                    (AnyModel::Cae(Box::new(m)), s)
                 }
                 AnyModel::Beit(m) => {
                     let (m, s) =
-                        train_step(m, &mut optim, &cfg.model, &shards, lr, t.clip_grad, rng)?;
-                    (AnyModel::Beit(m), s)
+                        train_step(*m, &mut optim, &cfg.model, &shards, lr, t.clip_grad, rng)?;
+                    (AnyModel::Beit(Box::new(m)), s)
                 }
             };
             model = next;
@@ -342,7 +347,7 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
             step += 1;
             let secs = tick.elapsed().as_secs_f64();
             tick = Instant::now();
-            if step % t.log_every == 0 || step == total {
+            if step.is_multiple_of(t.log_every) || step == total {
                 write_metrics(
                     &mut metrics,
                     &metrics_path,
@@ -359,7 +364,7 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
             }
             progress.set_position(step);
             progress.set_message(format!("loss {:.4}", stats.loss));
-            if step % t.checkpoint_every == 0 || step == total {
+            if step.is_multiple_of(t.checkpoint_every) || step == total {
                 let state = CheckpointState {
                     format: FORMAT.into(),
                     step,
@@ -371,7 +376,7 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
                         &ckpt_dir,
                         &state,
                         &config_toml,
-                        m,
+                        m.as_ref(),
                         &optim,
                         t.keep_checkpoints,
                     )?,
@@ -379,7 +384,7 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
                         &ckpt_dir,
                         &state,
                         &config_toml,
-                        m,
+                        m.as_ref(),
                         &optim,
                         t.keep_checkpoints,
                     )?,

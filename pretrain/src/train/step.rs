@@ -122,6 +122,9 @@ pub fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
     rng
 }
 
+/// One micro-batch's result: its index, gradients, loss scalars and whether it has `mlm_acc`.
+type ShardGrads = (usize, GradientsParams, Tensor<1>, bool);
+
 /// Forward + backward over the micro-batches, then one clipped AdamW update.
 ///
 /// Each micro-batch's loss is scaled by its share of the samples, so the accumulated gradient is
@@ -154,60 +157,58 @@ pub fn train_step<M: Pretrainable + Send + Sync>(
         }
     }
     // One worker per device; the home device's worker uses the model itself.
-    let outputs: Vec<Result<Vec<(usize, GradientsParams, Tensor<1>, bool)>, PretrainError>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = devices
-                .iter()
-                .enumerate()
-                .map(|(w, device)| {
-                    let replica = if *device == home {
-                        model.clone()
-                    } else {
-                        model.clone().fork(device)
-                    };
-                    let mut worker_rng = rng.clone();
-                    worker_rng
-                        .set_stream(worker_rng.get_stream().wrapping_add(w as u64 * 0x1000_0000));
-                    let home = home.clone();
-                    let device = device.clone();
-                    scope.spawn(move || -> Result<_, PretrainError> {
-                        let mut ctx = ForwardCtx::train(worker_rng);
-                        let mut out = Vec::new();
-                        for (i, mb) in micro_batches.iter().enumerate() {
-                            if mb.images.device() != device {
-                                continue;
-                            }
-                            let share = mb.len() as f64 / total as f64;
-                            let l = replica.losses(cfg, mb, &mut ctx)?;
-                            let grads = l.loss.clone().mul_scalar(share).backward();
-                            let mut grads = GradientsParams::from_grads(grads, &replica);
-                            if device != home {
-                                grads = grads.to_device(&home, &replica);
-                            }
-                            let has_acc = l.mlm_acc.is_some();
-                            let acc = l.mlm_acc.unwrap_or_else(|| l.loss.zeros_like());
-                            let scalars = Tensor::cat(
-                                vec![
-                                    l.loss.detach(),
-                                    l.loss_rec.detach(),
-                                    l.loss_align.detach(),
-                                    acc,
-                                ],
-                                0,
-                            )
-                            .mul_scalar(share)
-                            .to_device(&home);
-                            out.push((i, grads, scalars, has_acc));
+    let outputs: Vec<Result<Vec<ShardGrads>, PretrainError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = devices
+            .iter()
+            .enumerate()
+            .map(|(w, device)| {
+                let replica = if *device == home {
+                    model.clone()
+                } else {
+                    model.clone().fork(device)
+                };
+                let mut worker_rng = rng.clone();
+                worker_rng.set_stream(worker_rng.get_stream().wrapping_add(w as u64 * 0x1000_0000));
+                let home = home.clone();
+                let device = device.clone();
+                scope.spawn(move || -> Result<_, PretrainError> {
+                    let mut ctx = ForwardCtx::train(worker_rng);
+                    let mut out = Vec::new();
+                    for (i, mb) in micro_batches.iter().enumerate() {
+                        if mb.images.device() != device {
+                            continue;
                         }
-                        Ok(out)
-                    })
+                        let share = mb.len() as f64 / total as f64;
+                        let l = replica.losses(cfg, mb, &mut ctx)?;
+                        let grads = l.loss.clone().mul_scalar(share).backward();
+                        let mut grads = GradientsParams::from_grads(grads, &replica);
+                        if device != home {
+                            grads = grads.to_device(&home, &replica);
+                        }
+                        let has_acc = l.mlm_acc.is_some();
+                        let acc = l.mlm_acc.unwrap_or_else(|| l.loss.zeros_like());
+                        let scalars = Tensor::cat(
+                            vec![
+                                l.loss.detach(),
+                                l.loss_rec.detach(),
+                                l.loss_align.detach(),
+                                acc,
+                            ],
+                            0,
+                        )
+                        .mul_scalar(share)
+                        .to_device(&home);
+                        out.push((i, grads, scalars, has_acc));
+                    }
+                    Ok(out)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a training worker panicked"))
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a training worker panicked"))
+            .collect()
+    });
     let mut parts = Vec::new();
     for o in outputs {
         parts.extend(o?);
@@ -262,5 +263,70 @@ impl Pretrainable for BeitPretrain {
             loss_rec,
             mlm_acc,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Method;
+    use crate::optim::AdamWConfig;
+    use crate::train::bench::random_batch;
+    use burn::tensor::Device;
+
+    #[test]
+    fn both_methods_take_several_steps() {
+        for (method, fix_init) in [
+            (Method::Cae, false),
+            (Method::Cae, true),
+            (Method::Beit, false),
+        ] {
+            let mut cfg = CaeConfig::test();
+            cfg.method = method;
+            cfg.fix_init_weight = fix_init;
+            let dev = Device::flex().autodiff();
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let mut optim = AdamW::new(AdamWConfig::default());
+            let b = random_batch(&cfg, 4, &mut rng, &dev).unwrap();
+            let mut losses = Vec::new();
+            if method == Method::Cae {
+                let mut m = ContextAutoencoder::new(&cfg, 0, &dev);
+                for s in 0..3 {
+                    let (m2, st) = train_step(
+                        m,
+                        &mut optim,
+                        &cfg,
+                        std::slice::from_ref(&b),
+                        1e-3,
+                        Some(3.0),
+                        step_rng(0, s),
+                    )
+                    .unwrap();
+                    m = m2;
+                    losses.push(st.loss);
+                }
+            } else {
+                let mut m = BeitPretrain::new(&cfg, 0, &dev);
+                for s in 0..3 {
+                    let (m2, st) = train_step(
+                        m,
+                        &mut optim,
+                        &cfg,
+                        std::slice::from_ref(&b),
+                        1e-3,
+                        Some(3.0),
+                        step_rng(0, s),
+                    )
+                    .unwrap();
+                    m = m2;
+                    losses.push(st.loss);
+                }
+            }
+            assert!(
+                losses.iter().all(|l| l.is_finite()),
+                "{method:?} {losses:?}"
+            );
+            assert!(losses[2] < losses[0], "{method:?} {losses:?}");
+        }
     }
 }
