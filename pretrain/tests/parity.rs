@@ -31,6 +31,11 @@ fn reference_files(prefixes: &[&str]) -> Vec<PathBuf> {
 
 fn check_all(prefixes: &[&str]) {
     let files = reference_files(prefixes);
+    if files.is_empty() && std::env::var_os("CAE_REFERENCE_DIR").is_some() {
+        // A user folder may hold only some kinds of reference files.
+        eprintln!("no {prefixes:?} files in {}", reference_dir().display());
+        return;
+    }
     assert!(
         !files.is_empty(),
         "no {prefixes:?} reference files in {}",
