@@ -1,5 +1,14 @@
 //! Run records, leaderboards and reports.
 //!
-//! This crate will hold the `record.json` schema written by every command that produces a number, the
-//! leaderboard (mean ± std over seeds) and the comparison reports against the published baselines. It
-//! reads result files only and does not depend on burn.
+//! * [`record`]: the `record.json` every command that produces a number writes (config, seed,
+//!   encoder and its sha256, protocol, metrics per epoch, best / last, machine, versions), marked
+//!   `complete` only at the end.
+//!
+//! **Architecture invariant:** this crate reads and writes result files only; it does not
+//! depend on burn or on any other workspace crate.
+
+pub mod error;
+pub mod record;
+
+pub use error::ReportError;
+pub use record::{RecordWriter, RunRecord, RunStatus};

@@ -1,0 +1,407 @@
+//! Run records: `RUN/record.json`, written by every command that produces a number.
+//!
+//! A record says what was run (command line, resolved config, seed), on what (encoder file and its
+//! sha256, dataset), how (protocol, pooling, layer, effective batch and lr), what came out (metrics
+//! per epoch, best, last, headline metrics), how long it took, where (machine) and with which
+//! versions. It is written when the run starts (`status = "running"`), rewritten atomically as it
+//! goes, and marked `complete` only at the very end; a run that was killed keeps `running` (or is
+//! `failed`), and [`RunRecord::is_result`] is false for it, so a leaderboard never shows it.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ReportError;
+
+/// The schema version written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished (a killed run stays here).
+    Running,
+    /// Finished; its numbers are results.
+    Complete,
+    /// Stopped by an error.
+    Failed,
+}
+
+/// The encoder a downstream run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct EncoderInfo {
+    /// A short label for tables (e.g. `cae-mini-600steps`, `random-init`).
+    pub label: String,
+    /// The file, when there is one (`None` for a random initialisation).
+    pub path: Option<String>,
+    /// sha256 of the file.
+    pub sha256: Option<String>,
+    /// Pretraining method (`cae`, `beit`, `mae`, `random`, …).
+    pub method: String,
+    /// Model preset / architecture name.
+    pub arch: String,
+    /// Pretraining steps, when known.
+    pub pretrain_steps: Option<u64>,
+}
+
+/// How a number was measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ProtocolInfo {
+    /// `linear`, `attentive`, `knn`, `finetune`, `pretrain`, `coco`, `ade`, …
+    pub name: String,
+    /// Feature pooling (`cls`, `mean`, `cls+mean`), when it applies.
+    pub pooling: Option<String>,
+    /// Probed block (0-based), `None` = the final output.
+    pub layer: Option<usize>,
+    /// Epochs.
+    pub epochs: Option<u64>,
+    /// Images per optimizer step.
+    pub effective_batch: Option<usize>,
+    /// Peak learning rate after scaling.
+    pub lr: Option<f64>,
+    /// How the lr was derived (e.g. `lr = blr × batch / 256`).
+    pub lr_rule: Option<String>,
+    /// Optimizer.
+    pub optimizer: Option<String>,
+    /// Whether features were extracted once without augmentation.
+    pub cached_features: Option<bool>,
+    /// Fraction of the labels used (low-label fine-tuning).
+    pub label_fraction: Option<f64>,
+    /// Anything else worth stating next to the number.
+    #[serde(default)]
+    pub details: BTreeMap<String, serde_json::Value>,
+}
+
+/// The dataset a run used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DatasetInfo {
+    /// The folder.
+    pub path: String,
+    /// Training images.
+    pub train_images: Option<usize>,
+    /// Evaluation images.
+    pub val_images: Option<usize>,
+    /// Classes.
+    pub classes: Option<usize>,
+}
+
+/// The machine a run ran on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct MachineInfo {
+    /// Logical cores available to the process.
+    pub cores: usize,
+    /// CPU model, when readable.
+    pub cpu: Option<String>,
+    /// GPU, when one was used.
+    pub gpu: Option<String>,
+    /// Operating system.
+    pub os: String,
+    /// The device the run computed on (`cpu`, `cuda:0`, …).
+    pub device: String,
+    /// Worker threads.
+    pub threads: Option<usize>,
+}
+
+impl MachineInfo {
+    /// This machine, computing on `device`.
+    pub fn current(device: &str, threads: Option<usize>) -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        });
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            gpu: None,
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            device: device.to_string(),
+            threads,
+        }
+    }
+}
+
+/// The metrics of one epoch (or one evaluation point).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch (1-based) or step.
+    pub epoch: u64,
+    /// Named values (`top1`, `top5`, `loss`, …).
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// One run record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// What produced it (`linear-probe`, `pretrain`, …).
+    pub kind: String,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// Error message of a failed run.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The command line, as given.
+    pub command: Vec<String>,
+    /// The resolved configuration.
+    pub config: serde_json::Value,
+    /// The seed.
+    pub seed: u64,
+    /// The encoder measured (downstream runs).
+    #[serde(default)]
+    pub encoder: Option<EncoderInfo>,
+    /// The protocol.
+    pub protocol: ProtocolInfo,
+    /// The dataset.
+    #[serde(default)]
+    pub dataset: Option<DatasetInfo>,
+    /// Metrics per epoch, in order.
+    #[serde(default)]
+    pub per_epoch: Vec<EpochMetrics>,
+    /// The epoch with the best headline metric.
+    #[serde(default)]
+    pub best: Option<EpochMetrics>,
+    /// The last epoch.
+    #[serde(default)]
+    pub last: Option<EpochMetrics>,
+    /// The headline numbers of the run (what a table shows; the last epoch's unless stated).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    /// Seconds from start to the last update.
+    pub wall_time_s: f64,
+    /// UNIX time of the start.
+    pub started_unix: u64,
+    /// The machine.
+    pub machine: MachineInfo,
+    /// Crate and tool versions (`cae-bench`, `burn`, …).
+    pub versions: BTreeMap<String, String>,
+}
+
+impl RunRecord {
+    /// A record for a run that is starting now.
+    pub fn start(
+        kind: &str,
+        command: Vec<String>,
+        config: serde_json::Value,
+        seed: u64,
+        protocol: ProtocolInfo,
+        machine: MachineInfo,
+    ) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            kind: kind.to_string(),
+            status: RunStatus::Running,
+            error: None,
+            command,
+            config,
+            seed,
+            encoder: None,
+            protocol,
+            dataset: None,
+            per_epoch: Vec::new(),
+            best: None,
+            last: None,
+            metrics: BTreeMap::new(),
+            wall_time_s: 0.0,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            machine,
+            versions: BTreeMap::from([(
+                "cae-reports".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )]),
+        }
+    }
+
+    /// Whether its numbers may be shown as results.
+    pub fn is_result(&self) -> bool {
+        self.status == RunStatus::Complete
+    }
+
+    /// Appends an epoch; `best` follows the largest value of `headline` (e.g. `top1`).
+    pub fn push_epoch(&mut self, epoch: EpochMetrics, headline: &str) {
+        let better = match (&self.best, epoch.metrics.get(headline)) {
+            (None, _) => true,
+            (Some(b), Some(v)) => b.metrics.get(headline).is_none_or(|old| v > old),
+            (Some(_), None) => false,
+        };
+        if better {
+            self.best = Some(epoch.clone());
+        }
+        self.last = Some(epoch.clone());
+        self.per_epoch.push(epoch);
+    }
+
+    /// Reads a record.
+    pub fn read(path: &Path) -> Result<Self, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ReportError::io(path, e))?;
+        serde_json::from_str(&text).map_err(|e| ReportError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes the record atomically (temporary file + rename).
+    pub fn write(&self, path: &Path) -> Result<(), ReportError> {
+        let text = serde_json::to_string_pretty(self).expect("a record serialises");
+        write_atomic(path, text.as_bytes())
+    }
+}
+
+/// Writes a record through a run's life: at the start, after each epoch, and at the end.
+pub struct RecordWriter {
+    path: PathBuf,
+    started: std::time::Instant,
+    /// The record.
+    pub record: RunRecord,
+}
+
+impl RecordWriter {
+    /// Writes the starting record to `dir/record.json`.
+    pub fn create(dir: &Path, record: RunRecord) -> Result<Self, ReportError> {
+        std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
+        let w = Self {
+            path: dir.join("record.json"),
+            started: std::time::Instant::now(),
+            record,
+        };
+        w.record.write(&w.path)?;
+        Ok(w)
+    }
+
+    /// The record's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rewrites the record (still `running`).
+    pub fn update(&mut self) -> Result<(), ReportError> {
+        self.record.wall_time_s = self.started.elapsed().as_secs_f64();
+        self.record.write(&self.path)
+    }
+
+    /// Marks the run complete with its headline metrics.
+    pub fn complete(mut self, metrics: BTreeMap<String, f64>) -> Result<RunRecord, ReportError> {
+        self.record.metrics = metrics;
+        self.record.status = RunStatus::Complete;
+        self.update()?;
+        Ok(self.record)
+    }
+
+    /// Marks the run failed.
+    pub fn fail(mut self, error: &str) -> Result<RunRecord, ReportError> {
+        self.record.status = RunStatus::Failed;
+        self.record.error = Some(error.to_string());
+        self.update()?;
+        Ok(self.record)
+    }
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, ReportError> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).map_err(|e| ReportError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| ReportError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ReportError::io(path, e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RunRecord {
+        RunRecord::start(
+            "linear-probe",
+            vec!["cae-bench".into(), "linear-probe".into()],
+            serde_json::json!({"epochs": 2}),
+            3,
+            ProtocolInfo {
+                name: "linear".into(),
+                pooling: Some("cls".into()),
+                ..Default::default()
+            },
+            MachineInfo::current("cpu", Some(2)),
+        )
+    }
+
+    #[test]
+    fn a_record_is_a_result_only_once_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = RecordWriter::create(dir.path(), record()).unwrap();
+        let on_disk = RunRecord::read(w.path()).unwrap();
+        assert_eq!(on_disk.status, RunStatus::Running);
+        assert!(!on_disk.is_result());
+        for (e, top1) in [(1, 0.4), (2, 0.6), (3, 0.5)] {
+            w.record.push_epoch(
+                EpochMetrics {
+                    epoch: e,
+                    metrics: BTreeMap::from([("top1".into(), top1)]),
+                },
+                "top1",
+            );
+            w.update().unwrap();
+        }
+        assert_eq!(w.record.best.as_ref().unwrap().epoch, 2);
+        assert_eq!(w.record.last.as_ref().unwrap().epoch, 3);
+        let path = w.path().to_path_buf();
+        w.complete(BTreeMap::from([("top1".into(), 0.5)])).unwrap();
+        let done = RunRecord::read(&path).unwrap();
+        assert!(done.is_result());
+        assert_eq!(done.metrics["top1"], 0.5);
+        assert_eq!(done.schema_version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn sha256_of_a_known_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
