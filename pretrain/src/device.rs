@@ -17,10 +17,14 @@ pub fn compiled_backends() -> Vec<&'static str> {
     if cfg!(feature = "tch") {
         v.push("tch");
     }
+    if cfg!(feature = "vulkan") {
+        v.push("vulkan");
+    }
     v
 }
 
-/// Parses `cpu`, `flex`, `cuda`, `cuda:N`, `tch` (libtorch CPU) or `tch-cuda:N`.
+/// Parses `cpu`, `flex`, `cuda`, `cuda:N`, `tch` (libtorch CPU), `tch-cuda:N` or `vulkan[:N]`
+/// (the N-th discrete GPU through wgpu on Vulkan).
 pub fn parse_device(spec: &str) -> Result<Device, PretrainError> {
     let (kind, index) = match spec.split_once(':') {
         Some((k, i)) => (
@@ -36,8 +40,9 @@ pub fn parse_device(spec: &str) -> Result<Device, PretrainError> {
         "cuda" => cuda(index),
         "tch" | "libtorch" => tch(false, index),
         "tch-cuda" => tch(true, index),
+        "vulkan" => vulkan(index),
         other => Err(PretrainError::Config(format!(
-            "unknown device `{other}`; use cpu, cuda[:N], tch or tch-cuda[:N] (compiled in: {})",
+            "unknown device `{other}`; use cpu, cuda[:N], vulkan[:N], tch or tch-cuda[:N] (compiled in: {})",
             compiled_backends().join(", ")
         ))),
     }
@@ -53,6 +58,18 @@ fn cuda(_index: usize) -> Result<Device, PretrainError> {
     Err(PretrainError::Config(
         "this binary was built without CUDA; rebuild with `cargo build --release --features cuda`"
             .into(),
+    ))
+}
+
+#[cfg(feature = "vulkan")]
+fn vulkan(index: usize) -> Result<Device, PretrainError> {
+    Ok(Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index)))
+}
+
+#[cfg(not(feature = "vulkan"))]
+fn vulkan(_index: usize) -> Result<Device, PretrainError> {
+    Err(PretrainError::Config(
+        "this binary was built without Vulkan; rebuild with `cargo build --release --features vulkan`".into(),
     ))
 }
 
