@@ -2,8 +2,8 @@
 
     python datasets/scripts/learnability_torch.py W/imagefolder [--labels 1500] [--epochs 100]
 
-Models: a ViT (patch 4 -> 8x8 tokens at 32 px, dim 192, depth 6, 3 heads), the shape of the CPU
-demo's encoder, and a small CNN. Training: the first `--labels` training images (class-balanced
+Models: a ViT (patch 4 -> 8x8 tokens at 32 px; default dim 192, depth 6, dim/64 heads), the shape
+of the CPU demo's encoder, and a small CNN. Training: the first `--labels` training images (class-balanced
 by construction), AdamW, cosine schedule, RandomResizedCrop(scale 0.35-1) + flip; evaluation on
 the whole val split. Prints the final and best val accuracy of each model.
 """
@@ -83,6 +83,9 @@ def main():
     ap.add_argument("--labels", type=int, default=1500)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dim", type=int, default=192)
+    ap.add_argument("--depth", type=int, default=6)
+    ap.add_argument("--models", default="vit,cnn")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -98,7 +101,13 @@ def main():
     size = xtr.shape[-1]
     k = len(tr.classes)
     print(f"{len(xtr)} labelled train, {len(xva)} val, {k} classes, {size}px, device {dev}")
-    for name, model in [("vit-p4-d192x6", ViT(size=size, classes=k)), ("cnn-3stage", cnn(k))]:
+    models = {
+        "vit": (f"vit-p4-d{a.dim}x{a.depth}", lambda: ViT(size=size, dim=a.dim, depth=a.depth, heads=a.dim // 64, classes=k)),
+        "cnn": ("cnn-3stage", lambda: cnn(k)),
+    }
+    for key in a.models.split(","):
+        name, make = models[key]
+        model = make()
         t = time.time()
         last, best = train(model, xtr, ytr, xva, yva, a.epochs, dev, size)
         print(f"{name:<14} val acc {last:.3f} (best {best:.3f}), chance {1 / k:.3f}, {time.time() - t:.0f} s")

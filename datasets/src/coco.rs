@@ -23,6 +23,7 @@ use image::RgbImage;
 
 use crate::error::{DatasetError, Result};
 use crate::io::{LabelMap, load_rgb};
+pub use crate::transforms::det::{DetInstance, DetSample, DetTestTransform, DetTrainTransform};
 
 /// A binary mask (values 0/1), row-major.
 pub type Mask = LabelMap;

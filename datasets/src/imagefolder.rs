@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 
 use crate::error::{DatasetError, Result};
-use crate::io::{is_image_file, load_rgb};
+use crate::io::is_image_file;
+pub use crate::io::load_rgb;
 
 /// A labelled ImageFolder.
 #[derive(Debug, Clone)]
