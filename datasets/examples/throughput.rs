@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use cae_datasets::io::save_rgb_jpeg;
 use cae_datasets::synth::{SynthConfig, render_scene, write_world};
-use cae_datasets::{DatasetError, Loader, PretrainTransform, ProbeTrainTransform, UnlabelledFolder, load_rgb};
+use cae_datasets::{
+    DatasetError, Loader, PretrainTransform, ProbeTrainTransform, UnlabelledFolder, load_rgb,
+};
 
 fn run<T: Send + 'static>(
     name: &str,
@@ -27,7 +29,10 @@ fn run<T: Send + 'static>(
     batch: usize,
     f: impl Fn(&Path, &mut rand_chacha::ChaCha8Rng) -> Result<T, DatasetError> + Send + Sync + 'static,
 ) -> f64 {
-    let loader = Loader::new(files.len(), batch, 0, true, false, 4).unwrap().with_threads(threads).unwrap();
+    let loader = Loader::new(files.len(), batch, 0, true, false, 4)
+        .unwrap()
+        .with_threads(threads)
+        .unwrap();
     let files2 = files.clone();
     let t = Instant::now();
     let mut n = 0;
@@ -48,7 +53,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut dir = PathBuf::from("target/throughput-jpeg");
     let mut make = None;
-    let mut threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--make" => make = Some(args.next().ok_or("--make N")?.parse::<usize>()?),
@@ -59,7 +66,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(n) = make {
         let cfg = SynthConfig::new(n.max(16), 256, 1);
         for i in 0..n {
-            save_rgb_jpeg(&dir.join(format!("{i:05}.jpg")), &render_scene(&cfg, i).image, 90)?;
+            save_rgb_jpeg(
+                &dir.join(format!("{i:05}.jpg")),
+                &render_scene(&cfg, i).image,
+                90,
+            )?;
         }
     }
     let files = Arc::new(UnlabelledFolder::open(&dir)?.images);
@@ -69,11 +80,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         counts.push(threads);
     }
     for &t in &counts {
-        run("decode", &files, t, 64, |p, _| load_rgb(p).map(|i| i.width()));
+        run("decode", &files, t, 64, |p, _| {
+            load_rgb(p).map(|i| i.width())
+        });
         let probe = ProbeTrainTransform::new(224);
-        run("rrc224", &files, t, 64, move |p, rng| Ok(probe.apply(&load_rgb(p)?, rng)));
+        run("rrc224", &files, t, 64, move |p, rng| {
+            Ok(probe.apply(&load_rgb(p)?, rng))
+        });
         let pre = PretrainTransform::new(224);
-        run("pretrain224", &files, t, 64, move |p, rng| Ok(pre.apply(&load_rgb(p)?, rng)));
+        run("pretrain224", &files, t, 64, move |p, rng| {
+            Ok(pre.apply(&load_rgb(p)?, rng))
+        });
     }
 
     // The mini preset: 32-px PNGs from a synthetic world.
@@ -84,7 +101,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = Arc::new(UnlabelledFolder::open(mini.join("imagefolder/train"))?.images);
     for &t in &counts {
         let pre = PretrainTransform::new(32);
-        run("mini32", &files, t, 64, move |p, rng| Ok(pre.apply(&load_rgb(p)?, rng)));
+        run("mini32", &files, t, 64, move |p, rng| {
+            Ok(pre.apply(&load_rgb(p)?, rng))
+        });
     }
     Ok(())
 }

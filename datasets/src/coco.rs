@@ -276,9 +276,16 @@ impl CocoDataset {
         let mut instances = Vec::new();
         for ann in self.annotations(index) {
             let mask = self.mask(ann)?;
-            let rle = mask_to_rle(&mask);
-            let bbox = ann.bbox.unwrap_or_else(|| hotcoco::mask::to_bbox(&rle));
-            let area = ann.area.unwrap_or_else(|| hotcoco::mask::area(&rle) as f64);
+            let (bbox, area) = match (ann.bbox, ann.area) {
+                (Some(b), Some(a)) => (b, a),
+                (b, a) => {
+                    let rle = mask_to_rle(&mask);
+                    (
+                        b.unwrap_or_else(|| hotcoco::mask::to_bbox(&rle)),
+                        a.unwrap_or_else(|| hotcoco::mask::area(&rle) as f64),
+                    )
+                }
+            };
             instances.push(CocoInstance {
                 ann_id: ann.id,
                 category_id: ann.category_id,

@@ -657,6 +657,40 @@ struct CocoFileOut {
     categories: Vec<CocoCatOut>,
 }
 
+const WORLD_ENTRIES: [&str; 4] = ["imagefolder", "ade", "coco", "world.json"];
+
+fn prepare_out_dir(out: &Path) -> Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
+    let entries: Vec<_> = std::fs::read_dir(out)
+        .map_err(|e| DatasetError::io(out, e))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| DatasetError::io(out, e))?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !entries.iter().any(|e| e == "world.json") {
+        return Err(DatasetError::InvalidConfig(format!(
+            "{} is not empty and holds no earlier world (world.json); refusing to write into it",
+            out.display()
+        )));
+    }
+    for name in WORLD_ENTRIES {
+        let p = out.join(name);
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else if p.exists() {
+            std::fs::remove_file(&p)
+        } else {
+            Ok(())
+        };
+        removed.map_err(|e| DatasetError::io(&p, e))?;
+    }
+    Ok(())
+}
+
 /// The image id of scene `index` (COCO ids start at 1).
 pub fn image_id(index: usize) -> u64 {
     index as u64 + 1
@@ -672,9 +706,14 @@ pub fn ade_stem(cfg: &SynthConfig, index: usize) -> String {
 }
 
 /// Renders the world and writes all three formats under `out_dir` (see the module docs).
+///
+/// `out_dir` must be missing, empty, or an earlier world (it holds `world.json`); an earlier
+/// world's `imagefolder/`, `ade/`, `coco/` and `world.json` are replaced, anything else in a
+/// non-empty folder makes this refuse with [`DatasetError::InvalidConfig`].
 pub fn write_world(cfg: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<WorldSummary> {
     cfg.validate()?;
     let out = out_dir.as_ref();
+    prepare_out_dir(out)?;
     let names = cfg.class_names();
     let records: Vec<Result<Vec<CocoAnnOut>>> = (0..cfg.images)
         .into_par_iter()
