@@ -1,7 +1,7 @@
 //! Scores the baseline classifiers of `cae_datasets::synth::baselines` on a world:
 //!
 //! ```text
-//! cargo run --release -p cae-datasets --example learnability -- [size] [train] [val] [seed]
+//! cargo run --release -p cae-datasets --example learnability -- [size] [train] [val] [seed] [main_offset] [area_lo] [area_hi] [contrast]
 //! ```
 
 use cae_datasets::synth::{SynthConfig, baselines::baselines};
@@ -15,7 +15,17 @@ fn main() {
         get(2, 500) as usize,
         get(3, 3),
     );
-    let cfg = SynthConfig::new(train + val, size, seed);
+    let mut cfg = SynthConfig::new(train + val, size, seed);
+    let f = |i: usize| a.get(i).and_then(|s| s.parse::<f64>().ok());
+    if let Some(o) = f(4) {
+        cfg.main_offset = o;
+    }
+    if let (Some(lo), Some(hi)) = (f(5), f(6)) {
+        cfg.main_area = (lo, hi);
+    }
+    if let Some(c) = f(7) {
+        cfg.texture_contrast = c;
+    }
     let b = baselines(&cfg, train, val);
     println!(
         "world: size {size}, {} classes, {train} train / {val} val scenes, seed {seed}",

@@ -21,6 +21,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--size" => cfg.size = val()?.parse()?,
             "--seed" => cfg.seed = val()?.parse()?,
             "--classes" => cfg.classes = val()?.parse()?,
+            "--main-offset" => cfg.main_offset = val()?.parse()?,
+            "--main-area" => {
+                let v = val()?;
+                let (a, b) = v.split_once(',').ok_or("--main-area LO,HI")?;
+                cfg.main_area = (a.parse()?, b.parse()?);
+            }
+            "--contrast" => cfg.texture_contrast = val()?.parse()?,
+            "--distractors" => cfg.max_distractors = val()?.parse()?,
             "--sheet" => sheet = Some(val()?),
             other => return Err(format!("unknown argument {other}").into()),
         }

@@ -14,6 +14,7 @@ use image::RgbImage;
 use crate::error::{DatasetError, Result};
 use crate::imagefolder::read_dir_sorted;
 use crate::io::{LabelMap, is_image_file, load_label_map, load_rgb};
+pub use crate::transforms::seg::{SegSample, SegTestSample, SegTestTransform, SegTrainTransform};
 
 /// The two published splits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

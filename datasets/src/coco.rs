@@ -23,6 +23,7 @@ use image::RgbImage;
 
 use crate::error::{DatasetError, Result};
 use crate::io::{LabelMap, load_rgb};
+pub use crate::transforms::det::{DetInstance, DetSample, DetTestTransform, DetTrainTransform};
 
 /// A binary mask (values 0/1), row-major.
 pub type Mask = LabelMap;
@@ -275,9 +276,16 @@ impl CocoDataset {
         let mut instances = Vec::new();
         for ann in self.annotations(index) {
             let mask = self.mask(ann)?;
-            let rle = mask_to_rle(&mask);
-            let bbox = ann.bbox.unwrap_or_else(|| hotcoco::mask::to_bbox(&rle));
-            let area = ann.area.unwrap_or_else(|| hotcoco::mask::area(&rle) as f64);
+            let (bbox, area) = match (ann.bbox, ann.area) {
+                (Some(b), Some(a)) => (b, a),
+                (b, a) => {
+                    let rle = mask_to_rle(&mask);
+                    (
+                        b.unwrap_or_else(|| hotcoco::mask::to_bbox(&rle)),
+                        a.unwrap_or_else(|| hotcoco::mask::area(&rle) as f64),
+                    )
+                }
+            };
             instances.push(CocoInstance {
                 ann_id: ann.id,
                 category_id: ann.category_id,

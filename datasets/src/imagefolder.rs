@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 
 use crate::error::{DatasetError, Result};
-use crate::io::{is_image_file, load_rgb};
+use crate::io::is_image_file;
+pub use crate::io::load_rgb;
 
 /// A labelled ImageFolder.
 #[derive(Debug, Clone)]
@@ -171,11 +172,25 @@ pub(crate) fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// All image files below `dir` (recursively, following links), sorted by path.
+/// All image files below `dir` (recursively, following links, each folder once), sorted by
+/// path.
 pub(crate) fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    collect_images_inner(dir, out, &mut std::collections::HashSet::new())
+}
+
+fn collect_images_inner(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<()> {
+    // A link back up the tree would otherwise recurse forever.
+    let canonical = std::fs::canonicalize(dir).map_err(|e| DatasetError::io(dir, e))?;
+    if !seen.insert(canonical) {
+        return Ok(());
+    }
     for p in read_dir_sorted(dir)? {
         if p.is_dir() {
-            collect_images(&p, out)?;
+            collect_images_inner(&p, out, seen)?;
         } else if is_image_file(&p) {
             out.push(p);
         }
@@ -220,6 +235,16 @@ mod tests {
 
         let u = UnlabelledFolder::open(d.path()).unwrap();
         assert_eq!(u.len(), 3);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn link_loops_are_walked_once() {
+        let d = tempfile::tempdir().unwrap();
+        touch_png(&d.path().join("a/1.png"));
+        std::os::unix::fs::symlink(d.path(), d.path().join("a/loop")).unwrap();
+        let u = UnlabelledFolder::open(d.path()).unwrap();
+        assert_eq!(u.len(), 1);
     }
 
     #[test]

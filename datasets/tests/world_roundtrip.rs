@@ -182,7 +182,30 @@ fn same_seed_same_bytes_for_any_thread_count() {
         assert!(v == &fb[k], "{k} differs");
     }
     let c = tempfile::tempdir().unwrap();
-    write_world(&SynthConfig { seed: 5, ..cfg }, c.path()).unwrap();
+    write_world(
+        &SynthConfig {
+            seed: 5,
+            ..cfg.clone()
+        },
+        c.path(),
+    )
+    .unwrap();
+    // Rewriting an earlier world replaces it (no stale files from a bigger one).
+    write_world(
+        &SynthConfig {
+            images: 60,
+            ..cfg.clone()
+        },
+        b.path(),
+    )
+    .unwrap();
+    write_world(&cfg, b.path()).unwrap();
+    assert_eq!(files(b.path()).len(), fa.len());
+    // A folder that is not a world is left alone.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("precious.txt"), "keep").unwrap();
+    assert!(write_world(&cfg, other.path()).is_err());
+    assert!(other.path().join("precious.txt").exists());
     assert_ne!(
         files(c.path())["coco/annotations/instances_train2017.json"],
         fa["coco/annotations/instances_train2017.json"]

@@ -59,6 +59,14 @@ pub struct SynthConfig {
     pub classes: usize,
     /// Share of scenes in the validation split (the last ones).
     pub val_fraction: f64,
+    /// Range of the main object's area, as a fraction of the image area.
+    pub main_area: (f64, f64),
+    /// How far the second colour of a texture goes toward another palette colour (0 = solid
+    /// fills, 1 = full contrast); backgrounds use 0.9 of it.
+    pub texture_contrast: f64,
+    /// Largest offset of the main object's centre from the image centre, per axis, as a
+    /// fraction of the image side (it also stays 0.8 radius inside the border).
+    pub main_offset: f64,
     /// Most distractor objects per scene (each scene draws 0..=this uniformly).
     pub max_distractors: usize,
     /// Probability that a scene has a crowd region.
@@ -76,6 +84,9 @@ impl SynthConfig {
             seed,
             classes: 8,
             val_fraction: 0.2,
+            main_area: (0.16, 0.26),
+            texture_contrast: 0.4,
+            main_offset: 0.25,
             max_distractors: 2,
             crowd_prob: 0.15,
             jpeg_quality: 95,
@@ -123,8 +134,21 @@ impl SynthConfig {
                 self.classes
             ));
         }
-        if !(0.0..=1.0).contains(&self.crowd_prob) || self.max_distractors > 8 {
-            return bad("crowd_prob must be in [0, 1] and max_distractors <= 8".into());
+        let (a0, a1) = self.main_area;
+        if !(a0 > 0.0 && a0 <= a1 && a1 <= 0.6) || !(0.0..=1.0).contains(&self.texture_contrast) {
+            return bad(format!(
+                "main_area must satisfy 0 < lo <= hi <= 0.6 and texture_contrast be in [0, 1] (got {:?}, {})",
+                self.main_area, self.texture_contrast
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.crowd_prob)
+            || self.max_distractors > 8
+            || !(0.0..=0.5).contains(&self.main_offset)
+        {
+            return bad(
+                "crowd_prob must be in [0, 1], main_offset in [0, 0.5] and max_distractors <= 8"
+                    .into(),
+            );
         }
         if !(1..=100).contains(&self.jpeg_quality) {
             return bad(format!(
@@ -228,11 +252,11 @@ fn uniform(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
 }
 
 /// A fill whose average colour stands out from the background's.
-fn object_fill(rng: &mut ChaCha8Rng, size: u32, bg: &Fill) -> Fill {
+fn object_fill(rng: &mut ChaCha8Rng, size: u32, bg: &Fill, contrast: f32) -> Fill {
     let mut best: Option<(f32, Fill)> = None;
     for _ in 0..20 {
         let base = rng.random_range(0..paint::PALETTE.len());
-        let f = Fill::random(rng, size, base, 0.4);
+        let f = Fill::random(rng, size, base, contrast);
         let d = distance(f.mean(), bg.mean())
             .min(distance(f.a, bg.a))
             .min(distance(f.a, bg.b));
@@ -268,7 +292,16 @@ fn place_object(
         ),
         (Role::Main, None) => {
             let m = (0.8 * radius).min(s / 2.0);
-            (uniform(rng, m, s - m), uniform(rng, m, s - m))
+            let (lo, hi) = (
+                (s / 2.0 - cfg.main_offset * s).max(m),
+                (s / 2.0 + cfg.main_offset * s).min(s - m),
+            );
+            let (lo, hi) = if lo <= hi {
+                (lo, hi)
+            } else {
+                (s / 2.0, s / 2.0)
+            };
+            (uniform(rng, lo, hi), uniform(rng, lo, hi))
         }
         _ => (uniform(rng, 0.0, s), uniform(rng, 0.0, s)),
     };
@@ -276,7 +309,7 @@ fn place_object(
         class,
         shape,
         polys: place(shape, cx, cy, radius, angle),
-        fill: object_fill(rng, cfg.size, bg),
+        fill: object_fill(rng, cfg.size, bg, cfg.texture_contrast as f32),
         role,
         radius,
     }
@@ -308,7 +341,7 @@ fn layout(
         rng,
         cfg,
         cfg.main_class(index),
-        (0.16, 0.26),
+        cfg.main_area,
         Role::Main,
         bg,
         None,
@@ -457,7 +490,7 @@ pub fn render_scene(cfg: &SynthConfig, index: usize) -> Scene {
     let n = (size * size) as usize;
     let mut rng = ChaCha8Rng::from_seed(derive_seed(&[TAG_SCENE, cfg.seed, index as u64]));
     let base = rng.random_range(0..paint::PALETTE.len());
-    let bg = Fill::random(&mut rng, size, base, 0.35);
+    let bg = Fill::random(&mut rng, size, base, 0.9 * cfg.texture_contrast as f32);
 
     let mut objs = Vec::new();
     let mut lay = None;
@@ -657,6 +690,40 @@ struct CocoFileOut {
     categories: Vec<CocoCatOut>,
 }
 
+const WORLD_ENTRIES: [&str; 4] = ["imagefolder", "ade", "coco", "world.json"];
+
+fn prepare_out_dir(out: &Path) -> Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
+    let entries: Vec<_> = std::fs::read_dir(out)
+        .map_err(|e| DatasetError::io(out, e))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| DatasetError::io(out, e))?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !entries.iter().any(|e| e == "world.json") {
+        return Err(DatasetError::InvalidConfig(format!(
+            "{} is not empty and holds no earlier world (world.json); refusing to write into it",
+            out.display()
+        )));
+    }
+    for name in WORLD_ENTRIES {
+        let p = out.join(name);
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else if p.exists() {
+            std::fs::remove_file(&p)
+        } else {
+            Ok(())
+        };
+        removed.map_err(|e| DatasetError::io(&p, e))?;
+    }
+    Ok(())
+}
+
 /// The image id of scene `index` (COCO ids start at 1).
 pub fn image_id(index: usize) -> u64 {
     index as u64 + 1
@@ -672,9 +739,14 @@ pub fn ade_stem(cfg: &SynthConfig, index: usize) -> String {
 }
 
 /// Renders the world and writes all three formats under `out_dir` (see the module docs).
+///
+/// `out_dir` must be missing, empty, or an earlier world (it holds `world.json`); an earlier
+/// world's `imagefolder/`, `ade/`, `coco/` and `world.json` are replaced, anything else in a
+/// non-empty folder makes this refuse with [`DatasetError::InvalidConfig`].
 pub fn write_world(cfg: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<WorldSummary> {
     cfg.validate()?;
     let out = out_dir.as_ref();
+    prepare_out_dir(out)?;
     let names = cfg.class_names();
     let records: Vec<Result<Vec<CocoAnnOut>>> = (0..cfg.images)
         .into_par_iter()

@@ -91,6 +91,17 @@ impl ProbeEvalTransform {
         }
     }
 
+    /// Checks sizes and `0 < crop_pct <= 1`.
+    pub fn validate(&self) -> Result<()> {
+        if self.size == 0 || !(self.crop_pct > 0.0 && self.crop_pct <= 1.0) {
+            return Err(DatasetError::InvalidConfig(format!(
+                "probe eval needs size > 0 and 0 < crop_pct <= 1 (got {}, {})",
+                self.size, self.crop_pct
+            )));
+        }
+        Ok(())
+    }
+
     /// The shorter side after the resize.
     pub fn resize_size(&self) -> u32 {
         (py_round(self.size as f64 / self.crop_pct).max(self.size as i64)) as u32
@@ -137,6 +148,12 @@ mod tests {
         let out = t.apply_rgb(&noise(40, 30));
         assert_eq!(out.dimensions(), (32, 32));
         assert_eq!(t.apply(&noise(40, 30)).len(), 3 * 32 * 32);
+        assert!(t.validate().is_ok());
+        assert!(
+            ProbeEvalTransform { crop_pct: 0.0, ..t }
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]
