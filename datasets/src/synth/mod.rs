@@ -135,7 +135,8 @@ impl SynthConfig {
             ));
         }
         let (a0, a1) = self.main_area;
-        if !(a0 > 0.0 && a0 <= a1 && a1 <= 0.6) || !(0.0..=1.0).contains(&self.texture_contrast) {
+        let area_ok = a0 > 0.0 && a0 <= a1 && a1 <= 0.6;
+        if !area_ok || !(0.0..=1.0).contains(&self.texture_contrast) {
             return bad(format!(
                 "main_area must satisfy 0 < lo <= hi <= 0.6 and texture_contrast be in [0, 1] (got {:?}, {})",
                 self.main_area, self.texture_contrast
