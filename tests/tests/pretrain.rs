@@ -94,6 +94,8 @@ fn a_run_killed_after_a_checkpoint_resumes_to_the_same_encoder() {
     let status = child.wait().unwrap();
     assert!(!status.success(), "the run was killed before its end");
     assert!(!killed.join("encoder.safetensors").exists());
+    // The killed run's record says it is not a result.
+    assert_eq!(record_status(&killed), "running");
 
     let mut resume_args = common_args.to_vec();
     resume_args.push("--resume");
@@ -115,6 +117,25 @@ fn a_run_killed_after_a_checkpoint_resumes_to_the_same_encoder() {
             .collect()
     };
     assert_eq!(losses(&ma), losses(&mb));
+    for run in [&straight, &killed] {
+        assert_eq!(record_status(run), "complete");
+        let rec = record(run);
+        assert_eq!(rec["kind"], "pretrain");
+        assert_eq!(rec["seed"], 7);
+        assert_eq!(rec["encoder"]["pretrain_steps"], 60);
+        assert_eq!(rec["encoder"]["sha256"].as_str().unwrap().len(), 64);
+        assert_eq!(rec["config"]["derived"]["total_steps"], 60);
+        assert!(rec["last"]["metrics"]["loss"].as_f64().unwrap().is_finite());
+    }
+}
+
+fn record(run: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run.join("record.json")).expect("record.json");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn record_status(run: &Path) -> String {
+    record(run)["status"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -219,6 +240,12 @@ fn a_non_finite_loss_stops_the_run_with_the_step() {
         "{err}"
     );
     assert!(!out.join("encoder.safetensors").exists());
+    let rec = record(&out);
+    assert_eq!(rec["status"], "failed");
+    assert!(
+        rec["error"].as_str().unwrap().contains("non-finite loss"),
+        "{rec}"
+    );
 }
 
 #[test]

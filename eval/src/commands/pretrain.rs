@@ -1,13 +1,20 @@
 //! `cae-bench pretrain`: CAE or BEiT pretraining on a folder of images.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use cae_pretrain::CaeConfig;
+use cae_pretrain::config::Method as ModelMethod;
 use cae_pretrain::config::{Method, TargetConfig};
-use cae_pretrain::train::{RunRequest, TrainConfig, run};
+use cae_pretrain::train::run::MetricsLine;
+use cae_pretrain::train::{RunConfig, RunRequest, RunSummary, TrainConfig, run};
+use cae_reports::record::{
+    DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter, RunRecord,
+    sha256_file,
+};
 
 /// `--method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -222,7 +229,21 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         resume: args.resume,
         progress: !args.no_progress,
     };
-    let summary = run(&req).with_context(|| format!("pretraining into {}", args.out.display()))?;
+    let mut record = start_record(&req, rayon::current_num_threads())?;
+    let summary = match run(&req) {
+        Ok(s) => s,
+        Err(e) => {
+            let e =
+                anyhow::Error::new(e).context(format!("pretraining into {}", args.out.display()));
+            // The run's own error is what the user needs; a failure to mark the record is logged.
+            if let Err(re) = record.fail(&format!("{e:#}")) {
+                tracing::warn!("could not mark the run record failed: {re}");
+            }
+            return Err(e);
+        }
+    };
+    finish_record(&mut record, &req, &summary)?;
+    record.complete(summary_metrics(&summary))?;
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -234,6 +255,153 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             summary.encoder.display(),
             summary.seconds
         );
+    }
+    Ok(())
+}
+
+/// The headline numbers of a finished pretraining run, as recorded.
+fn summary_metrics(s: &RunSummary) -> BTreeMap<String, f64> {
+    BTreeMap::from([
+        ("steps".to_string(), s.steps as f64),
+        ("final_loss".to_string(), s.final_loss),
+        ("seconds".to_string(), s.seconds),
+    ])
+}
+
+/// Writes `RUN/record.json` as `running` before the first step: a run that is killed stays
+/// marked incomplete. A resumed run starts a new record (its config is the same by construction).
+pub fn start_record(req: &RunRequest, threads: usize) -> anyhow::Result<RecordWriter> {
+    let method = match req.model.method {
+        ModelMethod::Cae => "cae",
+        ModelMethod::Beit => "beit",
+    };
+    let protocol = ProtocolInfo {
+        name: format!("pretrain-{method}"),
+        pooling: None,
+        layer: None,
+        epochs: req.train.epochs,
+        effective_batch: Some(req.train.batch_size),
+        lr: Some(req.train.effective_lr()),
+        lr_rule: Some(req.train.scaling_rule()),
+        optimizer: Some("adamw".into()),
+        cached_features: None,
+        label_fraction: None,
+        details: BTreeMap::new(),
+    };
+    let config = serde_json::json!({
+        "model": req.model,
+        "train": req.train,
+        "data": req.data.display().to_string(),
+        "devices": req.devices,
+        "resume": req.resume,
+    });
+    let mut record = RunRecord::start(
+        "pretrain",
+        std::env::args().collect(),
+        config,
+        req.train.seed,
+        protocol,
+        MachineInfo::current(&req.devices.join(","), Some(threads)),
+    );
+    record
+        .versions
+        .insert("cae-bench".into(), env!("CARGO_PKG_VERSION").into());
+    record.versions.insert("burn".into(), "0.22.1".into());
+    record.encoder = Some(EncoderInfo {
+        label: format!("{} {}", method_label(method), req.model.preset),
+        path: None,
+        sha256: None,
+        method: method.to_string(),
+        arch: req.model.preset.clone(),
+        pretrain_steps: None,
+    });
+    Ok(RecordWriter::create(&req.out, record)
+        .with_context(|| format!("writing the run record in {}", req.out.display()))?)
+}
+
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "beit" => "BEiT",
+        _ => "CAE",
+    }
+}
+
+/// Fills in what only the finished run knows: the resolved config, the loss per epoch and the
+/// exported encoder with its checksum.
+pub fn finish_record(
+    record: &mut RecordWriter,
+    req: &RunRequest,
+    summary: &RunSummary,
+) -> anyhow::Result<()> {
+    let cfg_path = req.out.join("config.toml");
+    if let Ok(text) = std::fs::read_to_string(&cfg_path) {
+        let resolved = RunConfig::from_toml(&text)
+            .with_context(|| format!("{}: not a run config", cfg_path.display()))?;
+        record.record.config = serde_json::to_value(&resolved)?;
+        record.record.dataset = Some(DatasetInfo {
+            path: resolved.data.clone(),
+            train_images: Some(resolved.derived.images),
+            val_images: None,
+            classes: None,
+        });
+    }
+    let metrics_path = req.out.join("metrics.jsonl");
+    if let Ok(text) = std::fs::read_to_string(&metrics_path) {
+        // Mean of each logged quantity over the steps of an epoch.
+        let mut epochs: BTreeMap<u64, BTreeMap<String, (f64, usize)>> = BTreeMap::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let m: MetricsLine = serde_json::from_str(line).with_context(|| {
+                format!(
+                    "{} line {}: not a metrics line",
+                    metrics_path.display(),
+                    i + 1
+                )
+            })?;
+            let e = epochs.entry(m.epoch).or_default();
+            let mut add = |k: &str, v: f64| {
+                if v.is_finite() {
+                    let s = e.entry(k.to_string()).or_insert((0.0, 0));
+                    s.0 += v;
+                    s.1 += 1;
+                }
+            };
+            add("loss", m.loss);
+            add("loss_rec", m.loss_rec);
+            add("loss_align", m.loss_align);
+            if let Some(a) = m.mlm_acc {
+                add("mlm_acc", a);
+            }
+            add("img_per_s", m.img_per_s);
+        }
+        let per_epoch: Vec<EpochMetrics> = epochs
+            .into_iter()
+            .map(|(epoch, sums)| EpochMetrics {
+                epoch,
+                metrics: sums
+                    .into_iter()
+                    .map(|(k, (s, n))| (k, s / n as f64))
+                    .collect(),
+            })
+            .collect();
+        // For pretraining the best epoch is the one with the lowest mean loss.
+        let loss = |e: &EpochMetrics| e.metrics.get("loss").copied().unwrap_or(f64::INFINITY);
+        record.record.best = per_epoch
+            .iter()
+            .min_by(|a, b| loss(a).total_cmp(&loss(b)))
+            .cloned();
+        record.record.last = per_epoch.last().cloned();
+        record.record.per_epoch = per_epoch;
+    }
+    let sha = sha256_file(&summary.encoder)
+        .with_context(|| format!("checksumming {}", summary.encoder.display()))?;
+    if let Some(enc) = record.record.encoder.as_mut() {
+        enc.path = Some(summary.encoder.display().to_string());
+        enc.sha256 = Some(sha);
+        enc.pretrain_steps = Some(summary.steps);
     }
     Ok(())
 }
