@@ -138,6 +138,8 @@ pub struct ProbeConfig {
     pub rel_pos_bias: bool,
     /// Images per forward/backward within a step (fine-tuning; gradients are accumulated).
     pub micro_batch: usize,
+    /// Evaluate every this many epochs (and always after the last).
+    pub eval_every: u64,
 }
 
 /// Settings that replace a protocol's defaults (`None` keeps the default).
@@ -183,6 +185,8 @@ pub struct ProbeOverrides {
     pub rel_pos_bias: Option<bool>,
     /// Fine-tuning micro-batch.
     pub micro_batch: Option<usize>,
+    /// Evaluate every this many epochs.
+    pub eval_every: Option<u64>,
 }
 
 /// How the learning rate of a recipe is given.
@@ -259,7 +263,7 @@ impl ProbeConfig {
             ),
             (Protocol::Finetune, false) => (
                 30,
-                32,
+                16,
                 LrDefault::Absolute(2e-3),
                 3.0,
                 1e-6,
@@ -313,6 +317,7 @@ impl ProbeConfig {
             label_smoothing: o.label_smoothing.unwrap_or(0.1),
             rel_pos_bias: o.rel_pos_bias.unwrap_or(true),
             micro_batch: o.micro_batch.unwrap_or(64),
+            eval_every: o.eval_every.unwrap_or(1),
         };
         cfg.validate(encoder)?;
         Ok(cfg)
@@ -324,6 +329,9 @@ impl ProbeConfig {
         check_layer(self.layer, encoder.depth)?;
         if self.protocol != Protocol::Knn && self.epochs == 0 {
             return bad(format!("{} needs at least one epoch", self.protocol.name()));
+        }
+        if self.eval_every == 0 {
+            return bad("--eval-every must be at least 1".into());
         }
         if self.batch_size < 2 {
             return bad(format!(
@@ -889,6 +897,7 @@ fn run_resolved(
         },
     };
     let training = HeadTraining {
+        eval_every: cfg.eval_every,
         epochs: cfg.epochs,
         batch: cfg.batch_size,
         seed: cfg.seed,
@@ -1064,6 +1073,9 @@ fn finetune(
             loss_sum += loss;
             steps += 1;
             pb.inc(1);
+        }
+        if (epoch + 1) % cfg.eval_every != 0 && epoch + 1 != cfg.epochs {
+            continue;
         }
         let acc = evaluate_model(&model, splits, side, classes, device)?;
         let r = EpochResult {

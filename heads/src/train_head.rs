@@ -88,6 +88,8 @@ pub struct HeadTraining {
     pub bn_eps: f64,
     /// Steps per epoch.
     pub steps_per_epoch: usize,
+    /// Evaluate every this many epochs (and after the last).
+    pub eval_every: u64,
 }
 
 /// Evaluates a head (with the BatchNorm's running statistics) on features.
@@ -191,6 +193,9 @@ pub fn train_head<H: ProbeHead>(
             steps += 1;
             tick();
         }
+        if (epoch + 1) % cfg.eval_every.max(1) != 0 && epoch + 1 != cfg.epochs {
+            continue;
+        }
         let acc = evaluate_head(&head, &bn, val, classes, &plain)?;
         on_epoch(&EpochResult {
             epoch: epoch + 1,
@@ -248,6 +253,7 @@ mod tests {
             schedule,
             bn_eps: 1e-6,
             steps_per_epoch: 8,
+            eval_every: 1,
         };
         let mut results = Vec::new();
         train_head(

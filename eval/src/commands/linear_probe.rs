@@ -122,6 +122,9 @@ pub struct LinearProbeArgs {
     /// Fine-tuning: images per forward/backward (gradients are accumulated to the batch).
     #[arg(long)]
     pub micro_batch: Option<usize>,
+    /// Evaluate every N epochs (and after the last) [default: 1].
+    #[arg(long)]
+    pub eval_every: Option<u64>,
     /// Seed of everything random in the run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -195,6 +198,7 @@ pub fn request(args: &LinearProbeArgs, threads: Option<usize>) -> anyhow::Result
         label_smoothing: args.smoothing,
         rel_pos_bias: args.no_rel_pos_bias.then_some(false),
         micro_batch: args.micro_batch,
+        eval_every: args.eval_every,
     };
     Ok(ProbeRequest {
         encoder,
