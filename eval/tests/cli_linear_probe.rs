@@ -382,6 +382,17 @@ fn bad_input_is_a_clear_error() {
         ]),
         &["--label-fraction"],
     );
+    refused(
+        probe(&[
+            "--encoder",
+            "random",
+            "--preset",
+            "test",
+            "--eval-every",
+            "0",
+        ]),
+        &["--eval-every"],
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("train/a")).unwrap();
     refused(

@@ -244,6 +244,16 @@ mod tests {
         schedule: LrSchedule,
         t: usize,
     ) -> Vec<EpochResult> {
+        run_every(head, opt, schedule, t, 1)
+    }
+
+    fn run_every<H: ProbeHead>(
+        head: H,
+        opt: &mut Optimizer,
+        schedule: LrSchedule,
+        t: usize,
+        eval_every: u64,
+    ) -> Vec<EpochResult> {
         let train = clusters(256, t, 16, 1);
         let val = clusters(64, t, 16, 2);
         let cfg = HeadTraining {
@@ -253,7 +263,7 @@ mod tests {
             schedule,
             bn_eps: 1e-6,
             steps_per_epoch: 8,
-            eval_every: 1,
+            eval_every,
         };
         let mut results = Vec::new();
         train_head(
@@ -288,6 +298,23 @@ mod tests {
         assert_eq!(r.len(), 15);
         assert!(r[14].top1 > 95.0, "{r:?}");
         assert!(r[14].loss < r[0].loss, "{r:?}");
+    }
+
+    #[test]
+    fn eval_every_skips_epochs_but_always_reports_the_last() {
+        let dev = Device::flex().autodiff();
+        let head = LinearProbe::new(16, 4, 0, &dev);
+        let mut opt = Optimizer::lars(0.9, 0.001, 0.0);
+        let sched = LrSchedule::Mae(MaeSchedule {
+            lr: 6.4,
+            min_lr: 0.0,
+            warmup_epochs: 2.0,
+            epochs: 15.0,
+        });
+        let r = run_every(head, &mut opt, sched, 1, 4);
+        let epochs: Vec<u64> = r.iter().map(|e| e.epoch).collect();
+        assert_eq!(epochs, vec![4, 8, 12, 15]);
+        assert!(r[3].top1 > 95.0, "{r:?}");
     }
 
     #[test]
