@@ -36,6 +36,10 @@ pub enum Command {
     Data(commands::data::DataCommand),
     /// Pretrain an encoder with CAE (or the BEiT baseline) on a folder of images.
     Pretrain(Box<commands::pretrain::PretrainArgs>),
+    /// Measure an encoder: linear / attentive probe, kNN, or (low-label) fine-tuning.
+    LinearProbe(Box<commands::linear_probe::LinearProbeArgs>),
+    /// Convert an official CAE / BEiT / MAE (or timm) checkpoint into an encoder file.
+    Import(commands::import::ImportArgs),
 }
 
 /// Runs the parsed command.
@@ -53,6 +57,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::AdeEval(args) => commands::ade_eval::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Pretrain(args) => commands::pretrain::run_pretrain(*args),
+        Command::LinearProbe(args) => commands::linear_probe::run(*args, cli.threads),
+        Command::Import(args) => commands::import::run(args),
     }
 }
 

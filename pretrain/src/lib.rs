@@ -16,7 +16,9 @@
 pub mod config;
 pub mod dalle;
 pub mod device;
+pub mod encoder_file;
 pub mod error;
+pub mod import;
 pub mod loss;
 pub mod masking;
 pub mod model;

@@ -4,4 +4,6 @@ pub mod ade_eval;
 pub mod bench;
 pub mod coco_eval;
 pub mod data;
+pub mod import;
+pub mod linear_probe;
 pub mod pretrain;

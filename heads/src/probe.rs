@@ -1,0 +1,1104 @@
+//! Running a protocol end to end: [`run_probe`] takes a [`ProbeRequest`] (encoder, data,
+//! protocol, seed, overrides), resolves a [`ProbeConfig`] from the protocol's defaults, runs it,
+//! writes `OUT/record.json` through [`cae_reports::record`] when given an output folder, and
+//! returns a [`ProbeOutcome`].
+//!
+//! # Defaults
+//!
+//! [`Recipe::Paper`] is the official recipe (cae.md §5a, protocols.md §4); [`Recipe::Small`]
+//! scales it down for CPU runs on small data. [`Recipe::Auto`] picks `paper` for encoders of
+//! 224 px or more and `small` below.
+//!
+//! | protocol | paper | small |
+//! |---|---|---|
+//! | linear | cls, BN + Linear, LARS blr 0.1 (lr = blr·batch/256 = 6.4 at 16384), 90 ep, 10 warmup, fresh RRC+flip every epoch | cls, 100 ep on cached features, batch 128, lr 6.4, 10 warmup |
+//! | attentive | Nesterov SGD lr 0.4, batch 8192, 90 ep, 10 warmup, min lr 1e-6, fresh augmentation | 30 ep on cached tokens, batch 128, lr 0.4, 3 warmup |
+//! | knn | k 20, T 0.07, cls, features once | same |
+//! | finetune | mean + fc_norm, AdamW lr 8e-3 @ 4096, layer decay 0.65, wd 0.05, drop path 0.1, smoothing 0.1, 100 ep / 5 warmup (ViT-L: lr 2e-3, decay 0.75, drop path 0.2, 50 ep) | 30 ep, batch 32, lr 2e-3, 3 warmup, layer decay 0.65, drop path 0.1 |
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use cae_datasets::{Loader, ProbeEvalTransform, ProbeTrainTransform};
+use cae_pretrain::CaeConfig;
+use cae_pretrain::config::EncoderConfig;
+use cae_pretrain::encoder_file::{LoadedEncoder, load_encoder, random_encoder};
+use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
+use cae_reports::record::{
+    DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter, RunRecord,
+    sha256_file,
+};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::attentive::{ATTENTIVE_BN_EPS, AttentiveProbe};
+use crate::data::{Splits, label_subset};
+use crate::error::{HeadsError, Result, to_vec};
+use crate::features::{
+    AugmentedFeed, FeatureKind, FeatureSpec, Pooling, check_layer, extract_eval, images_tensor,
+};
+use crate::finetune::{FinetuneBuild, FinetuneModel, accumulate};
+use crate::knn::{KnnConfig, knn_accuracy};
+use crate::linear::LinearProbe;
+use crate::metrics::TopK;
+use crate::optim::{Optimizer, Rule, layer_decay_group};
+use crate::schedule::{CosineSchedule, MaeSchedule};
+use crate::train_head::{EpochResult, HeadTraining, LrSchedule, TrainFeed, train_head};
+
+/// The burn version this crate is built against (the workspace pins it).
+pub const BURN_VERSION: &str = "0.22.1";
+
+/// The evaluation protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// BatchNorm + Linear on frozen features, LARS.
+    Linear,
+    /// One cross-attention block on a learned query, BatchNorm + Linear, Nesterov SGD.
+    Attentive,
+    /// Weighted kNN on frozen features.
+    Knn,
+    /// End-to-end fine-tuning with layer-wise lr decay.
+    Finetune,
+}
+
+impl Protocol {
+    /// `linear`, `attentive`, `knn`, `finetune`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Attentive => "attentive",
+            Self::Knn => "knn",
+            Self::Finetune => "finetune",
+        }
+    }
+}
+
+/// Which set of defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Recipe {
+    /// `paper` for encoders of 224 px or more, else `small`.
+    #[default]
+    Auto,
+    /// Scaled down for CPU runs on small data.
+    Small,
+    /// The official recipe.
+    Paper,
+}
+
+/// A fully resolved protocol configuration (written into the record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeConfig {
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The defaults it started from (`small` or `paper`).
+    pub recipe: Recipe,
+    /// Feature pooling (linear, kNN, fine-tuning; the attentive probe takes all tokens).
+    pub pooling: Pooling,
+    /// Probed block (0-based); `None` = after the final LayerNorm.
+    pub layer: Option<usize>,
+    /// Epochs (0 for kNN).
+    pub epochs: u64,
+    /// Images per optimizer step.
+    pub batch_size: usize,
+    /// Peak learning rate actually used.
+    pub lr: f64,
+    /// How `lr` was obtained.
+    pub lr_rule: String,
+    /// Final learning rate of the cosine.
+    pub min_lr: f64,
+    /// Warmup epochs.
+    pub warmup_epochs: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Momentum (LARS, SGD).
+    pub momentum: f64,
+    /// Features extracted once without augmentation (else fresh augmentation every epoch).
+    pub cache_features: bool,
+    /// The run's seed (head init, order, augmentation, drop path; the random encoder).
+    pub seed: u64,
+    /// Fraction of the training labels used.
+    pub label_fraction: f64,
+    /// Seed of the label subset (fixed across runs).
+    pub label_subset_seed: u64,
+    /// kNN settings.
+    pub knn: KnnConfig,
+    /// Layer-wise lr decay (fine-tuning).
+    pub layer_decay: f64,
+    /// Stochastic depth (fine-tuning).
+    pub drop_path: f64,
+    /// Label smoothing (fine-tuning).
+    pub label_smoothing: f64,
+    /// Learned per-block relative position tables added for fine-tuning.
+    pub rel_pos_bias: bool,
+    /// Images per forward/backward within a step (fine-tuning; gradients are accumulated).
+    pub micro_batch: usize,
+    /// Evaluate every this many epochs (and always after the last).
+    pub eval_every: u64,
+}
+
+/// Settings that replace a protocol's defaults (`None` keeps the default).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeOverrides {
+    /// Defaults to start from.
+    pub recipe: Recipe,
+    /// Pooling.
+    pub pooling: Option<Pooling>,
+    /// Probed block.
+    pub layer: Option<usize>,
+    /// Epochs.
+    pub epochs: Option<u64>,
+    /// Batch size.
+    pub batch_size: Option<usize>,
+    /// Absolute peak learning rate.
+    pub lr: Option<f64>,
+    /// Base learning rate per 256 images (`lr = blr × batch / 256`).
+    pub blr: Option<f64>,
+    /// Final learning rate.
+    pub min_lr: Option<f64>,
+    /// Warmup epochs.
+    pub warmup_epochs: Option<f64>,
+    /// Weight decay.
+    pub weight_decay: Option<f64>,
+    /// Cache features (`Some(false)`: fresh augmentation every epoch).
+    pub cache_features: Option<bool>,
+    /// Fraction of the training labels.
+    pub label_fraction: Option<f64>,
+    /// Seed of the label subset.
+    pub label_subset_seed: Option<u64>,
+    /// kNN neighbours.
+    pub knn_k: Option<usize>,
+    /// kNN temperature.
+    pub knn_temperature: Option<f64>,
+    /// Layer-wise lr decay.
+    pub layer_decay: Option<f64>,
+    /// Stochastic depth.
+    pub drop_path: Option<f64>,
+    /// Label smoothing.
+    pub label_smoothing: Option<f64>,
+    /// Add per-block relative position tables when fine-tuning.
+    pub rel_pos_bias: Option<bool>,
+    /// Fine-tuning micro-batch.
+    pub micro_batch: Option<usize>,
+    /// Evaluate every this many epochs.
+    pub eval_every: Option<u64>,
+}
+
+/// How the learning rate of a recipe is given.
+enum LrDefault {
+    /// `lr = blr × batch / 256`.
+    Base(f64),
+    /// An absolute value.
+    Absolute(f64),
+}
+
+impl ProbeConfig {
+    /// The protocol's defaults for `recipe` and an encoder, with `o` applied.
+    pub fn resolve(
+        protocol: Protocol,
+        seed: u64,
+        encoder: &EncoderConfig,
+        o: &ProbeOverrides,
+    ) -> Result<Self> {
+        let recipe = match o.recipe {
+            Recipe::Auto if encoder.img_size >= 224 => Recipe::Paper,
+            Recipe::Auto => Recipe::Small,
+            r => r,
+        };
+        let paper = recipe == Recipe::Paper;
+        let large = encoder.depth >= 24;
+        // (epochs, batch, lr, warmup, min_lr, wd, momentum, cache)
+        let (epochs, batch, lr, warmup, min_lr, wd, momentum, cache) = match (protocol, paper) {
+            (Protocol::Linear, true) => {
+                (90, 16384, LrDefault::Base(0.1), 10.0, 0.0, 0.0, 0.9, false)
+            }
+            (Protocol::Linear, false) => (
+                100,
+                128,
+                LrDefault::Absolute(6.4),
+                10.0,
+                0.0,
+                0.0,
+                0.9,
+                true,
+            ),
+            (Protocol::Attentive, true) => (
+                90,
+                8192,
+                LrDefault::Absolute(0.4),
+                10.0,
+                1e-6,
+                0.0,
+                0.9,
+                false,
+            ),
+            (Protocol::Attentive, false) => {
+                (30, 128, LrDefault::Absolute(0.4), 3.0, 1e-6, 0.0, 0.9, true)
+            }
+            (Protocol::Knn, _) => (0, 256, LrDefault::Absolute(0.0), 0.0, 0.0, 0.0, 0.0, true),
+            (Protocol::Finetune, true) if large => (
+                50,
+                4096,
+                LrDefault::Absolute(2e-3),
+                5.0,
+                1e-6,
+                0.05,
+                0.0,
+                false,
+            ),
+            (Protocol::Finetune, true) => (
+                100,
+                4096,
+                LrDefault::Absolute(8e-3),
+                5.0,
+                1e-6,
+                0.05,
+                0.0,
+                false,
+            ),
+            (Protocol::Finetune, false) => (
+                30,
+                16,
+                LrDefault::Absolute(2e-3),
+                3.0,
+                1e-6,
+                0.05,
+                0.0,
+                false,
+            ),
+        };
+        let batch = o.batch_size.unwrap_or(batch);
+        let (lr, lr_rule) = match (o.lr, o.blr, lr) {
+            (Some(lr), _, _) => (lr, format!("lr = {lr} (given)")),
+            (None, Some(blr), _) | (None, None, LrDefault::Base(blr)) => {
+                let lr = blr * batch as f64 / 256.0;
+                (lr, format!("lr = blr {blr} × batch {batch} / 256 = {lr}"))
+            }
+            (None, None, LrDefault::Absolute(lr)) => {
+                (lr, format!("lr = {lr} ({} default)", recipe_name(recipe)))
+            }
+        };
+        let default_pool = match protocol {
+            Protocol::Finetune => Pooling::Mean,
+            _ => Pooling::Cls,
+        };
+        let cfg = Self {
+            protocol,
+            recipe,
+            pooling: o.pooling.unwrap_or(default_pool),
+            layer: o.layer,
+            epochs: o.epochs.unwrap_or(epochs),
+            batch_size: batch,
+            lr,
+            lr_rule,
+            min_lr: o.min_lr.unwrap_or(min_lr),
+            // Fewer epochs than the recipe's keep its warmup fraction.
+            warmup_epochs: o.warmup_epochs.unwrap_or(match o.epochs {
+                Some(e) if epochs > 0 && e < epochs => warmup * e as f64 / epochs as f64,
+                _ => warmup,
+            }),
+            weight_decay: o.weight_decay.unwrap_or(wd),
+            momentum,
+            cache_features: o.cache_features.unwrap_or(cache),
+            seed,
+            label_fraction: o.label_fraction.unwrap_or(1.0),
+            label_subset_seed: o.label_subset_seed.unwrap_or(0),
+            knn: KnnConfig {
+                k: o.knn_k.unwrap_or(20),
+                temperature: o.knn_temperature.unwrap_or(0.07),
+            },
+            layer_decay: o.layer_decay.unwrap_or(if large { 0.75 } else { 0.65 }),
+            drop_path: o.drop_path.unwrap_or(if large { 0.2 } else { 0.1 }),
+            label_smoothing: o.label_smoothing.unwrap_or(0.1),
+            rel_pos_bias: o.rel_pos_bias.unwrap_or(true),
+            micro_batch: o.micro_batch.unwrap_or(64),
+            eval_every: o.eval_every.unwrap_or(1),
+        };
+        cfg.validate(encoder)?;
+        Ok(cfg)
+    }
+
+    /// Checks the settings against each other and the encoder.
+    pub fn validate(&self, encoder: &EncoderConfig) -> Result<()> {
+        let bad = |m: String| Err(HeadsError::Config(m));
+        check_layer(self.layer, encoder.depth)?;
+        if self.protocol != Protocol::Knn && self.epochs == 0 {
+            return bad(format!("{} needs at least one epoch", self.protocol.name()));
+        }
+        if self.eval_every == 0 {
+            return bad("--eval-every must be at least 1".into());
+        }
+        if self.batch_size < 2 {
+            return bad(format!(
+                "batch size {} is too small (BatchNorm and the loaders need at least 2)",
+                self.batch_size
+            ));
+        }
+        if !(self.label_fraction > 0.0 && self.label_fraction <= 1.0) {
+            return bad(format!(
+                "--label-fraction must be in (0, 1], got {}",
+                self.label_fraction
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return bad(format!(
+                "learning rate {} is not a finite, non-negative number",
+                self.lr
+            ));
+        }
+        if !(0.0..1.0).contains(&self.drop_path) {
+            return bad(format!("drop path {} is not in [0, 1)", self.drop_path));
+        }
+        if !(self.layer_decay > 0.0 && self.layer_decay <= 1.0) {
+            return bad(format!("layer decay {} is not in (0, 1]", self.layer_decay));
+        }
+        if self.warmup_epochs < 0.0 || (self.epochs > 0 && self.warmup_epochs > self.epochs as f64)
+        {
+            return bad(format!(
+                "{} warmup epochs for {} epochs",
+                self.warmup_epochs, self.epochs
+            ));
+        }
+        match self.protocol {
+            Protocol::Finetune if self.pooling == Pooling::ClsMean => {
+                bad("fine-tuning pools `mean` (official) or `cls`, not `cls+mean`".into())
+            }
+            Protocol::Finetune if self.layer.is_some() => {
+                bad("fine-tuning trains the whole encoder; --layer applies to frozen probes".into())
+            }
+            Protocol::Finetune if self.micro_batch == 0 => bad("micro-batch must be ≥ 1".into()),
+            Protocol::Knn if !self.cache_features => {
+                bad("kNN extracts features once (no per-epoch augmentation)".into())
+            }
+            Protocol::Knn if self.knn.k == 0 || self.knn.temperature <= 0.0 => bad(format!(
+                "kNN needs k ≥ 1 and T > 0, got k = {}, T = {}",
+                self.knn.k, self.knn.temperature
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The optimizer's name, for records.
+    pub fn optimizer_name(&self) -> &'static str {
+        match self.protocol {
+            Protocol::Linear => "lars",
+            Protocol::Attentive => "sgd-nesterov",
+            Protocol::Knn => "none",
+            Protocol::Finetune => "adamw-layer-decay",
+        }
+    }
+}
+
+fn recipe_name(r: Recipe) -> &'static str {
+    match r {
+        Recipe::Auto => "auto",
+        Recipe::Small => "small",
+        Recipe::Paper => "paper",
+    }
+}
+
+/// Which encoder to measure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EncoderSource {
+    /// An encoder file (`cae-bench pretrain` / `cae-bench import`).
+    File(PathBuf),
+    /// A fresh initialisation (the CAE starting point), drawn with the run's seed.
+    Random,
+}
+
+/// Everything [`run_probe`] needs.
+#[derive(Debug, Clone)]
+pub struct ProbeRequest {
+    /// The encoder.
+    pub encoder: EncoderSource,
+    /// Preset for a random encoder or a file without a `config` (ignored otherwise).
+    pub preset: Option<String>,
+    /// Folder holding `train/` and `val/`.
+    pub data: PathBuf,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The seed.
+    pub seed: u64,
+    /// Changes to the defaults.
+    pub overrides: ProbeOverrides,
+    /// Run folder for `record.json` (none: no record).
+    pub out: Option<PathBuf>,
+    /// Device (`cpu`, `cuda:0`, …).
+    pub device: String,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// The command line, for the record.
+    pub command: Vec<String>,
+    /// Worker threads, for the record.
+    pub threads: Option<usize>,
+}
+
+impl ProbeRequest {
+    /// A request with the defaults: no record, CPU, no progress bar.
+    pub fn new(encoder: EncoderSource, data: impl Into<PathBuf>, protocol: Protocol) -> Self {
+        Self {
+            encoder,
+            preset: None,
+            data: data.into(),
+            protocol,
+            seed: 0,
+            overrides: ProbeOverrides::default(),
+            out: None,
+            device: "cpu".into(),
+            progress: false,
+            command: Vec::new(),
+            threads: None,
+        }
+    }
+}
+
+/// What a run gave.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeOutcome {
+    /// The protocol.
+    pub protocol: Protocol,
+    /// Top-1 of the last epoch, percent.
+    pub top1: f64,
+    /// Top-5 of the last epoch, percent.
+    pub top5: f64,
+    /// Best top-1 over the epochs, percent.
+    pub best_top1: f64,
+    /// The epoch of the best top-1.
+    pub best_epoch: u64,
+    /// Epochs trained (0 for kNN).
+    pub epochs: u64,
+    /// The seed.
+    pub seed: u64,
+    /// Every epoch.
+    pub per_epoch: Vec<EpochResult>,
+    /// The resolved configuration.
+    pub config: ProbeConfig,
+    /// The encoder measured.
+    pub encoder: EncoderInfo,
+    /// Training images used (after the label subset).
+    pub train_images: usize,
+    /// Validation images.
+    pub val_images: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// The record written, if any.
+    pub record: Option<PathBuf>,
+}
+
+/// The encoder of a request, its config and its description.
+pub fn resolve_encoder(
+    req: &ProbeRequest,
+    device: &Device,
+) -> Result<(VisionTransformerEncoder, CaeConfig, EncoderInfo)> {
+    let preset = req.preset.as_deref().map(CaeConfig::preset).transpose()?;
+    match &req.encoder {
+        EncoderSource::Random => {
+            let cfg = preset.ok_or_else(|| {
+                HeadsError::Config("a random encoder needs a preset (--preset)".into())
+            })?;
+            let info = EncoderInfo {
+                label: format!("random-init-{}", cfg.preset),
+                path: None,
+                sha256: None,
+                method: "random".into(),
+                arch: cfg.preset.clone(),
+                pretrain_steps: None,
+            };
+            Ok((random_encoder(&cfg, req.seed, device), cfg, info))
+        }
+        EncoderSource::File(path) => {
+            let loaded: LoadedEncoder = load_encoder(path, preset.as_ref(), device)?;
+            if let Some(p) = &preset
+                && loaded.config_from_file
+                && p.encoder != loaded.config.encoder
+            {
+                tracing::warn!(
+                    "{}: the file carries its own config ({}); --preset {} is ignored",
+                    path.display(),
+                    loaded.config.preset,
+                    p.preset
+                );
+            }
+            let info = EncoderInfo {
+                label: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                path: Some(path.display().to_string()),
+                sha256: Some(sha256_file(path)?),
+                method: loaded.method(),
+                arch: loaded.config.preset.clone(),
+                pretrain_steps: loaded.metadata.get("steps").and_then(|s| s.parse().ok()),
+            };
+            Ok((loaded.encoder, loaded.config, info))
+        }
+    }
+}
+
+/// Runs a protocol (see the module docs). With `req.out` the record is written at the start,
+/// after every epoch and at the end (`complete`), or marked `failed` with the error.
+pub fn run_probe(req: &ProbeRequest) -> Result<ProbeOutcome> {
+    let started = Instant::now();
+    let device = cae_pretrain::device::parse_device(&req.device)?;
+    let (encoder, model_cfg, encoder_info) = resolve_encoder(req, &device)?;
+    let enc_cfg = model_cfg.encoder.clone();
+    let cfg = ProbeConfig::resolve(req.protocol, req.seed, &enc_cfg, &req.overrides)?;
+    let splits = Splits::open(&req.data)?;
+    let subset = label_subset(
+        &splits
+            .train
+            .samples
+            .iter()
+            .map(|(_, l)| *l)
+            .collect::<Vec<_>>(),
+        cfg.label_fraction,
+        cfg.label_subset_seed,
+    );
+    let classes = splits.num_classes();
+    let mut cfg = cfg;
+    if cfg.batch_size > subset.len() {
+        tracing::warn!(
+            "batch {} is larger than the {} training images; using {}",
+            cfg.batch_size,
+            subset.len(),
+            subset.len()
+        );
+        cfg.batch_size = subset.len();
+        cfg.validate(&enc_cfg)?;
+    }
+    let mut writer = match &req.out {
+        Some(_) => Some(start_record(
+            req,
+            &cfg,
+            &model_cfg,
+            &encoder_info,
+            &splits,
+            subset.len(),
+        )?),
+        None => None,
+    };
+    let result = run_resolved(
+        req,
+        &cfg,
+        encoder,
+        &enc_cfg,
+        &splits,
+        &subset,
+        &device,
+        &mut writer,
+    );
+    match result {
+        Ok(per_epoch) => {
+            let last = *per_epoch
+                .last()
+                .ok_or_else(|| HeadsError::Config("the run produced no evaluation".into()))?;
+            let best = per_epoch
+                .iter()
+                .copied()
+                .fold(last, |b, e| if e.top1 > b.top1 { e } else { b });
+            let record = match writer {
+                Some(w) => {
+                    let path = w.path().to_path_buf();
+                    w.complete(BTreeMap::from([
+                        ("top1".to_string(), last.top1),
+                        ("top5".to_string(), last.top5),
+                        ("best_top1".to_string(), best.top1),
+                        ("best_epoch".to_string(), best.epoch as f64),
+                    ]))?;
+                    Some(path)
+                }
+                None => None,
+            };
+            Ok(ProbeOutcome {
+                protocol: cfg.protocol,
+                top1: last.top1,
+                top5: last.top5,
+                best_top1: best.top1,
+                best_epoch: best.epoch,
+                epochs: cfg.epochs,
+                seed: cfg.seed,
+                per_epoch,
+                config: cfg,
+                encoder: encoder_info,
+                train_images: subset.len(),
+                val_images: splits.val.len(),
+                classes,
+                seconds: started.elapsed().as_secs_f64(),
+                record,
+            })
+        }
+        Err(e) => {
+            if let Some(w) = writer {
+                // The run's error matters more than a failure to record it.
+                let _ = w.fail(&e.to_string());
+            }
+            Err(e)
+        }
+    }
+}
+
+fn start_record(
+    req: &ProbeRequest,
+    cfg: &ProbeConfig,
+    model_cfg: &CaeConfig,
+    encoder: &EncoderInfo,
+    splits: &Splits,
+    train_images: usize,
+) -> Result<RecordWriter> {
+    let out = req.out.as_ref().expect("called with an output folder");
+    let pooling = match cfg.protocol {
+        Protocol::Attentive => "attentive (all tokens)".to_string(),
+        _ => cfg.pooling.name().to_string(),
+    };
+    let mut details: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        details.insert(k.to_string(), v);
+    };
+    put("recipe", serde_json::json!(recipe_name(cfg.recipe)));
+    put("warmup_epochs", serde_json::json!(cfg.warmup_epochs));
+    put("min_lr", serde_json::json!(cfg.min_lr));
+    put("weight_decay", serde_json::json!(cfg.weight_decay));
+    put(
+        "train_augmentation",
+        serde_json::json!(match (cfg.protocol, cfg.cache_features) {
+            (Protocol::Knn, _) | (_, true) =>
+                "none: features extracted once (resize + center crop)",
+            _ => "RandomResizedCrop(0.08-1, bicubic) + flip, fresh every epoch",
+        }),
+    );
+    put(
+        "eval_transform",
+        serde_json::json!("resize(size/0.875, bicubic) + center crop"),
+    );
+    put(
+        "label_subset_seed",
+        serde_json::json!(cfg.label_subset_seed),
+    );
+    put(
+        "features",
+        serde_json::json!(match cfg.layer {
+            None => "after the final LayerNorm".to_string(),
+            Some(l) => format!("raw output of block {l} (0-based, no final norm)"),
+        }),
+    );
+    match cfg.protocol {
+        Protocol::Linear | Protocol::Attentive => {
+            put("momentum", serde_json::json!(cfg.momentum));
+            put("batchnorm_eval", serde_json::json!("running statistics"));
+            if cfg.protocol == Protocol::Linear {
+                put("lars_trust", serde_json::json!(0.001));
+            }
+        }
+        Protocol::Knn => {
+            put("k", serde_json::json!(cfg.knn.k.min(train_images)));
+            put("temperature", serde_json::json!(cfg.knn.temperature));
+        }
+        Protocol::Finetune => {
+            put("layer_decay", serde_json::json!(cfg.layer_decay));
+            put("drop_path", serde_json::json!(cfg.drop_path));
+            put("label_smoothing", serde_json::json!(cfg.label_smoothing));
+            put("rel_pos_bias_added", serde_json::json!(cfg.rel_pos_bias));
+            put("micro_batch", serde_json::json!(cfg.micro_batch));
+            put(
+                "not_reproduced",
+                serde_json::json!("RandAugment, random erasing, mixup/cutmix"),
+            );
+        }
+    }
+    let protocol = ProtocolInfo {
+        name: cfg.protocol.name().into(),
+        pooling: Some(pooling),
+        layer: cfg.layer,
+        epochs: Some(cfg.epochs),
+        effective_batch: (cfg.protocol != Protocol::Knn).then_some(cfg.batch_size),
+        lr: (cfg.protocol != Protocol::Knn).then_some(cfg.lr),
+        lr_rule: (cfg.protocol != Protocol::Knn).then(|| cfg.lr_rule.clone()),
+        optimizer: Some(cfg.optimizer_name().into()),
+        cached_features: Some(cfg.protocol == Protocol::Knn || cfg.cache_features),
+        label_fraction: Some(cfg.label_fraction),
+        details,
+    };
+    let config = serde_json::json!({
+        "probe": cfg,
+        "model": model_cfg,
+        "data": req.data.display().to_string(),
+        "device": req.device,
+    });
+    let mut record = RunRecord::start(
+        "linear-probe",
+        req.command.clone(),
+        config,
+        cfg.seed,
+        protocol,
+        MachineInfo::current(&req.device, req.threads),
+    );
+    record.encoder = Some(encoder.clone());
+    record.dataset = Some(DatasetInfo {
+        path: req.data.display().to_string(),
+        train_images: Some(train_images),
+        val_images: Some(splits.val.len()),
+        classes: Some(splits.num_classes()),
+    });
+    record
+        .versions
+        .insert("cae-heads".into(), env!("CARGO_PKG_VERSION").into());
+    record.versions.insert("burn".into(), BURN_VERSION.into());
+    Ok(RecordWriter::create(out, record)?)
+}
+
+fn progress_bar(show: bool, total: u64, what: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {what}  {{msg}}  ETA {{eta}}"
+        ))
+        .expect("a valid template"),
+    );
+    pb
+}
+
+/// Logs an epoch, adds it to the record, rewrites the record.
+fn report_epoch(
+    cfg: &ProbeConfig,
+    r: &EpochResult,
+    writer: &mut Option<RecordWriter>,
+    per_epoch: &mut Vec<EpochResult>,
+    pb: &indicatif::ProgressBar,
+) -> Result<()> {
+    pb.suspend(|| {
+        tracing::info!(
+            "{} epoch {}/{}: top-1 {:.2}  top-5 {:.2}  loss {:.4}  lr {:.3e}",
+            cfg.protocol.name(),
+            r.epoch,
+            cfg.epochs,
+            r.top1,
+            r.top5,
+            r.loss,
+            r.lr
+        )
+    });
+    pb.set_message(format!("top-1 {:.2}", r.top1));
+    per_epoch.push(*r);
+    if let Some(w) = writer {
+        let mut metrics =
+            BTreeMap::from([("top1".to_string(), r.top1), ("top5".to_string(), r.top5)]);
+        if cfg.protocol != Protocol::Knn {
+            metrics.insert("loss".into(), r.loss);
+            metrics.insert("lr".into(), r.lr);
+        }
+        w.record.push_epoch(
+            EpochMetrics {
+                epoch: r.epoch,
+                metrics,
+            },
+            "top1",
+        );
+        w.update()?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_resolved(
+    req: &ProbeRequest,
+    cfg: &ProbeConfig,
+    encoder: VisionTransformerEncoder,
+    enc_cfg: &EncoderConfig,
+    splits: &Splits,
+    subset: &[usize],
+    device: &Device,
+    writer: &mut Option<RecordWriter>,
+) -> Result<Vec<EpochResult>> {
+    let side = enc_cfg.img_size;
+    let classes = splits.num_classes();
+    let mut per_epoch = Vec::new();
+    let all_val: Vec<usize> = (0..splits.val.len()).collect();
+    let steps_per_epoch = subset.len() / cfg.batch_size;
+    if cfg.protocol == Protocol::Finetune {
+        return finetune(req, cfg, encoder, enc_cfg, splits, subset, device, writer);
+    }
+    let spec = FeatureSpec {
+        kind: match cfg.protocol {
+            Protocol::Attentive => FeatureKind::Tokens,
+            _ => FeatureKind::Pooled(cfg.pooling),
+        },
+        layer: cfg.layer,
+    };
+    let cached = cfg.protocol == Protocol::Knn || cfg.cache_features;
+    let extract_images = splits.val.len() + if cached { subset.len() } else { 0 };
+    let train_steps = cfg.epochs * steps_per_epoch as u64;
+    let pb = progress_bar(
+        req.progress,
+        extract_images as u64 + train_steps,
+        "images+steps",
+    );
+    let mut tick = |n: usize| pb.inc(n as u64);
+    let val = extract_eval(
+        &encoder,
+        &splits.val,
+        &all_val,
+        &spec,
+        side,
+        device,
+        &mut tick,
+    )?;
+    let train_cached = if cached {
+        Some(extract_eval(
+            &encoder,
+            &splits.train,
+            subset,
+            &spec,
+            side,
+            device,
+            &mut tick,
+        )?)
+    } else {
+        None
+    };
+    if cfg.protocol == Protocol::Knn {
+        let train = train_cached.expect("kNN always caches");
+        let acc: TopK = knn_accuracy(&train, &val, classes, &cfg.knn, device)?;
+        let r = EpochResult {
+            epoch: 1,
+            top1: acc.top1_pct(),
+            top5: acc.top5_pct(),
+            loss: 0.0,
+            lr: 0.0,
+        };
+        report_epoch(cfg, &r, writer, &mut per_epoch, &pb)?;
+        pb.finish_and_clear();
+        return Ok(per_epoch);
+    }
+    let ad = device.clone().autodiff();
+    let aug = AugmentedFeed {
+        folder: splits.train.clone(),
+        indices: Arc::new(subset.to_vec()),
+        transform: ProbeTrainTransform::new(side as u32),
+        seed: cfg.seed,
+        side,
+    };
+    let feed = match &train_cached {
+        Some(set) => TrainFeed::Cached(set),
+        None => TrainFeed::Augmented {
+            feed: &aug,
+            encoder: &encoder,
+            spec,
+            device: device.clone(),
+        },
+    };
+    let training = HeadTraining {
+        eval_every: cfg.eval_every,
+        epochs: cfg.epochs,
+        batch: cfg.batch_size,
+        seed: cfg.seed,
+        schedule: match cfg.protocol {
+            Protocol::Linear => LrSchedule::Mae(MaeSchedule {
+                lr: cfg.lr,
+                min_lr: cfg.min_lr,
+                warmup_epochs: cfg.warmup_epochs,
+                epochs: cfg.epochs as f64,
+            }),
+            _ => LrSchedule::Cosine(CosineSchedule {
+                base: cfg.lr,
+                min: cfg.min_lr,
+                warmup: (cfg.warmup_epochs * steps_per_epoch as f64).round() as u64,
+                total: cfg.epochs * steps_per_epoch as u64,
+            }),
+        },
+        bn_eps: if cfg.protocol == Protocol::Linear {
+            1e-6
+        } else {
+            ATTENTIVE_BN_EPS
+        },
+        steps_per_epoch,
+    };
+    let mut on_epoch = |r: &EpochResult| report_epoch(cfg, r, writer, &mut per_epoch, &pb);
+    let mut step_tick = || pb.inc(1);
+    let d = encoder.embed_dim();
+    match cfg.protocol {
+        Protocol::Linear => {
+            let head = LinearProbe::new(val.shape[1], classes, cfg.seed, &ad);
+            let mut opt = Optimizer::lars(cfg.momentum, 0.001, cfg.weight_decay);
+            train_head(
+                head,
+                &mut opt,
+                feed,
+                &val,
+                classes,
+                &training,
+                &mut on_epoch,
+                &mut step_tick,
+            )?;
+        }
+        Protocol::Attentive => {
+            let heads = encoder.blocks[0].attn.num_heads;
+            let head = AttentiveProbe::new(d, heads, classes, cfg.seed, &ad);
+            let mut opt = Optimizer::sgd(cfg.momentum, true, cfg.weight_decay);
+            train_head(
+                head,
+                &mut opt,
+                feed,
+                &val,
+                classes,
+                &training,
+                &mut on_epoch,
+                &mut step_tick,
+            )?;
+        }
+        Protocol::Knn | Protocol::Finetune => unreachable!("handled above"),
+    }
+    pb.finish_and_clear();
+    Ok(per_epoch)
+}
+
+/// Evaluates a fine-tuned model on the validation images.
+fn evaluate_model(
+    model: &FinetuneModel,
+    splits: &Splits,
+    side: usize,
+    classes: usize,
+    device: &Device,
+) -> Result<TopK> {
+    let model = model.valid();
+    let tf = ProbeEvalTransform::new(side as u32);
+    let folder = splits.val.clone();
+    let loader = Loader::new(folder.len(), 128, 0, false, false, 2)?;
+    let mut acc = TopK::default();
+    for batch in loader.epoch(0, 0, move |i, _| {
+        let (img, l) = folder.load(i)?;
+        Ok::<_, cae_datasets::DatasetError>((tf.apply(&img), l))
+    }) {
+        let batch = batch?;
+        let imgs: Vec<Vec<f32>> = batch.iter().map(|(x, _)| x.clone()).collect();
+        let labels: Vec<usize> = batch.iter().map(|(_, l)| *l).collect();
+        let logits = model.forward(images_tensor(&imgs, side, device), &mut ForwardCtx::eval());
+        acc.update(&to_vec(logits)?, classes, &labels);
+    }
+    Ok(acc)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finetune(
+    req: &ProbeRequest,
+    cfg: &ProbeConfig,
+    encoder: VisionTransformerEncoder,
+    enc_cfg: &EncoderConfig,
+    splits: &Splits,
+    subset: &[usize],
+    device: &Device,
+    writer: &mut Option<RecordWriter>,
+) -> Result<Vec<EpochResult>> {
+    let side = enc_cfg.img_size;
+    let classes = splits.num_classes();
+    let ad = device.clone().autodiff();
+    let encoder = encoder.fork(&ad);
+    let mut model = FinetuneModel::new(
+        encoder,
+        &FinetuneBuild {
+            pooling: cfg.pooling,
+            drop_path: cfg.drop_path,
+            rel_pos_bias: cfg.rel_pos_bias,
+            init_scale: 0.001,
+            classes,
+            seed: cfg.seed,
+            ln_eps: enc_cfg.layer_norm_eps,
+        },
+        &ad,
+    );
+    let depth = enc_cfg.depth;
+    let (decay, wd) = (cfg.layer_decay, cfg.weight_decay);
+    let mut opt = Optimizer::new(
+        Rule::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        },
+        Box::new(move |p, nd| layer_decay_group(p, nd, depth, decay, wd)),
+    );
+    let spe = subset.len() / cfg.batch_size;
+    let schedule = CosineSchedule {
+        base: cfg.lr,
+        min: cfg.min_lr,
+        warmup: (cfg.warmup_epochs * spe as f64).round() as u64,
+        total: cfg.epochs * spe as u64,
+    };
+    let pb = progress_bar(req.progress, cfg.epochs * spe as u64, "steps");
+    let tf = ProbeTrainTransform::new(side as u32);
+    let idx = Arc::new(subset.to_vec());
+    let loader = Loader::new(subset.len(), cfg.batch_size, cfg.seed, true, true, 2)?;
+    let mut per_epoch = Vec::new();
+    let mut global = 0u64;
+    for epoch in 0..cfg.epochs {
+        let (folder, idx2, tf2) = (splits.train.clone(), idx.clone(), tf.clone());
+        let batches = loader.epoch(epoch, 0, move |i, rng| {
+            let (img, l) = folder.load(idx2[i])?;
+            Ok::<_, cae_datasets::DatasetError>((tf2.apply(&img, rng), l))
+        });
+        let (mut loss_sum, mut lr, mut steps) = (0.0, 0.0, 0usize);
+        for batch in batches {
+            let batch = batch?;
+            lr = schedule.at(global);
+            let parts: Vec<(burn::tensor::Tensor<4>, Vec<usize>)> = batch
+                .chunks(cfg.micro_batch)
+                .map(|c| {
+                    let imgs: Vec<Vec<f32>> = c.iter().map(|(x, _)| x.clone()).collect();
+                    (
+                        images_tensor(&imgs, side, &ad),
+                        c.iter().map(|(_, l)| *l).collect(),
+                    )
+                })
+                .collect();
+            let mut ctx = ForwardCtx::train(step_rng(cfg.seed, global));
+            let (grads, loss) = accumulate(&model, parts, cfg.label_smoothing, &mut ctx);
+            global += 1;
+            if !loss.is_finite() {
+                pb.abandon();
+                return Err(HeadsError::NonFinite {
+                    epoch: epoch + 1,
+                    step: global,
+                    value: loss,
+                });
+            }
+            model = opt.step(model, grads, lr);
+            loss_sum += loss;
+            steps += 1;
+            pb.inc(1);
+        }
+        if (epoch + 1) % cfg.eval_every != 0 && epoch + 1 != cfg.epochs {
+            continue;
+        }
+        let acc = evaluate_model(&model, splits, side, classes, device)?;
+        let r = EpochResult {
+            epoch: epoch + 1,
+            top1: acc.top1_pct(),
+            top5: acc.top5_pct(),
+            loss: loss_sum / steps.max(1) as f64,
+            lr,
+        };
+        report_epoch(cfg, &r, writer, &mut per_epoch, &pb)?;
+    }
+    pb.finish_and_clear();
+    Ok(per_epoch)
+}
+
+/// The drop-path generator of fine-tuning step `step`: a pure function of the seed and the step.
+fn step_rng(seed: u64, step: u64) -> rand_chacha::ChaCha8Rng {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xd409_9a7f);
+    rng.set_stream(step + 1);
+    rng
+}
+
+/// Reads a record's headline back (used by tests and the quickstart).
+pub fn read_record(path: &Path) -> Result<RunRecord> {
+    Ok(RunRecord::read(path)?)
+}
