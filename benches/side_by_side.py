@@ -12,7 +12,7 @@ least disturbed by other processes); every round is printed too.
 
 `--bin` points at the `cae-bench` binary (default: the release build in $CARGO_TARGET_DIR or
 target/). `--tch-bin` adds the libtorch backend from a binary built with `--features tch`
-(see scripts/setup_tch.sh); its environment is set up from `--torch-lib`.
+(see scripts/setup-tch.sh); its environment is set up from `--torch-lib`.
 """
 
 import argparse
@@ -59,8 +59,11 @@ def main():
               "--warmup", str(a.warmup)]
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     runs = {
-        "burn flex (ours)": ([a.bin, "--threads", str(a.threads), "bench", "pretrain", *common,
+        "burn flex, fused kernels (ours, default)": ([a.bin, "--threads", str(a.threads), "bench", "pretrain", *common,
                               "--json"], env),
+        "burn flex, fused kernels off (CAE_UNFUSED=1)": (
+            [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
+            dict(env, CAE_UNFUSED="1")),
         "PyTorch (torch_twin.py)": ([a.python, str(ROOT / "benches" / "torch_twin.py"), *common,
                                      "--threads", str(a.threads), "--json"], env),
     }

@@ -24,10 +24,51 @@ use burn::tensor::{DType, Device, Tensor};
 
 use ext::FusedOps;
 
-/// Whether the fused kernels are turned off (`CAE_UNFUSED` set to anything but `0`).
-pub fn disabled() -> bool {
-    static OFF: OnceLock<bool> = OnceLock::new();
-    *OFF.get_or_init(|| std::env::var("CAE_UNFUSED").is_ok_and(|v| v != "0" && !v.is_empty()))
+/// The fused operations `CAE_UNFUSED` turns off: unset, empty or `0` turns none off; a
+/// comma-separated list of `ln`, `gelu`, `attn` turns off those; anything else (e.g. `1`) all.
+fn unfused() -> &'static [bool; 3] {
+    static OFF: OnceLock<[bool; 3]> = OnceLock::new();
+    OFF.get_or_init(|| {
+        let v = std::env::var("CAE_UNFUSED").unwrap_or_default();
+        let v = v.trim();
+        if v.is_empty() || v == "0" {
+            return [false; 3];
+        }
+        let names: Vec<&str> = v.split(',').map(str::trim).collect();
+        if names.iter().all(|n| Op::ALL.iter().any(|o| o.name() == *n)) {
+            Op::ALL.map(|o| names.contains(&o.name()))
+        } else {
+            [true; 3]
+        }
+    })
+}
+
+/// A fused operation, for turning it off alone (`CAE_UNFUSED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// LayerNorm.
+    LayerNorm,
+    /// GELU.
+    Gelu,
+    /// Multi-head attention.
+    Attention,
+}
+
+impl Op {
+    const ALL: [Op; 3] = [Op::LayerNorm, Op::Gelu, Op::Attention];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::LayerNorm => "ln",
+            Op::Gelu => "gelu",
+            Op::Attention => "attn",
+        }
+    }
+}
+
+/// Whether `CAE_UNFUSED` turns the fused `op` off.
+pub fn disabled(op: Op) -> bool {
+    unfused()[op as usize]
 }
 
 /// Whether the fused kernels can run on `device` (the `flex` CPU device, with or without
@@ -36,22 +77,22 @@ pub fn supported(device: &Device) -> bool {
     device.clone().without_autodiff() == Device::flex()
 }
 
-fn use_fused<const D: usize>(x: &Tensor<D>) -> bool {
-    !disabled() && x.dtype() == DType::F32 && supported(&x.device())
+fn use_fused<const D: usize>(op: Op, x: &Tensor<D>) -> bool {
+    !disabled(op) && x.dtype() == DType::F32 && supported(&x.device())
 }
 
 /// `norm(x)` with the norm's epsilon `eps` (burn's `LayerNorm` keeps its epsilon private, so the
 /// caller passes the value it built the norm with).
 pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, eps: f64) -> Tensor<D> {
     match &norm.beta {
-        Some(beta) if use_fused(&x) => layer_norm_fused(x, norm.gamma.val(), beta.val(), eps),
+        Some(beta) if use_fused(Op::LayerNorm, &x) => layer_norm_fused(x, norm.gamma.val(), beta.val(), eps),
         _ => norm.forward(x),
     }
 }
 
 /// Exact-erf GELU.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if use_fused(&x) {
+    if use_fused(Op::Gelu, &x) {
         gelu_fused(x)
     } else {
         burn::tensor::activation::gelu(x)
@@ -63,7 +104,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// # Shapes
 /// `q: [B, Nq, D]`, `k, v: [B, Nk, D]` → `[B, Nq, D]` (heads are blocks of `D / heads` columns)
 pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
-    if use_fused(&q) {
+    if use_fused(Op::Attention, &q) {
         attention_fused(q, k, v, heads)
     } else {
         reference::attention(q, k, v, heads)
@@ -75,7 +116,7 @@ pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tens
 /// # Shapes
 /// `qkv: [B, N, 3D]` (queries, keys, values side by side) → `[B, N, D]`
 pub fn attention_packed(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
-    if use_fused(&qkv) {
+    if use_fused(Op::Attention, &qkv) {
         attention_packed_fused(qkv, heads)
     } else {
         let [_, _, d3] = qkv.dims();
