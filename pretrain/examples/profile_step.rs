@@ -104,7 +104,8 @@ fn main() {
         let z_visible = enc.narrow(1, 1, v1 - 1);
         lap(0, &mut t);
         let teacher = model.encoder.valid();
-        let target = teacher.forward_selected(b.images.clone().without_autodiff(), &masked, &mut ctx);
+        let target =
+            teacher.forward_selected(b.images.clone().without_autodiff(), &masked, &mut ctx);
         let [_, m1, _] = target.dims();
         let target = target.narrow(1, 1, m1 - 1);
         lap(1, &mut t);
@@ -194,7 +195,9 @@ fn main() {
         let x = rnd([rows, dim]);
         let a = rnd([rows, dim]);
         let g = Tensor::<1>::ones([dim], &dev).require_grad();
-        op(reps, move || x.clone() + a.clone() * g.clone().unsqueeze::<2>())
+        op(reps, move || {
+            x.clone() + a.clone() * g.clone().unsqueeze::<2>()
+        })
     };
     let re = batch * nv; // encoder rows
     let rq = batch * m; // regressor queries / decoder rows
@@ -208,12 +211,20 @@ fn main() {
         ("encoder attention core", depth, attn(batch, h, nv, nv, d)),
         ("encoder LayerNorm", 2 * depth + 1, ln(re, d)),
         ("encoder GELU", depth, gl(re, hidden)),
-        ("encoder layer scale + residual", 2 * depth, scale_res(re, d)),
+        (
+            "encoder layer scale + residual",
+            2 * depth,
+            scale_res(re, d),
+        ),
         ("regressor q+proj Linear", 2 * rdep, lin(rq, dd, dd, true)),
         ("regressor k,v Linear", 2 * rdep, lin(rk, dd, dd, true)),
         ("regressor fc1 Linear", rdep, lin(rq, dd, 4 * dd, true)),
         ("regressor fc2 Linear", rdep, lin(rq, 4 * dd, dd, true)),
-        ("regressor attention core", rdep, attn(batch, hdec, m, nv - 1 + m, dd)),
+        (
+            "regressor attention core",
+            rdep,
+            attn(batch, hdec, m, nv - 1 + m, dd),
+        ),
         ("regressor LayerNorm (q, 2)", 2 * rdep + 1, ln(rq, dd)),
         ("regressor LayerNorm (k, v)", 2 * rdep, ln(rk, dd)),
         ("regressor GELU", rdep, gl(rq, 4 * dd)),
@@ -227,7 +238,9 @@ fn main() {
         ("head Linear", 1, lin(rq, dd, cfg.head_outputs(), true)),
     ];
     println!("\n## Operations (trainable path), ms per step = count × one call\n");
-    println!("| op | count | forward | backward | fwd+bwd | share of step |\n|---|---|---|---|---|---|");
+    println!(
+        "| op | count | forward | backward | fwd+bwd | share of step |\n|---|---|---|---|---|---|"
+    );
     let mut sum_f = 0.0;
     let mut sum_b = 0.0;
     for (name, count, (f, fb)) in &rows {

@@ -72,16 +72,16 @@ fn dims3(t: &FlexTensor) -> [usize; 3] {
     [s[0], s[1], s[2]]
 }
 
-fn ln_forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, eps: f64) -> (FlexTensor, LayerNormStats) {
+fn ln_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    eps: f64,
+) -> (FlexTensor, LayerNormStats) {
     let shape = x.layout().shape().clone();
     let c = shape[shape.num_dims() - 1];
-    let (y, stats) = kernels::layer_norm_forward(
-        values(x),
-        c,
-        values(gamma),
-        Some(values(beta)),
-        eps as f32,
-    );
+    let (y, stats) =
+        kernels::layer_norm_forward(values(x), c, values(gamma), Some(values(beta)), eps as f32);
     (tensor(y, shape), stats)
 }
 
@@ -100,7 +100,10 @@ impl AttentionInputs {
         let [b, nq, d] = dims3(&q);
         let [_, nk, _] = dims3(&k);
         assert_eq!(dims3(&k), dims3(&v), "keys and values differ in shape");
-        assert!(d % heads == 0, "width {d} is not a multiple of {heads} heads");
+        assert!(
+            d % heads == 0,
+            "width {d} is not a multiple of {heads} heads"
+        );
         let hd = d / heads;
         Self {
             at: [
@@ -125,7 +128,10 @@ impl AttentionInputs {
     fn packed(qkv: FlexTensor, heads: usize) -> Self {
         let qkv = dense(qkv);
         let [b, n, d3] = dims3(&qkv);
-        assert!(d3 % (3 * heads) == 0, "width {d3} is not 3 × heads × head_dim");
+        assert!(
+            d3 % (3 * heads) == 0,
+            "width {d3} is not 3 × heads × head_dim"
+        );
         let d = d3 / 3;
         let hd = d / heads;
         let at = |col| Strided {
@@ -277,9 +283,7 @@ impl Backward<Flex, 3> for AttentionStep {
         let [node_q, node_k, node_v] = ops.parents;
         let dout = dense(grads.consume::<Flex>(&ops.node));
         let (inputs, probs) = ops.state;
-        let AttentionDims {
-            batch, nq, nk, ..
-        } = inputs.dims;
+        let AttentionDims { batch, nq, nk, .. } = inputs.dims;
         let d = inputs.dims.heads * inputs.dims.head_dim;
         // One buffer per batch item: [dq (nq rows) | dk (nk rows) | dv (nk rows)], each D wide.
         let chunk = (nq + 2 * nk) * d;
@@ -353,7 +357,11 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let gamma = dense(gamma.into_primitive());
         let beta = dense(beta.into_primitive());
         let (y, stats) = ln_forward(&x, &gamma, &beta, eps);
-        match LayerNormStep.prepare::<C>(guards).compute_bound().stateful() {
+        match LayerNormStep
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => prep.finish((x, gamma, stats), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
@@ -386,7 +394,11 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             heads,
         );
         let (out, probs) = inputs.forward();
-        match AttentionStep.prepare::<C>(guards).compute_bound().stateful() {
+        match AttentionStep
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => prep.finish((inputs, std::sync::Arc::new(probs)), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         }

@@ -85,7 +85,9 @@ fn use_fused<const D: usize>(op: Op, x: &Tensor<D>) -> bool {
 /// caller passes the value it built the norm with).
 pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, eps: f64) -> Tensor<D> {
     match &norm.beta {
-        Some(beta) if use_fused(Op::LayerNorm, &x) => layer_norm_fused(x, norm.gamma.val(), beta.val(), eps),
+        Some(beta) if use_fused(Op::LayerNorm, &x) => {
+            layer_norm_fused(x, norm.gamma.val(), beta.val(), eps)
+        }
         _ => norm.forward(x),
     }
 }
@@ -242,7 +244,10 @@ mod tests {
             .iter()
             .zip(b)
             .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(worst <= tol * scale, "{name}: max |Δ| = {worst} (scale {scale})");
+        assert!(
+            worst <= tol * scale,
+            "{name}: max |Δ| = {worst} (scale {scale})"
+        );
     }
 
     /// A loss that weighs every output element differently, so the gradients are not all alike.

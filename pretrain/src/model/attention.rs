@@ -13,9 +13,9 @@ use burn::tensor::{Int, Tensor};
 
 use super::init::Init;
 use super::linear::{apply, linear_rows};
-use crate::fused;
 use super::rel_pos_bias::{RelativePositionBias, bias_from_table};
 use crate::config::QkvBias;
+use crate::fused;
 
 /// Self-attention.
 #[derive(Module, Debug)]

@@ -22,9 +22,5 @@ pub fn linear_rows(x: Tensor<3>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> 
 
 /// A `Linear` layer applied with [`linear_rows`].
 pub fn apply(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    linear_rows(
-        x,
-        layer.weight.val(),
-        layer.bias.as_ref().map(|b| b.val()),
-    )
+    linear_rows(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
 }
