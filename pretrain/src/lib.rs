@@ -8,6 +8,7 @@
 //! * [`masking`]: block-wise (exactly `N` patches) and random masking.
 //! * [`targets`], [`dalle`]: pixel targets and the DALL-E dVAE tokenizer.
 //! * [`loss`]: `CE + λ·MSE` and `mlm_acc`.
+//! * [`fused`]: fused CPU kernels (LayerNorm, GELU, attention) with their backward passes.
 //! * [`weights`]: safetensors load / save with official keys, shape checks, atomic writes.
 //! * [`parity`]: runs a reference file from the official PyTorch code and compares every tensor.
 //!
@@ -18,6 +19,7 @@ pub mod dalle;
 pub mod device;
 pub mod encoder_file;
 pub mod error;
+pub mod fused;
 pub mod import;
 pub mod loss;
 pub mod masking;

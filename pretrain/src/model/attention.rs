@@ -9,12 +9,13 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor};
 
 use super::init::Init;
+use super::linear::{apply, linear_rows};
 use super::rel_pos_bias::{RelativePositionBias, bias_from_table};
 use crate::config::QkvBias;
+use crate::fused;
 
 /// Self-attention.
 #[derive(Module, Debug)]
@@ -96,14 +97,19 @@ impl Attention {
         let [b, n, d] = x.dims();
         let h = self.num_heads;
         let hd = d / h;
-        let qkv = burn::tensor::module::linear(x, self.qkv.weight.val(), self.qkv_bias()); // [B, N, 3D]
-        let qkv = qkv.reshape([b, n, 3 * h, hd]).swap_dims(1, 2); // [B, 3H, N, hd]
-        let q = qkv.clone().narrow(1, 0, h); // [B, H, N, hd]
-        let k = qkv.clone().narrow(1, h, h);
-        let v = qkv.narrow(1, 2 * h, h);
-        let out = scaled_dot_product(q, k, v, bias); // [B, H, N, hd]
-        let out = out.swap_dims(1, 2).reshape([b, n, d]);
-        self.proj.forward(out)
+        let qkv = linear_rows(x, self.qkv.weight.val(), self.qkv_bias()); // [B, N, 3D]
+        let out = match bias {
+            // The fused kernel (or its reference) reads q, k, v straight from `qkv`.
+            None => fused::attention_packed(qkv, h),
+            Some(bias) => {
+                let qkv = qkv.reshape([b, n, 3 * h, hd]).swap_dims(1, 2); // [B, 3H, N, hd]
+                let q = qkv.clone().narrow(1, 0, h); // [B, H, N, hd]
+                let k = qkv.clone().narrow(1, h, h);
+                let v = qkv.narrow(1, 2 * h, h);
+                fused::reference::merge_heads(scaled_dot_product(q, k, v, Some(bias)))
+            }
+        };
+        apply(&self.proj, out)
     }
 }
 
@@ -111,17 +117,4 @@ impl Attention {
 ///
 /// # Shapes
 /// `q: [B, H, Nq, hd]`, `k, v: [B, H, Nk, hd]`, `bias: [H, Nq, Nk]` → `[B, H, Nq, hd]`
-pub fn scaled_dot_product(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    bias: Option<Tensor<3>>,
-) -> Tensor<4> {
-    let hd = q.dims()[3];
-    let q = q.mul_scalar((hd as f64).powf(-0.5));
-    let mut attn = q.matmul(k.swap_dims(2, 3)); // [B, H, Nq, Nk]
-    if let Some(bias) = bias {
-        attn = attn + bias.unsqueeze_dim(0);
-    }
-    softmax(attn, 3).matmul(v)
-}
+pub use fused::reference::scaled_dot_product;

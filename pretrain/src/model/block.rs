@@ -12,6 +12,7 @@ use super::drop_path::ForwardCtx;
 use super::init::{Init, LinearInit, rescale_linear};
 use super::mlp::Mlp;
 use crate::config::QkvBias;
+use crate::fused;
 
 /// Sizes of a block.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +48,8 @@ pub struct Block {
     pub gamma_2: Option<Param<Tensor<1>>>,
     /// Drop-path rate of this block.
     pub drop_path: f64,
+    /// Epsilon of both LayerNorms.
+    pub norm_eps: f64,
 }
 
 impl Block {
@@ -76,6 +79,7 @@ impl Block {
             gamma_1,
             gamma_2,
             drop_path,
+            norm_eps: dims.eps,
         }
     }
 
@@ -87,10 +91,15 @@ impl Block {
         bias: Option<Tensor<3>>,
         ctx: &mut ForwardCtx,
     ) -> Tensor<3> {
-        let a = self.attn.forward(self.norm1.forward(x.clone()), bias);
+        let eps = self.norm_eps;
+        let a = self
+            .attn
+            .forward(fused::layer_norm(&self.norm1, x.clone(), eps), bias);
         let a = scale(a, &self.gamma_1);
         let x = x + ctx.drop_path(a, self.drop_path);
-        let m = self.mlp.forward(self.norm2.forward(x.clone()));
+        let m = self
+            .mlp
+            .forward(fused::layer_norm(&self.norm2, x.clone(), eps));
         let m = scale(m, &self.gamma_2);
         x + ctx.drop_path(m, self.drop_path)
     }

@@ -128,9 +128,14 @@ impl ContextAutoencoder {
     }
 
     /// The `D → D'` projection (identity when absent).
-    fn project(proj: &Option<Linear>, norm: &Option<LayerNorm>, x: Tensor<3>) -> Tensor<3> {
+    fn project(
+        proj: &Option<Linear>,
+        norm: &Option<LayerNorm>,
+        x: Tensor<3>,
+        eps: f64,
+    ) -> Tensor<3> {
         match (proj, norm) {
-            (Some(p), Some(n)) => n.forward(p.forward(x)),
+            (Some(p), Some(n)) => crate::fused::layer_norm(n, super::linear::apply(p, x), eps),
             _ => x,
         }
     }
@@ -158,6 +163,7 @@ impl ContextAutoencoder {
             &self.encoder_to_regresser,
             &self.encoder_to_regresser_norm,
             encoder_out.clone(),
+            self.encoder.norm_eps,
         ); // [B, 1+V, D']
         let [_, v1, dd] = z.dims();
         let z_visible = z.narrow(1, 1, v1 - 1); // [B, V, D']
@@ -172,6 +178,7 @@ impl ContextAutoencoder {
                 &self.encoder_to_regresser.valid(),
                 &self.encoder_to_regresser_norm.valid(),
                 target,
+                teacher.norm_eps,
             )
         }); // [B, M, D']
 

@@ -7,8 +7,9 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 
-use super::attention::scaled_dot_product;
 use super::init::Init;
+use super::linear::{apply, linear_rows};
+use crate::fused;
 
 /// Cross-attention.
 #[derive(Module, Debug)]
@@ -52,35 +53,20 @@ impl CrossAttention {
         }
     }
 
-    fn heads(x: Tensor<3>, h: usize) -> Tensor<4> {
-        let [b, n, d] = x.dims();
-        x.reshape([b, n, h, d / h]).swap_dims(1, 2)
-    }
-
     /// # Shapes
     /// `x_q: [B, Nq, D]`, `x_k, x_v: [B, Nk, D]` → `[B, Nq, D]`
     pub fn forward(&self, x_q: Tensor<3>, x_k: Tensor<3>, x_v: Tensor<3>) -> Tensor<3> {
-        let [b, nq, d] = x_q.dims();
-        let h = self.num_heads;
-        let lin = burn::tensor::module::linear::<3>;
-        let q = lin(
+        let q = linear_rows(
             x_q,
             self.q.weight.val(),
             self.q_bias.as_ref().map(|p| p.val()),
         );
-        let k = lin(x_k, self.k.weight.val(), None);
-        let v = lin(
+        let k = linear_rows(x_k, self.k.weight.val(), None);
+        let v = linear_rows(
             x_v,
             self.v.weight.val(),
             self.v_bias.as_ref().map(|p| p.val()),
         );
-        let out = scaled_dot_product(
-            Self::heads(q, h),
-            Self::heads(k, h),
-            Self::heads(v, h),
-            None,
-        );
-        let out = out.swap_dims(1, 2).reshape([b, nq, d]);
-        self.proj.forward(out)
+        apply(&self.proj, fused::attention(q, k, v, self.num_heads))
     }
 }

@@ -9,6 +9,8 @@ use burn::tensor::Tensor;
 use super::block::{Block, BlockDims};
 use super::drop_path::{ForwardCtx, drop_path_schedule};
 use super::init::Init;
+use super::linear;
+use crate::fused;
 
 /// The decoder.
 #[derive(Module, Debug)]
@@ -19,6 +21,8 @@ pub struct Decoder {
     pub norm: LayerNorm,
     /// `D' → outputs` (with bias).
     pub head: Linear,
+    /// Epsilon of the final LayerNorm.
+    pub norm_eps: f64,
 }
 
 impl Decoder {
@@ -41,6 +45,7 @@ impl Decoder {
             decoder_blocks,
             norm,
             head,
+            norm_eps: dims.eps,
         }
     }
 
@@ -56,6 +61,6 @@ impl Decoder {
         for blk in &self.decoder_blocks {
             x = blk.forward(x, None, ctx);
         }
-        self.head.forward(self.norm.forward(x))
+        linear::apply(&self.head, fused::layer_norm(&self.norm, x, self.norm_eps))
     }
 }

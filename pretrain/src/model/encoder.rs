@@ -15,6 +15,7 @@ use super::patch_embed::PatchEmbed;
 use super::pos_embed::sincos_2d_with_cls;
 use super::rel_pos_bias::RelativePositionBias;
 use crate::config::{EncoderConfig, PosEmbed, RelPosBias};
+use crate::fused;
 
 /// The patches each sample keeps, as gather indices (every sample keeps the same number).
 #[derive(Debug, Clone)]
@@ -86,6 +87,8 @@ pub struct VisionTransformerEncoder {
     pub blocks: Vec<Block>,
     /// Final LayerNorm.
     pub norm: LayerNorm,
+    /// LayerNorm epsilon (blocks and final norm).
+    pub norm_eps: f64,
 }
 
 impl VisionTransformerEncoder {
@@ -133,6 +136,7 @@ impl VisionTransformerEncoder {
             rel_pos_bias,
             blocks,
             norm,
+            norm_eps: cfg.layer_norm_eps,
         }
     }
 
@@ -177,7 +181,8 @@ impl VisionTransformerEncoder {
     /// # Shapes
     /// `x: [B, 1+K, D] → [B, 1+K, D]`
     pub fn run_blocks(&self, x: Tensor<3>, ctx: &mut ForwardCtx) -> Tensor<3> {
-        self.norm.forward(self.run_blocks_unnormed(x, ctx, None).0)
+        let x = self.run_blocks_unnormed(x, ctx, None).0;
+        fused::layer_norm(&self.norm, x, self.norm_eps)
     }
 
     /// Runs the blocks; also returns the outputs of the blocks listed in `taps` (0-based, before

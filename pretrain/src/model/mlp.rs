@@ -3,9 +3,10 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use burn::tensor::activation::gelu;
 
 use super::init::Init;
+use super::linear::apply;
+use crate::fused;
 
 /// `fc1 (D → hidden) → GELU → fc2 (hidden → D)`; dropout is 0 in every recipe here.
 #[derive(Module, Debug)]
@@ -28,6 +29,6 @@ impl Mlp {
     /// # Shapes
     /// `x: [B, N, D] → [B, N, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(gelu(self.fc1.forward(x)))
+        apply(&self.fc2, fused::gelu(apply(&self.fc1, x)))
     }
 }

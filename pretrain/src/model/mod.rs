@@ -11,6 +11,7 @@ pub mod decoder;
 pub mod drop_path;
 pub mod encoder;
 pub mod init;
+pub mod linear;
 pub mod mlp;
 pub mod patch_embed;
 pub mod pos_embed;

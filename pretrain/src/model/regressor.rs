@@ -22,6 +22,7 @@ use super::cross_attention::CrossAttention;
 use super::drop_path::{ForwardCtx, drop_path_schedule};
 use super::init::{Init, LinearInit, rescale_linear};
 use super::mlp::Mlp;
+use crate::fused;
 
 /// One regressor block.
 #[derive(Module, Debug)]
@@ -44,6 +45,8 @@ pub struct RegressorBlock {
     pub gamma_2_cross: Param<Tensor<1>>,
     /// Drop-path rate.
     pub drop_path: f64,
+    /// Epsilon of the LayerNorms.
+    pub norm_eps: f64,
 }
 
 impl RegressorBlock {
@@ -89,6 +92,7 @@ impl RegressorBlock {
             gamma_1_cross,
             gamma_2_cross,
             drop_path,
+            norm_eps: eps,
         }
     }
 
@@ -102,14 +106,17 @@ impl RegressorBlock {
         pos_k: Tensor<3>,
         ctx: &mut ForwardCtx,
     ) -> Tensor<3> {
-        let q_in = self.norm1_q.forward(x_q.clone() + pos_q);
-        let k_in = self.norm1_k.forward(x_kv.clone() + pos_k);
-        let v_in = self.norm1_v.forward(x_kv);
+        let eps = self.norm_eps;
+        let q_in = fused::layer_norm(&self.norm1_q, x_q.clone() + pos_q, eps);
+        let k_in = fused::layer_norm(&self.norm1_k, x_kv.clone() + pos_k, eps);
+        let v_in = fused::layer_norm(&self.norm1_v, x_kv, eps);
         let a = self.cross_attn.forward(q_in, k_in, v_in);
         let a = scale(a, &Some(self.gamma_1_cross.clone()));
-        let x = self
-            .norm2_cross
-            .forward(x_q + ctx.drop_path(a, self.drop_path));
+        let x = fused::layer_norm(
+            &self.norm2_cross,
+            x_q + ctx.drop_path(a, self.drop_path),
+            eps,
+        );
         let m = scale(
             self.mlp_cross.forward(x.clone()),
             &Some(self.gamma_2_cross.clone()),
@@ -125,6 +132,8 @@ pub struct LatentRegresser {
     pub regressor_blocks: Vec<RegressorBlock>,
     /// Final LayerNorm.
     pub norm: LayerNorm,
+    /// Its epsilon.
+    pub norm_eps: f64,
 }
 
 impl LatentRegresser {
@@ -138,6 +147,7 @@ impl LatentRegresser {
         Self {
             regressor_blocks,
             norm: init.layer_norm(dims.dim, dims.eps),
+            norm_eps: dims.eps,
         }
     }
 
@@ -156,6 +166,6 @@ impl LatentRegresser {
             let kv = Tensor::cat(vec![x_unmasked.clone(), x_masked.clone()], 1);
             x_masked = blk.forward(x_masked, kv, pos_masked.clone(), pos_k.clone(), ctx);
         }
-        self.norm.forward(x_masked)
+        fused::layer_norm(&self.norm, x_masked, self.norm_eps)
     }
 }

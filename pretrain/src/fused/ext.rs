@@ -1,0 +1,420 @@
+//! The fused operations as a burn backend extension: implemented for `flex` (forward) and for
+//! `Autodiff<flex>` (forward plus a hand-written backward step per operation).
+//!
+//! Each autodiff operation keeps what its backward pass needs in its own state (the dense inputs,
+//! LayerNorm's row statistics, attention's probabilities) instead of recomputing it.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::{Autodiff, Backend, Flex, backend_extension, tensor::FloatTensor};
+use burn::tensor::{Bytes, DType, Shape};
+
+use super::kernels::{self, AttentionDims, GradLayout, LayerNormStats, Strided};
+
+/// Fused CPU operations (see the module docs of [`super`]).
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// LayerNorm over the last dimension with weight and bias.
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+
+    /// Exact-erf GELU.
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Multi-head attention on `[B, N, H·hd]` operands: `q: [B, Nq, D]`, `k, v: [B, Nk, D]`
+    /// → `[B, Nq, D]`.
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self>;
+
+    /// Self-attention on the output of a fused projection: `qkv: [B, N, 3D]` (queries, keys,
+    /// values side by side) → `[B, N, D]`.
+    fn fused_attention_packed(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self>;
+}
+
+/// `t` as a dense buffer (a view is copied, a dense tensor is shared).
+fn dense(t: FlexTensor) -> FlexTensor {
+    if t.layout().contiguous_offsets().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The `f32` elements of a dense tensor.
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("fused kernels take dense f32 tensors")
+}
+
+/// A dense `f32` tensor.
+fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
+fn dims3(t: &FlexTensor) -> [usize; 3] {
+    let s = t.layout().shape();
+    assert_eq!(s.num_dims(), 3, "fused attention takes [B, N, D] tensors");
+    [s[0], s[1], s[2]]
+}
+
+fn ln_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    eps: f64,
+) -> (FlexTensor, LayerNormStats) {
+    let shape = x.layout().shape().clone();
+    let c = shape[shape.num_dims() - 1];
+    let (y, stats) =
+        kernels::layer_norm_forward(values(x), c, values(gamma), Some(values(beta)), eps as f32);
+    (tensor(y, shape), stats)
+}
+
+/// The inputs of an attention call: buffers, where the operands sit in them, sizes.
+struct AttentionInputs {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    at: [Strided; 3],
+    dims: AttentionDims,
+}
+
+impl AttentionInputs {
+    fn separate(q: FlexTensor, k: FlexTensor, v: FlexTensor, heads: usize) -> Self {
+        let (q, k, v) = (dense(q), dense(k), dense(v));
+        let [b, nq, d] = dims3(&q);
+        let [_, nk, _] = dims3(&k);
+        assert_eq!(dims3(&k), dims3(&v), "keys and values differ in shape");
+        assert!(
+            d % heads == 0,
+            "width {d} is not a multiple of {heads} heads"
+        );
+        let hd = d / heads;
+        Self {
+            at: [
+                Strided::dense(nq, d),
+                Strided::dense(nk, d),
+                Strided::dense(nk, d),
+            ],
+            q,
+            k,
+            v,
+            dims: AttentionDims {
+                batch: b,
+                nq,
+                nk,
+                heads,
+                head_dim: hd,
+                scale: (hd as f32).powf(-0.5),
+            },
+        }
+    }
+
+    fn packed(qkv: FlexTensor, heads: usize) -> Self {
+        let qkv = dense(qkv);
+        let [b, n, d3] = dims3(&qkv);
+        assert!(
+            d3 % (3 * heads) == 0,
+            "width {d3} is not 3 × heads × head_dim"
+        );
+        let d = d3 / 3;
+        let hd = d / heads;
+        let at = |col| Strided {
+            batch_stride: n * d3,
+            row_stride: d3,
+            offset: col,
+        };
+        Self {
+            at: [at(0), at(d), at(2 * d)],
+            q: qkv.clone(),
+            k: qkv.clone(),
+            v: qkv,
+            dims: AttentionDims {
+                batch: b,
+                nq: n,
+                nk: n,
+                heads,
+                head_dim: hd,
+                scale: (hd as f32).powf(-0.5),
+            },
+        }
+    }
+
+    fn out_shape(&self) -> Shape {
+        let d = &self.dims;
+        Shape::from(vec![d.batch, d.nq, d.heads * d.head_dim])
+    }
+
+    fn forward(&self) -> (FlexTensor, Vec<f32>) {
+        let (out, probs) = kernels::attention_forward(
+            (values(&self.q), self.at[0]),
+            (values(&self.k), self.at[1]),
+            (values(&self.v), self.at[2]),
+            self.dims,
+        );
+        (tensor(out, self.out_shape()), probs)
+    }
+
+    fn backward(&self, dout: &FlexTensor, probs: &[f32], layout: GradLayout) -> Vec<f32> {
+        kernels::attention_backward(
+            values(dout),
+            (values(&self.q), self.at[0]),
+            (values(&self.k), self.at[1]),
+            (values(&self.v), self.at[2]),
+            probs,
+            self.dims,
+            layout,
+        )
+    }
+}
+
+impl std::fmt::Debug for AttentionInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttentionInputs")
+            .field("dims", &self.dims)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for AttentionInputs {
+    fn clone(&self) -> Self {
+        Self {
+            q: self.q.clone(),
+            k: self.k.clone(),
+            v: self.v.clone(),
+            at: self.at,
+            dims: self.dims,
+        }
+    }
+}
+
+impl FusedOps for Flex {
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
+        ln_forward(&dense(x), &dense(gamma), &dense(beta), eps).0
+    }
+
+    fn fused_gelu(x: FlexTensor) -> FlexTensor {
+        let x = dense(x);
+        tensor(
+            kernels::gelu_forward(values(&x)),
+            x.layout().shape().clone(),
+        )
+    }
+
+    fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, heads: usize) -> FlexTensor {
+        AttentionInputs::separate(q, k, v, heads).forward().0
+    }
+
+    fn fused_attention_packed(qkv: FlexTensor, heads: usize) -> FlexTensor {
+        AttentionInputs::packed(qkv, heads).forward().0
+    }
+}
+
+#[derive(Debug)]
+struct LayerNormStep;
+
+impl Backward<Flex, 3> for LayerNormStep {
+    type State = (FlexTensor, FlexTensor, LayerNormStats);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let (x, gamma, stats) = ops.state;
+        let shape = x.layout().shape().clone();
+        let c = shape[shape.num_dims() - 1];
+        let (dx, dgamma, dbeta) =
+            kernels::layer_norm_backward(values(&x), values(&dy), c, values(&gamma), &stats);
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, shape));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, tensor(dgamma, Shape::from(vec![c])));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, tensor(dbeta, Shape::from(vec![c])));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct GeluStep;
+
+impl Backward<Flex, 1> for GeluStep {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let x = ops.state;
+        if let Some(node) = node_x {
+            let dx = kernels::gelu_backward(values(&x), values(&dy));
+            grads.register::<Flex>(node.id, tensor(dx, x.layout().shape().clone()));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AttentionStep;
+
+impl Backward<Flex, 3> for AttentionStep {
+    type State = (AttentionInputs, std::sync::Arc<Vec<f32>>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_q, node_k, node_v] = ops.parents;
+        let dout = dense(grads.consume::<Flex>(&ops.node));
+        let (inputs, probs) = ops.state;
+        let AttentionDims { batch, nq, nk, .. } = inputs.dims;
+        let d = inputs.dims.heads * inputs.dims.head_dim;
+        // One buffer per batch item: [dq (nq rows) | dk (nk rows) | dv (nk rows)], each D wide.
+        let chunk = (nq + 2 * nk) * d;
+        let at = |offset| Strided {
+            batch_stride: chunk,
+            row_stride: d,
+            offset,
+        };
+        let layout = GradLayout {
+            chunk,
+            dq: at(0),
+            dk: at(nq * d),
+            dv: at((nq + nk) * d),
+        };
+        let grad = inputs.backward(&dout, &probs, layout);
+        let all = tensor(grad, Shape::from(vec![batch, nq + 2 * nk, d]));
+        let part = |start, len| dense(all.narrow(1, start, len));
+        if let Some(node) = node_q {
+            grads.register::<Flex>(node.id, part(0, nq));
+        }
+        if let Some(node) = node_k {
+            grads.register::<Flex>(node.id, part(nq, nk));
+        }
+        if let Some(node) = node_v {
+            grads.register::<Flex>(node.id, part(nq + nk, nk));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PackedAttentionStep;
+
+impl Backward<Flex, 1> for PackedAttentionStep {
+    type State = (AttentionInputs, std::sync::Arc<Vec<f32>>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_qkv] = ops.parents;
+        let dout = dense(grads.consume::<Flex>(&ops.node));
+        let (inputs, probs) = ops.state;
+        let Some(node) = node_qkv else {
+            return;
+        };
+        let AttentionDims { batch, nq: n, .. } = inputs.dims;
+        let d3 = 3 * inputs.dims.heads * inputs.dims.head_dim;
+        let d = d3 / 3;
+        let at = |offset| Strided {
+            batch_stride: n * d3,
+            row_stride: d3,
+            offset,
+        };
+        let layout = GradLayout {
+            chunk: n * d3,
+            dq: at(0),
+            dk: at(d),
+            dv: at(2 * d),
+        };
+        let grad = inputs.backward(&dout, &probs, layout);
+        grads.register::<Flex>(node.id, tensor(grad, Shape::from(vec![batch, n, d3])));
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let guards = [x.node(), gamma.node(), beta.node()];
+        let x = dense(x.into_primitive());
+        let gamma = dense(gamma.into_primitive());
+        let beta = dense(beta.into_primitive());
+        let (y, stats) = ln_forward(&x, &gamma, &beta, eps);
+        match LayerNormStep
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, gamma, stats), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let guards = [x.node()];
+        let x = dense(x.into_primitive());
+        let y = tensor(
+            kernels::gelu_forward(values(&x)),
+            x.layout().shape().clone(),
+        );
+        match GeluStep.prepare::<C>(guards).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(x, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self> {
+        let guards = [q.node(), k.node(), v.node()];
+        let inputs = AttentionInputs::separate(
+            q.into_primitive(),
+            k.into_primitive(),
+            v.into_primitive(),
+            heads,
+        );
+        let (out, probs) = inputs.forward();
+        match AttentionStep
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((inputs, std::sync::Arc::new(probs)), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_attention_packed(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        let guards = [qkv.node()];
+        let inputs = AttentionInputs::packed(qkv.into_primitive(), heads);
+        let (out, probs) = inputs.forward();
+        match PackedAttentionStep
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((inputs, std::sync::Arc::new(probs)), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Fused CPU kernels for the operations that dominate a training step on `flex`: LayerNorm, GELU
+//! and multi-head attention, each with its own forward and backward pass.
+//!
+//! burn composes these from primitive tensor ops: a LayerNorm is nine element-wise passes forward
+//! and about twenty backward, attention is `B·H` tiny matrix products per call (each a `gemm`
+//! call with its packing overhead) and its backward twice that, GELU's `erf` is a scalar libm call,
+//! and flex's element-wise ops run on one thread. The fused versions make one or two passes over
+//! the data, use all threads, and vectorise (see [`kernels`]).
+//!
+//! They are a burn backend extension ([`ext::FusedOps`]) with a hand-written backward step for
+//! `Autodiff<flex>`. The functions here choose the fused path for `f32` tensors on the `flex`
+//! device and fall back to the composed reference ([`reference`]) on any other backend, or when
+//! the environment variable `CAE_UNFUSED` is set (for A/B measurements). Tests check every fused
+//! operation against its reference: values and gradients.
+
+pub mod ext;
+pub mod kernels;
+
+use std::sync::OnceLock;
+
+use burn::backend::Dispatch;
+use burn::nn::LayerNorm;
+use burn::tensor::{DType, Device, Tensor};
+
+use ext::FusedOps;
+
+/// The fused operations `CAE_UNFUSED` turns off: unset, empty or `0` turns none off; a
+/// comma-separated list of `ln`, `gelu`, `attn` turns off those; anything else (e.g. `1`) all.
+fn unfused() -> &'static [bool; 3] {
+    static OFF: OnceLock<[bool; 3]> = OnceLock::new();
+    OFF.get_or_init(|| {
+        let v = std::env::var("CAE_UNFUSED").unwrap_or_default();
+        let v = v.trim();
+        if v.is_empty() || v == "0" {
+            return [false; 3];
+        }
+        let names: Vec<&str> = v.split(',').map(str::trim).collect();
+        if names.iter().all(|n| Op::ALL.iter().any(|o| o.name() == *n)) {
+            Op::ALL.map(|o| names.contains(&o.name()))
+        } else {
+            [true; 3]
+        }
+    })
+}
+
+/// A fused operation, for turning it off alone (`CAE_UNFUSED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// LayerNorm.
+    LayerNorm,
+    /// GELU.
+    Gelu,
+    /// Multi-head attention.
+    Attention,
+}
+
+impl Op {
+    const ALL: [Op; 3] = [Op::LayerNorm, Op::Gelu, Op::Attention];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::LayerNorm => "ln",
+            Op::Gelu => "gelu",
+            Op::Attention => "attn",
+        }
+    }
+}
+
+/// Whether `CAE_UNFUSED` turns the fused `op` off.
+pub fn disabled(op: Op) -> bool {
+    unfused()[op as usize]
+}
+
+/// Whether the fused kernels can run on `device` (the `flex` CPU device, with or without
+/// autodiff).
+pub fn supported(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}
+
+fn use_fused<const D: usize>(op: Op, x: &Tensor<D>) -> bool {
+    !disabled(op) && x.dtype() == DType::F32 && supported(&x.device())
+}
+
+/// `norm(x)` with the norm's epsilon `eps` (burn's `LayerNorm` keeps its epsilon private, so the
+/// caller passes the value it built the norm with).
+pub fn layer_norm<const D: usize>(norm: &LayerNorm, x: Tensor<D>, eps: f64) -> Tensor<D> {
+    match &norm.beta {
+        Some(beta) if use_fused(Op::LayerNorm, &x) => {
+            layer_norm_fused(x, norm.gamma.val(), beta.val(), eps)
+        }
+        _ => norm.forward(x),
+    }
+}
+
+/// Exact-erf GELU.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if use_fused(Op::Gelu, &x) {
+        gelu_fused(x)
+    } else {
+        burn::tensor::activation::gelu(x)
+    }
+}
+
+/// Multi-head attention `softmax(q·s @ kᵀ) @ v` on token-major operands.
+///
+/// # Shapes
+/// `q: [B, Nq, D]`, `k, v: [B, Nk, D]` → `[B, Nq, D]` (heads are blocks of `D / heads` columns)
+pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
+    if use_fused(Op::Attention, &q) {
+        attention_fused(q, k, v, heads)
+    } else {
+        reference::attention(q, k, v, heads)
+    }
+}
+
+/// Self-attention on a fused projection's output.
+///
+/// # Shapes
+/// `qkv: [B, N, 3D]` (queries, keys, values side by side) → `[B, N, D]`
+pub fn attention_packed(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    if use_fused(Op::Attention, &qkv) {
+        attention_packed_fused(qkv, heads)
+    } else {
+        let [_, _, d3] = qkv.dims();
+        let d = d3 / 3;
+        reference::attention(
+            qkv.clone().narrow(2, 0, d),
+            qkv.clone().narrow(2, d, d),
+            qkv.narrow(2, 2 * d, d),
+            heads,
+        )
+    }
+}
+
+/// The fused LayerNorm (flex only).
+pub fn layer_norm_fused<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        eps,
+    ))
+}
+
+/// The fused GELU (flex only).
+pub fn gelu_fused<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gelu(x.into_dispatch()))
+}
+
+/// The fused attention (flex only).
+pub fn attention_fused(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        heads,
+    ))
+}
+
+/// The fused self-attention on packed `qkv` (flex only).
+pub fn attention_packed_fused(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention_packed(
+        qkv.into_dispatch(),
+        heads,
+    ))
+}
+
+/// The same operations composed from burn's primitives: the fallback, and what the tests compare
+/// the kernels with.
+pub mod reference {
+    use burn::tensor::Tensor;
+    use burn::tensor::activation::softmax;
+
+    /// `softmax(q·scale @ kᵀ) @ v`, as the official code computes it (scale applied to `q`).
+    ///
+    /// # Shapes
+    /// `q: [B, H, Nq, hd]`, `k, v: [B, H, Nk, hd]`, `bias: [H, Nq, Nk]` → `[B, H, Nq, hd]`
+    pub fn scaled_dot_product(
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        bias: Option<Tensor<3>>,
+    ) -> Tensor<4> {
+        let hd = q.dims()[3];
+        let q = q.mul_scalar((hd as f64).powf(-0.5));
+        let mut attn = q.matmul(k.swap_dims(2, 3)); // [B, H, Nq, Nk]
+        if let Some(bias) = bias {
+            attn = attn + bias.unsqueeze_dim(0);
+        }
+        softmax(attn, 3).matmul(v)
+    }
+
+    /// `[B, N, D]` → `[B, H, N, D/H]`.
+    pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+        let [b, n, d] = x.dims();
+        x.reshape([b, n, heads, d / heads]).swap_dims(1, 2)
+    }
+
+    /// `[B, H, N, hd]` → `[B, N, H·hd]`.
+    pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+        let [b, h, n, hd] = x.dims();
+        x.swap_dims(1, 2).reshape([b, n, h * hd])
+    }
+
+    /// Multi-head attention on token-major operands (see [`super::attention`]).
+    pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
+        merge_heads(scaled_dot_product(
+            split_heads(q, heads),
+            split_heads(k, heads),
+            split_heads(v, heads),
+            None,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tensor};
+
+    fn dev() -> Device {
+        Device::flex().autodiff()
+    }
+
+    fn rand<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<D> {
+        let d = dev();
+        d.seed(seed);
+        Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), &d).require_grad()
+    }
+
+    fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.try_into_vec_as::<f32>().unwrap()
+    }
+
+    fn assert_close(name: &str, a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len(), "{name}: lengths");
+        let scale = b.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+        let worst = a
+            .iter()
+            .zip(b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= tol * scale,
+            "{name}: max |Δ| = {worst} (scale {scale})"
+        );
+    }
+
+    /// A loss that weighs every output element differently, so the gradients are not all alike.
+    fn weighted<const D: usize>(y: Tensor<D>, seed: u64) -> Tensor<1> {
+        let w = rand(y.dims(), seed).detach();
+        (y * w).sum()
+    }
+
+    #[test]
+    fn layer_norm_matches_the_reference_values_and_gradients() {
+        for (rows, c) in [(37, 48), (70, 128), (3, 5)] {
+            let x = rand([rows, c], 1);
+            let gamma = rand([c], 2);
+            let beta = rand([c], 3);
+            let mut norm = burn::nn::LayerNormConfig::new(c)
+                .with_epsilon(1e-6)
+                .init(&dev());
+            norm.gamma = burn::module::Param::from_tensor(gamma.clone());
+            norm.beta = Some(burn::module::Param::from_tensor(beta.clone()));
+            let want = norm.forward(x.clone());
+            let got = layer_norm_fused(x.clone(), gamma.clone(), beta.clone(), 1e-6);
+            assert_close("ln y", &vals(got.clone()), &vals(want.clone()), 1e-5);
+            let gw = weighted(want, 9).backward();
+            let gg = weighted(got, 9).backward();
+            assert_close(
+                "ln dx",
+                &vals(x.grad(&gg).unwrap()),
+                &vals(x.grad(&gw).unwrap()),
+                1e-5,
+            );
+            assert_close(
+                "ln dgamma",
+                &vals(gamma.grad(&gg).unwrap()),
+                &vals(gamma.grad(&gw).unwrap()),
+                1e-5,
+            );
+            assert_close(
+                "ln dbeta",
+                &vals(beta.grad(&gg).unwrap()),
+                &vals(beta.grad(&gw).unwrap()),
+                1e-5,
+            );
+        }
+    }
+
+    #[test]
+    fn gelu_matches_the_reference_values_and_gradients() {
+        let x = rand([50_001], 4).mul_scalar(3.0).detach().require_grad();
+        let want = burn::tensor::activation::gelu(x.clone());
+        let got = gelu_fused(x.clone());
+        assert_close("gelu y", &vals(got.clone()), &vals(want.clone()), 1e-6);
+        let gw = weighted(want, 5).backward();
+        let gg = weighted(got, 5).backward();
+        assert_close(
+            "gelu dx",
+            &vals(x.grad(&gg).unwrap()),
+            &vals(x.grad(&gw).unwrap()),
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn attention_matches_the_reference_values_and_gradients() {
+        for (b, nq, nk, heads, d) in [(3, 9, 17, 2, 16), (2, 33, 33, 4, 128), (1, 1, 1, 1, 8)] {
+            let q = rand([b, nq, d], 6);
+            let k = rand([b, nk, d], 7);
+            let v = rand([b, nk, d], 8);
+            let want = reference::attention(q.clone(), k.clone(), v.clone(), heads);
+            let got = attention_fused(q.clone(), k.clone(), v.clone(), heads);
+            assert_close("attn y", &vals(got.clone()), &vals(want.clone()), 1e-5);
+            let gw = weighted(want, 10).backward();
+            let gg = weighted(got, 10).backward();
+            for (name, t) in [("dq", &q), ("dk", &k), ("dv", &v)] {
+                assert_close(
+                    name,
+                    &vals(t.grad(&gg).unwrap()),
+                    &vals(t.grad(&gw).unwrap()),
+                    1e-5,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn packed_attention_matches_the_reference_values_and_gradients() {
+        let (b, n, heads, d) = (3, 13, 2, 32);
+        let qkv = rand([b, n, 3 * d], 11);
+        let want = reference::attention(
+            qkv.clone().narrow(2, 0, d),
+            qkv.clone().narrow(2, d, d),
+            qkv.clone().narrow(2, 2 * d, d),
+            heads,
+        );
+        let got = attention_packed_fused(qkv.clone(), heads);
+        assert_close("packed y", &vals(got.clone()), &vals(want.clone()), 1e-5);
+        let gw = weighted(want, 12).backward();
+        let gg = weighted(got, 12).backward();
+        assert_close(
+            "dqkv",
+            &vals(qkv.grad(&gg).unwrap()),
+            &vals(qkv.grad(&gw).unwrap()),
+            1e-5,
+        );
+    }
+
+    #[test]
+    fn fused_ops_run_without_autodiff_and_are_deterministic() {
+        let d = Device::flex();
+        let x = Tensor::<3>::random([4, 10, 96], Distribution::Normal(0.0, 1.0), &d);
+        let a = vals(attention_packed_fused(x.clone(), 2));
+        let b = vals(attention_packed_fused(x.clone(), 2));
+        assert_eq!(a, b);
+        let y = vals(gelu_fused(x.clone()));
+        assert_eq!(y, vals(gelu_fused(x)));
+    }
+
+    #[test]
+    fn other_devices_take_the_reference_path() {
+        assert!(supported(&Device::flex()));
+        assert!(supported(&Device::flex().autodiff()));
+    }
+}
