@@ -36,6 +36,8 @@ pub enum Command {
     Data(commands::data::DataCommand),
     /// Pretrain an encoder with CAE (or the BEiT baseline) on a folder of images.
     Pretrain(Box<commands::pretrain::PretrainArgs>),
+    /// Mean ± std over seeds of every complete run (record.json) under a folder, as Markdown or CSV.
+    Leaderboard(commands::leaderboard::LeaderboardArgs),
 }
 
 /// Runs the parsed command.
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::AdeEval(args) => commands::ade_eval::run(args),
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Pretrain(args) => commands::pretrain::run_pretrain(*args),
+        Command::Leaderboard(args) => commands::leaderboard::run(args),
     }
 }
 

@@ -4,4 +4,5 @@ pub mod ade_eval;
 pub mod bench;
 pub mod coco_eval;
 pub mod data;
+pub mod leaderboard;
 pub mod pretrain;
