@@ -315,8 +315,8 @@ pub fn start_record(req: &RunRequest, threads: usize) -> anyhow::Result<RecordWr
         arch: req.model.preset.clone(),
         pretrain_steps: None,
     });
-    Ok(RecordWriter::create(&req.out, record)
-        .with_context(|| format!("writing the run record in {}", req.out.display()))?)
+    RecordWriter::create(&req.out, record)
+        .with_context(|| format!("writing the run record in {}", req.out.display()))
 }
 
 fn method_label(method: &str) -> &'static str {
