@@ -7,9 +7,9 @@
 
 use std::path::PathBuf;
 
-use cae_reports::leaderboard::Leaderboard;
+use cae_reports::leaderboard::{Leaderboard, LeaderboardOptions};
 use cae_reports::plot::{curves_from_leaderboard, draw_curves};
-use cae_reports::report::{ReportInput, Section, render_with};
+use cae_reports::report::Report;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -17,18 +17,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: report RUNS_DIR OUT_DIR".into());
     };
     let out = PathBuf::from(out);
-    let mut input = ReportInput::new(runs);
-    input.title = "cae-bench report".into();
-    let lb = Leaderboard::from_dir(&input.runs_dir, &input.leaderboard)?;
+    let lb = Leaderboard::from_dir(runs.as_ref(), &LeaderboardOptions::default())?;
     let plot = curves_from_leaderboard(&lb, "top1", "top1 against pretraining steps");
     let files = draw_curves(&plot, &out.join("calibration.png"))?;
-    input.sections.push(Section::image(
-        "Calibration",
-        "calibration.png",
-        "top1 (mean ± std over seeds) against pretraining steps; random init dashed",
-    ));
-    let text = render_with(&input, &lb)?;
-    cae_reports::record::write_atomic(&out.join("report.md"), text.as_bytes())?;
+    Report::new("cae-bench report", lb)
+        .environment("runs", runs.as_str())
+        .image(
+            "Calibration",
+            "calibration.png",
+            "top1 (mean ± std over seeds) against pretraining steps; random init dashed",
+        )
+        .write(&out.join("report.md"))?;
     eprintln!(
         "wrote {}, {} and {}",
         out.join("report.md").display(),

@@ -181,6 +181,12 @@ pub fn baselines() -> Result<Vec<Baseline>, ReportError> {
     parse_baselines(BASELINES_CSV, "reports/data/baselines.csv (bundled)")
 }
 
+/// The bundled published numbers, every row with its `source` and provenance `status`: the
+/// name the quickstart and reports use (same as [`baselines`]).
+pub fn published() -> Result<Vec<Baseline>, ReportError> {
+    baselines()
+}
+
 /// Which published rows to show. An empty list accepts everything.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BaselineFilter {
@@ -250,17 +256,18 @@ pub fn scope_text(rows: &[&Baseline]) -> String {
     format!("{} on {}", list(archs), list(datasets))
 }
 
-/// The rows as a Markdown table, in the order given, each labelled with its provenance status
-/// and source.
+/// The rows as a Markdown table, in the order given, each labelled with its provenance
+/// (`published, <source>`) and how far the number was checked (`verified`, `secondary`,
+/// `unverified`).
 pub fn baselines_markdown(rows: &[&Baseline]) -> String {
     let mut out = String::from(
-        "| method | arch | pretrain epochs | task | metric | value (%) | protocol | provenance | source |\n\
+        "| method | arch | pretrain epochs | task | metric | value (%) | protocol | provenance | checked |\n\
          |---|---|---:|---|---|---:|---|---|---|\n",
     );
     for b in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.1} | {} | published, {} | {} |",
             md_cell(&b.method),
             md_cell(&b.arch),
             b.pretrain_epochs,
@@ -268,8 +275,8 @@ pub fn baselines_markdown(rows: &[&Baseline]) -> String {
             md_cell(&b.metric),
             b.value,
             md_cell(&b.protocol),
-            b.status,
             md_cell(&b.source),
+            b.status,
         );
     }
     out

@@ -470,6 +470,39 @@ impl Leaderboard {
         Self::build(set, &options.metrics)
     }
 
+    /// Builds the leaderboard from records already in memory (e.g. the quickstart's own runs).
+    ///
+    /// Records that are not complete ([`RunRecord::is_result`] false) go to
+    /// [`Leaderboard::incomplete`], never into the rows. Each record is named `#i` (its index in
+    /// `records`) where a path would be shown. `metrics` empty = every metric in the records.
+    pub fn from_records(records: &[RunRecord], metrics: &[String]) -> Result<Self, ReportError> {
+        let mut set = RunSet {
+            root: PathBuf::new(),
+            complete: Vec::new(),
+            incomplete: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for (i, record) in records.iter().enumerate() {
+            if record.schema_version > SCHEMA_VERSION {
+                return Err(ReportError::Invalid(format!(
+                    "record #{i}: schema_version {} is newer than this build reads \
+                     ({SCHEMA_VERSION})",
+                    record.schema_version
+                )));
+            }
+            let run = LoadedRun {
+                path: PathBuf::from(format!("#{i}")),
+                record: record.clone(),
+            };
+            if run.record.is_result() {
+                set.complete.push(run);
+            } else {
+                set.incomplete.push(run);
+            }
+        }
+        Self::build(set, metrics)
+    }
+
     /// Groups the complete runs of `set` (see the module docs). `metrics` empty = all.
     pub fn build(set: RunSet, metrics: &[String]) -> Result<Self, ReportError> {
         let mut obs = Vec::new();
@@ -576,10 +609,14 @@ impl Leaderboard {
     /// The leaderboard as a Markdown document (title, how to read it, one table per section,
     /// provenance, incomplete runs).
     pub fn to_markdown(&self) -> String {
-        let mut out = format!(
-            "# Leaderboard: runs under `{}`\n\n",
-            md_code(&self.root.display().to_string())
-        );
+        let mut out = if self.root.as_os_str().is_empty() {
+            "# Leaderboard\n\n".to_string()
+        } else {
+            format!(
+                "# Leaderboard: runs under `{}`\n\n",
+                md_code(&self.root.display().to_string())
+            )
+        };
         out.push_str(&self.markdown_body(2));
         out
     }
@@ -963,9 +1000,9 @@ fn markdown_table(rows: &[LeaderboardRow]) -> String {
     let metric = md_cell(&rows[0].metric);
     let mut out = format!(
         "| id | encoder | method | arch | pretrain steps | pooling | layer | epochs | eff. batch \
-         | lr | optimizer | cached features | {metric}: mean ± std (n) | seeds |\n"
+         | lr | optimizer | cached features | {metric}: mean ± std (n) | seeds | provenance |\n"
     );
-    out.push_str("|---|---|---|---|---:|---|---|---:|---:|---:|---|---|---:|---|\n");
+    out.push_str("|---|---|---|---|---:|---|---|---:|---:|---:|---|---|---:|---|---|\n");
     let dash = || "–".to_string();
     for r in rows {
         let k = &r.key;
@@ -985,6 +1022,7 @@ fn markdown_table(rows: &[LeaderboardRow]) -> String {
                 .map_or_else(dash, |c| if c { "yes".into() } else { "no".into() }),
             mean_std_text(r.mean, r.std, r.n, dec),
             join_u64(&r.seeds()),
+            "this run".to_string(),
         ];
         out.push_str("| ");
         out.push_str(&cells.join(" | "));

@@ -323,6 +323,35 @@ pub fn draw_curves(plot: &CurvePlot, png: &Path) -> Result<PlotFiles, ReportErro
     })
 }
 
+/// Draws `series` (mean ± std error bars) against x to `png`, with the data as CSV next to it
+/// ([`data_path`]); the one-call form of [`draw_curves`].
+///
+/// ```no_run
+/// use cae_reports::plot::{CurvePoint, CurveSeries, SeriesStyle, curve_png};
+/// let cae = CurveSeries {
+///     name: "CAE · linear".into(),
+///     style: SeriesStyle::Curve,
+///     points: vec![CurvePoint { x: 600.0, mean: 0.52, std: Some(0.02), n: 3 }],
+/// };
+/// curve_png("out/calibration.png".as_ref(), "top1 against steps", "pretraining steps", "top1", &[cae])
+///     .unwrap();
+/// ```
+pub fn curve_png(
+    png: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[CurveSeries],
+) -> Result<PlotFiles, ReportError> {
+    let plot = CurvePlot {
+        title: title.to_string(),
+        x_label: x_label.to_string(),
+        y_label: y_label.to_string(),
+        series: series.to_vec(),
+    };
+    draw_curves(&plot, png)
+}
+
 /// The series key of a leaderboard row: its group key without the encoder label and steps.
 fn series_key(k: &GroupKey) -> GroupKey {
     GroupKey {

@@ -38,18 +38,18 @@ fn vit_b_imagenet_rows_render_with_provenance_and_source() {
     let lines: Vec<&str> = md.lines().collect();
     assert_eq!(
         lines[0],
-        "| method | arch | pretrain epochs | task | metric | value (%) | protocol | provenance | source |"
+        "| method | arch | pretrain epochs | task | metric | value (%) | protocol | provenance | checked |"
     );
     // 9 CAE + 4 CAE ablations (Table 5, linear) + 3 MAE + 3 BEiT.
     assert_eq!(lines.len(), 2 + 19, "{md}");
     assert!(md.contains(
-        "| CAE | ViT-B/16 | 1600 | imagenet_linear | top1 | 70.3 | cls token + BN + linear | verified | Atten4Vis/CAE README.md |"
+        "| CAE | ViT-B/16 | 1600 | imagenet_linear | top1 | 70.3 | cls token + BN + linear | published, Atten4Vis/CAE README.md | verified |"
     ));
     assert!(md.contains(
-        "| BEiT | ViT-B/16 | 800 | imagenet_finetune | top1 | 83.2 | fine-tune | secondary | BEiT paper as quoted in microsoft/unilm issue 391 |"
+        "| BEiT | ViT-B/16 | 800 | imagenet_finetune | top1 | 83.2 | fine-tune | published, BEiT paper as quoted in microsoft/unilm issue 391 | secondary |"
     ));
     assert!(md.contains(
-        "| BEiT | ViT-B/16 | 300 | imagenet_linear | top1 | 37.6 | CAE paper re-evaluation | unverified | recollection of the CAE paper comparison table |"
+        "| BEiT | ViT-B/16 | 300 | imagenet_linear | top1 | 37.6 | CAE paper re-evaluation | published, recollection of the CAE paper comparison table | unverified |"
     ));
     assert!(md.contains("| CAE (paper table 5: decoder; alignment) | ViT-B/16 | 300 | imagenet_linear | top1 | 64.1 |"));
     assert!(!md.contains("ViT-L/16") && !md.contains("ade20k") && !md.contains("coco"));
@@ -57,9 +57,10 @@ fn vit_b_imagenet_rows_render_with_provenance_and_source() {
         let cells: Vec<&str> = line.split(" | ").collect();
         assert_eq!(cells.len(), 9, "{line}");
         assert!(
-            ["verified", "secondary", "unverified"].contains(&cells[7]),
+            ["verified", "secondary", "unverified"].contains(&cells[8].trim_end_matches(" |")),
             "{line}"
         );
+        assert!(cells[7].starts_with("published, "), "{line}");
     }
     let all = baselines().unwrap();
     assert_eq!(scope_text(&filter.select(&all)), "ViT-B/16 on ImageNet");
@@ -82,10 +83,17 @@ fn filters_by_task_method_arch_and_status() {
     );
     assert_eq!(scope_text(&rows), "ViT-B/16 and ViT-L/16 on COCO");
     let md = baselines_markdown(&rows);
-    assert!(md.contains("| MAE | ViT-L/16 | 1600 | coco_maskrcnn_1x | AP_mask | 47.1 | Mask R-CNN FPN 1x | verified | Atten4Vis/CAE README.md |"));
+    assert!(md.contains("| MAE | ViT-L/16 | 1600 | coco_maskrcnn_1x | AP_mask | 47.1 | Mask R-CNN FPN 1x | published, Atten4Vis/CAE README.md | verified |"));
     let only_unverified = BaselineFilter {
         statuses: vec![Provenance::Unverified],
         ..Default::default()
     };
     assert_eq!(only_unverified.select(&all).len(), 4);
+}
+
+#[test]
+fn published_is_the_bundled_file_with_a_source_on_every_row() {
+    let rows = cae_reports::baselines::published().unwrap();
+    assert_eq!(rows, baselines().unwrap());
+    assert!(rows.iter().all(|b| !b.source.trim().is_empty()));
 }

@@ -196,22 +196,22 @@ fn markdown_is_a_table_with_protocol_details_and_a_reading_note() {
     assert!(md.contains("**How to read these tables.**"));
     assert!(md.contains("mean ± sample standard deviation"));
     assert!(md.contains(
-        "| id | encoder | method | arch | pretrain steps | pooling | layer | epochs | eff. batch | lr | optimizer | cached features | top1: mean ± std (n) | seeds |"
+        "| id | encoder | method | arch | pretrain steps | pooling | layer | epochs | eff. batch | lr | optimizer | cached features | top1: mean ± std (n) | seeds | provenance |"
     ));
     // Ranked by mean inside the linear top1 section.
     assert!(md.contains("## `linear` · top1 · dataset `synth-world` · all labels"));
     assert!(md.contains(
-        "| R4 | cae-600 | cae | vit-tiny | 600 | cls | final | 10 | 64 | 0.1 | sgd | yes | 0.5200 ± 0.0200 (n=3) | 0, 1, 2 |"
+        "| R4 | cae-600 | cae | vit-tiny | 600 | cls | final | 10 | 64 | 0.1 | sgd | yes | 0.5200 ± 0.0200 (n=3) | 0, 1, 2 | this run |"
     ), "{md}");
     assert!(md.contains(
-        "| R5 | cae-600 | cae | vit-tiny | 600 | mean | final | 10 | 64 | 0.1 | sgd | yes | 0.4800 (n=1) | 0 |"
+        "| R5 | cae-600 | cae | vit-tiny | 600 | mean | final | 10 | 64 | 0.1 | sgd | yes | 0.4800 (n=1) | 0 | this run |"
     ), "{md}");
     assert!(md.contains(
-        "| R7 | random-init | random | vit-tiny | – | cls | final | 10 | 64 | 0.1 | sgd | yes | 0.3200 ± 0.0283 (n=2) | 0, 1 |"
+        "| R7 | random-init | random | vit-tiny | – | cls | final | 10 | 64 | 0.1 | sgd | yes | 0.3200 ± 0.0283 (n=2) | 0, 1 | this run |"
     ), "{md}");
     assert!(md.contains("## `finetune` · top1 · dataset `synth-world` · 10% of the labels"));
     assert!(md.contains("## `knn` · top1"));
-    assert!(md.contains("| R3 | cae-600 | cae | vit-tiny | 600 | cls | final | – | – | – | sgd | yes | 0.4200 ± 0.0283 (n=2) | 0, 1 |"), "{md}");
+    assert!(md.contains("| R3 | cae-600 | cae | vit-tiny | 600 | cls | final | – | – | – | sgd | yes | 0.4200 ± 0.0283 (n=2) | 0, 1 | this run |"), "{md}");
     // A single seed never shows ±.
     for line in md.lines().filter(|l| l.contains("(n=1)")) {
         assert!(!line.contains('±'), "{line}");
@@ -364,4 +364,41 @@ fn empty_and_missing_folders() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn from_records_matches_from_dir_and_keeps_incomplete_runs_out() {
+    let paths = cae_reports::leaderboard::find_records(&fixture_runs()).unwrap();
+    let records: Vec<cae_reports::RunRecord> = paths
+        .iter()
+        .map(|p| cae_reports::RunRecord::read(p).unwrap())
+        .collect();
+    let from_mem = Leaderboard::from_records(&records, &[]).unwrap();
+    let from_dir = board();
+    assert_eq!(from_mem.complete_runs, 11);
+    assert_eq!(from_mem.incomplete.len(), 2);
+    assert_eq!(from_mem.rows.len(), from_dir.rows.len());
+    for (a, b) in from_mem.rows.iter().zip(&from_dir.rows) {
+        assert_eq!(
+            (&a.id, &a.key, &a.metric, a.n),
+            (&b.id, &b.key, &b.metric, b.n)
+        );
+        assert!(close(a.mean, b.mean));
+        assert_eq!(a.std.is_some(), b.std.is_some());
+    }
+    // The killed run's tempting 0.99 is never a result.
+    assert!(
+        from_mem
+            .rows
+            .iter()
+            .all(|r| r.runs.iter().all(|x| !close(x.value, 0.99)))
+    );
+    let md = from_mem.to_markdown();
+    assert!(md.starts_with("# Leaderboard\n"), "{md}");
+    assert!(md.contains("Incomplete runs"), "{md}");
+    // Only complete runs count: with the complete ones alone the rows are the same.
+    let complete: Vec<_> = records.iter().filter(|r| r.is_result()).cloned().collect();
+    let only = Leaderboard::from_records(&complete, &["top1".to_string()]).unwrap();
+    assert!(only.incomplete.is_empty());
+    assert!(only.rows.iter().all(|r| r.metric == "top1"));
 }

@@ -200,3 +200,47 @@ fn an_empty_plot_still_draws() {
     let (_, w, h) = decode(&files.png);
     assert_eq!((w, h), PLOT_SIZE);
 }
+
+#[test]
+fn curve_png_writes_the_png_and_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("curve.png");
+    let series = [
+        CurveSeries {
+            name: "CAE · linear".into(),
+            style: SeriesStyle::Curve,
+            points: vec![
+                CurvePoint {
+                    x: 300.0,
+                    mean: 0.45,
+                    std: None,
+                    n: 1,
+                },
+                CurvePoint {
+                    x: 600.0,
+                    mean: 0.52,
+                    std: Some(0.02),
+                    n: 3,
+                },
+            ],
+        },
+        CurveSeries {
+            name: "random init · linear".into(),
+            style: SeriesStyle::Reference,
+            points: vec![CurvePoint {
+                x: 0.0,
+                mean: 0.32,
+                std: Some(0.03),
+                n: 2,
+            }],
+        },
+    ];
+    let files =
+        cae_reports::plot::curve_png(&png, "top1 against steps", "steps", "top1", &series).unwrap();
+    assert_eq!(files.png, png);
+    assert_eq!(files.csv, data_path(&png));
+    let (_, w, h) = decode(&png);
+    assert!(w == PLOT_SIZE.0 && h >= PLOT_SIZE.1, "{w}x{h}");
+    let rows = csv::parse(&std::fs::read_to_string(&files.csv).unwrap()).unwrap();
+    assert_eq!(rows.len(), 1 + 3, "{rows:?}");
+}

@@ -52,7 +52,7 @@ fn report_has_measured_published_and_legend_sections_in_order() {
     // Legend: every status explained.
     let legend_part = &md[legend..];
     for word in [
-        "**measured here**",
+        "**this run** (measured here)",
         "**verified**",
         "**secondary**",
         "**unverified**",
@@ -95,4 +95,62 @@ fn a_malformed_record_fails_the_report_naming_the_file() {
     let err = render_markdown(&input).unwrap_err().to_string();
     assert!(err.contains("x/record.json"), "{err}");
     assert!(!dir.path().join("report.md").exists());
+}
+
+#[test]
+fn the_report_builder_orders_sections_and_labels_provenance() {
+    use cae_reports::leaderboard::{Leaderboard, LeaderboardOptions};
+    use cae_reports::report::Report;
+    let lb = Leaderboard::from_dir(&fixture_runs(), &LeaderboardOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.md");
+    Report::new("Quickstart", lb)
+        .environment("machine", "2 cores, no GPU")
+        .environment("command", "cae-bench quickstart")
+        .image(
+            "Calibration",
+            "calibration.png",
+            "top1 against pretraining steps",
+        )
+        .note("What this shows", "Small scale: read the README.")
+        .write(&path)
+        .unwrap();
+    let md = std::fs::read_to_string(&path).unwrap();
+    let pos = |s: &str| {
+        md.find(s)
+            .unwrap_or_else(|| panic!("missing {s:?} in\n{md}"))
+    };
+    let order = [
+        pos("# Quickstart\n"),
+        pos("## Environment and provenance"),
+        pos("- **machine**: 2 cores, no GPU"),
+        pos("- **command**: cae-bench quickstart"),
+        pos("## Calibration"),
+        pos("## Measured here (this run)"),
+        pos("## Published numbers (published, ViT-B/16 on ImageNet"),
+        pos("## What this shows"),
+        pos("## Legend and provenance"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{md}");
+    assert!(md.contains("![top1 against pretraining steps](calibration.png)"));
+    // Every measured row says "this run"; every published row "published, <source>".
+    let measured = &md[pos("## Measured here")..pos("## Published numbers")];
+    let published = &md[pos("## Published numbers")..pos("## What this shows")];
+    let measured_rows: Vec<&str> = measured.lines().filter(|l| l.starts_with("| R")).collect();
+    assert_eq!(measured_rows.len(), 11);
+    assert!(measured_rows.iter().all(|l| l.ends_with("| this run |")));
+    let published_rows: Vec<&str> = published
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| method"))
+        .collect();
+    assert!(!published_rows.is_empty());
+    assert!(published_rows.iter().all(|l| l.contains("| published, ")));
+    // No published section when asked.
+    let lb = Leaderboard::from_dir(&fixture_runs(), &LeaderboardOptions::default()).unwrap();
+    let md = Report::new("T", lb).published(None).render().unwrap();
+    assert!(!md.contains("## Published numbers"));
+    assert!(!dir.path().read_dir().unwrap().any(|e| {
+        let n = e.unwrap().file_name();
+        n.to_string_lossy().contains(".tmp")
+    }));
 }
