@@ -40,6 +40,8 @@ pub enum Command {
     LinearProbe(Box<commands::linear_probe::LinearProbeArgs>),
     /// Convert an official CAE / BEiT / MAE (or timm) checkpoint into an encoder file.
     Import(commands::import::ImportArgs),
+    /// Mean ± std over seeds of every complete run (record.json) under a folder, as Markdown or CSV.
+    Leaderboard(commands::leaderboard::LeaderboardArgs),
 }
 
 /// Runs the parsed command.
@@ -59,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pretrain(args) => commands::pretrain::run_pretrain(*args),
         Command::LinearProbe(args) => commands::linear_probe::run(*args, cli.threads),
         Command::Import(args) => commands::import::run(args),
+        Command::Leaderboard(args) => commands::leaderboard::run(args),
     }
 }
 

@@ -25,6 +25,17 @@ pub enum ReportError {
     /// Anything else that is wrong with the input.
     #[error("{0}")]
     Invalid(String),
+    /// The grouping / aggregation (polars) failed.
+    #[error("aggregating run records: {0}")]
+    Aggregate(String),
+    /// A plot could not be drawn or encoded.
+    #[error("plot {path}: {message}")]
+    Plot {
+        /// The image being drawn.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl ReportError {

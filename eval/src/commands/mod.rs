@@ -6,4 +6,5 @@ pub mod coco_eval;
 pub mod data;
 pub mod import;
 pub mod linear_probe;
+pub mod leaderboard;
 pub mod pretrain;
