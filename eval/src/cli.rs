@@ -42,6 +42,11 @@ pub enum Command {
     Import(commands::import::ImportArgs),
     /// Mean ± std over seeds of every complete run (record.json) under a folder, as Markdown or CSV.
     Leaderboard(commands::leaderboard::LeaderboardArgs),
+    /// The whole flow on the synthetic world: pretrain CAE and BEiT, probe them and a random
+    /// control over seeds, write report.md.
+    Quickstart(commands::quickstart::QuickstartArgs),
+    /// Downstream accuracy against pretraining steps (the checkpoints of one run) vs random init.
+    Calibrate(commands::calibrate::CalibrateArgs),
 }
 
 /// Runs the parsed command.
@@ -62,6 +67,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::LinearProbe(args) => commands::linear_probe::run(*args, cli.threads),
         Command::Import(args) => commands::import::run(args),
         Command::Leaderboard(args) => commands::leaderboard::run(args),
+        Command::Quickstart(args) => commands::quickstart::run(args),
+        Command::Calibrate(args) => commands::calibrate::run(args),
     }
 }
 

@@ -436,6 +436,9 @@ pub struct ProbeRequest {
     pub command: Vec<String>,
     /// Worker threads, for the record.
     pub threads: Option<usize>,
+    /// The encoder's label in records and tables [default: `random-init-<preset>`, or the
+    /// file's stem].
+    pub label: Option<String>,
 }
 
 impl ProbeRequest {
@@ -453,6 +456,7 @@ impl ProbeRequest {
             progress: false,
             command: Vec::new(),
             threads: None,
+            label: None,
         }
     }
 }
@@ -504,7 +508,10 @@ pub fn resolve_encoder(
                 HeadsError::Config("a random encoder needs a preset (--preset)".into())
             })?;
             let info = EncoderInfo {
-                label: format!("random-init-{}", cfg.preset),
+                label: req
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| format!("random-init-{}", cfg.preset)),
                 path: None,
                 sha256: None,
                 method: "random".into(),
@@ -527,10 +534,11 @@ pub fn resolve_encoder(
                 );
             }
             let info = EncoderInfo {
-                label: path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                label: req.label.clone().unwrap_or_else(|| {
+                    path.file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                }),
                 path: Some(path.display().to_string()),
                 sha256: Some(sha256_file(path)?),
                 method: loaded.method(),
@@ -775,18 +783,23 @@ fn report_epoch(
     per_epoch: &mut Vec<EpochResult>,
     pb: &indicatif::ProgressBar,
 ) -> Result<()> {
-    pb.suspend(|| {
-        tracing::info!(
-            "{} epoch {}/{}: top-1 {:.2}  top-5 {:.2}  loss {:.4}  lr {:.3e}",
-            cfg.protocol.name(),
-            r.epoch,
-            cfg.epochs,
-            r.top1,
-            r.top5,
-            r.loss,
-            r.lr
-        )
-    });
+    let line = format!(
+        "{} epoch {}/{}: top-1 {:.2}  top-5 {:.2}  loss {:.4}  lr {:.3e}",
+        cfg.protocol.name(),
+        r.epoch,
+        cfg.epochs,
+        r.top1,
+        r.top5,
+        r.loss,
+        r.lr
+    );
+    // With a progress bar the epochs are logged between its redraws; without one (`--no-progress`,
+    // `--json`, or runs inside a suite) they are debug lines (`-v`), the record has them all.
+    if pb.is_hidden() {
+        tracing::debug!("{line}");
+    } else {
+        pb.suspend(|| tracing::info!("{line}"));
+    }
     pb.set_message(format!("top-1 {:.2}", r.top1));
     per_epoch.push(*r);
     if let Some(w) = writer {

@@ -102,9 +102,35 @@ pub fn load_encoder(
             message: e.to_string(),
         }
     })?;
-    let metadata = meta.metadata().clone().unwrap_or_default();
-    let (config, config_from_file) = match metadata.get(CONFIG_METADATA_KEY) {
-        Some(text) => {
+    let mut metadata = meta.metadata().clone().unwrap_or_default();
+    // A training checkpoint (`RUN/checkpoints/ckpt-*.safetensors`) carries the whole run config
+    // and the model under `model.`.
+    let checkpoint_config = match metadata.get(crate::train::checkpoint::RUN_CONFIG_KEY) {
+        Some(text) => Some(crate::train::RunConfig::from_toml(text).map_err(|e| {
+            PretrainError::Config(format!(
+                "{}: the checkpoint's `run_config` metadata is not a valid run config: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    if checkpoint_config.is_some()
+        && !metadata.contains_key("steps")
+        && let Some(step) = metadata
+            .get(crate::train::checkpoint::STATE_KEY)
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+    {
+        metadata.insert("steps".into(), step.to_string());
+    }
+    let prefix = if checkpoint_config.is_some() {
+        "model.encoder."
+    } else {
+        "encoder."
+    };
+    let (config, config_from_file) = match (metadata.get(CONFIG_METADATA_KEY), checkpoint_config) {
+        (_, Some(run)) => (run.model, true),
+        (Some(text), None) => {
             let cfg = CaeConfig::from_json(text).map_err(|e| {
                 PretrainError::Config(format!(
                     "{}: the `config` metadata is not a valid model config: {e}",
@@ -113,7 +139,7 @@ pub fn load_encoder(
             })?;
             (cfg, true)
         }
-        None => match fallback {
+        (None, None) => match fallback {
             Some(cfg) => {
                 cfg.validate()?;
                 (cfg.clone(), false)
@@ -143,7 +169,7 @@ pub fn load_encoder(
         &bytes,
         path,
         &LoadOptions {
-            prefix: Some("encoder."),
+            prefix: Some(prefix),
             ignore: &[],
             rename: None,
         },

@@ -16,6 +16,7 @@
 //! depend on burn or on any other workspace crate.
 
 pub mod baselines;
+pub mod calibration;
 pub mod csv;
 pub mod error;
 pub mod leaderboard;

@@ -34,7 +34,7 @@ use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::coco::{Mask, mask_to_rle};
 use crate::error::{DatasetError, Result};
@@ -47,7 +47,7 @@ pub use sheet::sample_sheet;
 const TAG_SCENE: u64 = 0x0073_6365_6e65; // "scene"
 
 /// What to draw.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SynthConfig {
     /// Number of scenes (train + val).
     pub images: usize,
@@ -631,7 +631,7 @@ pub fn render_scene(cfg: &SynthConfig, index: usize) -> Scene {
 }
 
 /// Counts of a written world (also saved as `DIR/world.json`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorldSummary {
     /// The output folder (not written to `world.json`, which stays the same bytes wherever
     /// the world is written).

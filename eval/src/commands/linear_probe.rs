@@ -128,6 +128,10 @@ pub struct LinearProbeArgs {
     /// Seed of everything random in the run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The encoder's name in the record and in leaderboards [default: the file's stem, or
+    /// `random-init-<preset>`].
+    #[arg(long)]
+    pub label: Option<String>,
     /// Run folder for `record.json`.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -212,6 +216,7 @@ pub fn request(args: &LinearProbeArgs, threads: Option<usize>) -> anyhow::Result
         progress: !args.no_progress && !args.json,
         command: std::env::args().collect(),
         threads,
+        label: args.label.clone(),
     })
 }
 

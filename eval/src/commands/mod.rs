@@ -2,9 +2,11 @@
 
 pub mod ade_eval;
 pub mod bench;
+pub mod calibrate;
 pub mod coco_eval;
 pub mod data;
 pub mod import;
-pub mod linear_probe;
 pub mod leaderboard;
+pub mod linear_probe;
 pub mod pretrain;
+pub mod quickstart;

@@ -211,10 +211,29 @@ pub fn train_config(args: &PretrainArgs, preset: &str) -> anyhow::Result<TrainCo
     Ok(t)
 }
 
-/// Runs pretraining.
+/// Runs pretraining and prints its summary.
 pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
-    let model = model_config(&args)?;
-    let train = train_config(&args, &model.preset)?;
+    let summary = pretrain_with_record(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "{} steps (resumed at {}), final loss {:.4}, encoder {} ({:.1} s)",
+            summary.steps,
+            summary.resumed_from,
+            summary.final_loss,
+            summary.encoder.display(),
+            summary.seconds
+        );
+    }
+    Ok(())
+}
+
+/// Runs pretraining with its `RUN/record.json`: `running` from the start, then `complete` with
+/// the encoder's checksum, or `failed` with the error.
+pub fn pretrain_with_record(args: &PretrainArgs) -> anyhow::Result<RunSummary> {
+    let model = model_config(args)?;
+    let train = train_config(args, &model.preset)?;
     let devices = args
         .devices
         .clone()
@@ -244,19 +263,7 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     };
     finish_record(&mut record, &req, &summary)?;
     record.complete(summary_metrics(&summary))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        println!(
-            "{} steps (resumed at {}), final loss {:.4}, encoder {} ({:.1} s)",
-            summary.steps,
-            summary.resumed_from,
-            summary.final_loss,
-            summary.encoder.display(),
-            summary.seconds
-        );
-    }
-    Ok(())
+    Ok(summary)
 }
 
 /// The headline numbers of a finished pretraining run, as recorded.

@@ -394,10 +394,13 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
     }
     progress.finish_and_clear();
     let encoder = out.join("encoder.safetensors");
-    match &model {
-        AnyModel::Cae(m) => m.save_encoder(&cfg.model, &encoder)?,
-        AnyModel::Beit(m) => m.save_encoder(&cfg.model, &encoder)?,
-    }
+    // The encoder file also says how long it was pretrained (read into run records).
+    let extra = std::collections::HashMap::from([("steps".to_string(), step.to_string())]);
+    let enc_module = match &model {
+        AnyModel::Cae(m) => &m.encoder,
+        AnyModel::Beit(m) => &m.encoder,
+    };
+    crate::encoder_file::save_encoder(enc_module, &cfg.model, &encoder, &extra)?;
     let final_loss = if last_losses.is_empty() {
         f64::NAN
     } else {
