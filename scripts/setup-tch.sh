@@ -6,8 +6,9 @@
 #   cargo build --release --features tch --bin cae-bench
 #   cae-bench --threads 2 bench pretrain --preset mini --batch 64 --device tch --json
 #
-# Installs torch==2.9.0 (CPU wheel) into a virtual environment with pip (set PIP_FIND_LINKS /
-# PIP_INDEX_URL for an offline wheel folder or a mirror), then writes VENV/tch-env.sh, which sets
+# Installs torch==2.9.0 into a virtual environment with pip (PyPI's Linux wheel is the CUDA 12.8
+# build, ~900 MB plus the nvidia-* wheels; it runs on CPU too; set PIP_FIND_LINKS / PIP_INDEX_URL /
+# TORCH_INDEX for an offline wheel folder, a mirror or download.pytorch.org's CPU index), then writes VENV/tch-env.sh, which sets
 # LIBTORCH_USE_PYTORCH=1 (torch-sys builds against that Python's torch) and LD_LIBRARY_PATH (torch/lib,
 # needed at run time). Not needed by CI or the default `flex` backend.
 set -euo pipefail
@@ -15,7 +16,7 @@ VENV="${1:-.venv-tch}"
 PY="${PYTHON:-python3}"
 "$PY" -m venv "$VENV"
 "$VENV/bin/pip" install --upgrade pip >/dev/null
-"$VENV/bin/pip" install "torch==2.9.0" --extra-index-url https://download.pytorch.org/whl/cpu
+"$VENV/bin/pip" install "torch==2.9.0" numpy ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"}
 TORCH_LIB="$("$VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
 VENV_ABS="$(cd "$VENV" && pwd)"
 cat > "$VENV/tch-env.sh" <<ENV

@@ -243,9 +243,9 @@ fn write_calibration(
         }
     ));
     md.push_str(&format!(
-        "- **protocols** (downstream data `{}`, seeds 0..{}, device {}, {threads} threads):\n",
+        "- **protocols** (downstream data `{}`, seeds 0–{}, device {}, {threads} threads):\n",
         args.data.display(),
-        args.seeds,
+        args.seeds - 1,
         args.device
     ));
     for p in protos {

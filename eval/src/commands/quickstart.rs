@@ -447,13 +447,13 @@ fn write_report(
     }
     protos.push_str(&format!(
         "\nEach on {} train / {} val images of the world ({} classes, chance {:.1}%), seeds \
-         0..{}; a random-initialised encoder (drawn with each run's seed) is the control. \
+         0–{}; a random-initialised encoder (drawn with each run's seed) is the control. \
          Records: `runs/<encoder>/<protocol>/seed-<k>/record.json`.\n",
         world.train_images,
         world.val_images,
         world.classes.len(),
         100.0 / world.classes.len() as f64,
-        plan.seeds
+        plan.seeds - 1
     ));
     let report = Report::new("cae-bench quickstart", lb)
         .environment(
