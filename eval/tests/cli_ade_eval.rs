@@ -2,50 +2,26 @@
 //! (a clear error naming the file, a non-zero exit and nothing on stdout).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
+
+mod common;
+use common::{Run, assert_refused, cae_bench};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/ade")
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 fn ade_eval(gt: &Path, pred: &Path, extra: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_cae-bench"))
-        .args([
-            "ade-eval",
-            "--gt",
-            gt.to_str().unwrap(),
-            "--pred",
-            pred.to_str().unwrap(),
-        ])
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run cae-bench");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn assert_refused(run: &Run, needles: &[&str]) {
-    assert!(!run.ok, "expected a failure, got stdout {:?}", run.stdout);
-    assert!(run.stdout.is_empty(), "partial output: {:?}", run.stdout);
-    for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr lacks {needle:?}: {}",
-            run.stderr
-        );
-    }
+    let mut args = vec![
+        "ade-eval",
+        "--gt",
+        gt.to_str().unwrap(),
+        "--pred",
+        pred.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    cae_bench(&args)
 }
 
 /// A writable copy of the fixture case: (tempdir, gt dir, pred dir).

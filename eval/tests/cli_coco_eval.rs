@@ -2,31 +2,14 @@
 //! (a clear error naming the file and entry, a non-zero exit and nothing on stdout).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+use common::{Run, assert_refused, cae_bench};
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/coco")
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn cae_bench(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_cae-bench"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run cae-bench");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
 }
 
 fn coco_eval(gt: &Path, dt: &Path, iou: &str, json: bool) -> Run {
@@ -43,19 +26,6 @@ fn coco_eval(gt: &Path, dt: &Path, iou: &str, json: bool) -> Run {
         args.push("--json");
     }
     cae_bench(&args)
-}
-
-/// Fails with `needles` in stderr, nothing on stdout.
-fn assert_refused(run: &Run, needles: &[&str]) {
-    assert!(!run.ok, "expected a failure, got stdout {:?}", run.stdout);
-    assert!(run.stdout.is_empty(), "partial output: {:?}", run.stdout);
-    for needle in needles {
-        assert!(
-            run.stderr.contains(needle),
-            "stderr lacks {needle:?}: {}",
-            run.stderr
-        );
-    }
 }
 
 #[test]

@@ -4,42 +4,12 @@
 //! folder, and the same bytes on every run.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
+use common::{cae_bench, copy_tree};
 
 fn fixture_runs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/tests/fixtures/runs")
-}
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn cae_bench(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_cae-bench"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run cae-bench");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
 
 #[test]

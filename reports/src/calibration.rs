@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::csv::row;
 use crate::error::ReportError;
 use crate::plot::{CurvePoint, CurveSeries, PlotFiles, SeriesStyle, curve_png};
 use crate::record::RunRecord;
@@ -206,6 +207,46 @@ pub fn markdown(curves: &[ProtocolCurve], metric: &str, minutes_per_step: f64) -
         "\nσ is the pooled per-run standard deviation over seeds, `sqrt((s_pretrained² + \
          s_random²) / 2)`; the gap is `(mean_pretrained − mean_random) / σ`.\n",
     );
+    out
+}
+
+/// The curves as CSV: `protocol,steps,minutes,n,mean_top1,std_top1,gap_sigmas`, random init as
+/// step 0 (no gap), empty fields where a value does not exist; minutes are steps × `seconds_per_step`.
+pub fn to_csv(curves: &[ProtocolCurve], seconds_per_step: f64) -> String {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
+    let mut out = row(&[
+        "protocol",
+        "steps",
+        "minutes",
+        "n",
+        "mean_top1",
+        "std_top1",
+        "gap_sigmas",
+    ]);
+    for c in curves {
+        if let Some(r) = &c.random {
+            out.push_str(&row(&[
+                c.protocol.clone(),
+                "0".into(),
+                "0".into(),
+                r.n.to_string(),
+                r.mean.to_string(),
+                opt(r.std),
+                String::new(),
+            ]));
+        }
+        for (step, st) in &c.points {
+            out.push_str(&row(&[
+                c.protocol.clone(),
+                step.to_string(),
+                (*step as f64 * seconds_per_step / 60.0).to_string(),
+                st.n.to_string(),
+                st.mean.to_string(),
+                opt(st.std),
+                opt(c.gap_sigmas(st)),
+            ]));
+        }
+    }
     out
 }
 

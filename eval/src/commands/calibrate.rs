@@ -17,8 +17,9 @@ use cae_pretrain::train::RunConfig;
 use cae_reports::calibration::{self, Observation};
 use cae_reports::record::{RunRecord, write_atomic};
 
-use crate::commands::quickstart::protocols;
-use crate::suite::{SuiteEncoder, SuiteSettings, run_suite};
+use crate::suite::{
+    SuiteEncoder, SuiteProtocol, SuiteRun, SuiteSettings, run_suite, standard_protocols,
+};
 
 /// `cae-bench calibrate`.
 #[derive(Debug, Args)]
@@ -108,7 +109,10 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         source: EncoderSource::Random,
         preset: preset.clone(),
     }];
+    // The pretraining steps of each encoder (random init: none).
+    let mut encoder_steps = vec![None];
     for &s in &steps {
+        encoder_steps.push(Some(s));
         encoders.push(SuiteEncoder {
             key: format!("step-{s:06}"),
             label: format!("{method} {preset}, {s} steps"),
@@ -124,35 +128,15 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         threads,
         command: std::env::args().collect(),
     };
-    let protos = protocols();
-    let records = run_suite(
-        &encoders,
-        &protos,
-        &seeds,
-        &settings,
-        |i, n, rec, reused, secs| {
-            let top1 = rec.metrics.get("top1").copied().unwrap_or(f64::NAN);
-            let label = rec.encoder.as_ref().map_or("?", |e| e.label.as_str());
-            eprintln!(
-                "[{}/{n}] {} · {label} · seed {}: top-1 {top1:.1}%{}",
-                i + 1,
-                rec.protocol.name,
-                rec.seed,
-                if reused {
-                    " (reused)".to_string()
-                } else {
-                    format!(" ({secs:.0} s)")
-                }
-            );
-        },
-    )?;
+    let protos = standard_protocols();
+    let runs = run_suite(&encoders, &protos, &seeds, &settings)?;
     let path = write_calibration(
         &args,
         &cfg,
         method,
-        &encoders,
+        &encoder_steps,
         &protos,
-        &records,
+        &runs,
         step_seconds,
         threads,
     )?;
@@ -170,56 +154,30 @@ fn write_calibration(
     args: &CalibrateArgs,
     cfg: &RunConfig,
     method: &str,
-    encoders: &[SuiteEncoder],
-    protos: &[crate::suite::SuiteProtocol],
-    records: &[RunRecord],
+    encoder_steps: &[Option<u64>],
+    protos: &[SuiteProtocol],
+    runs: &[SuiteRun],
     step_seconds: f64,
     threads: usize,
 ) -> anyhow::Result<PathBuf> {
-    // Records come in suite order: encoder, protocol, seed.
-    let per_encoder = protos.len() * args.seeds as usize;
-    let mut obs = Vec::new();
-    for (i, rec) in records.iter().enumerate() {
-        let enc = &encoders[i / per_encoder];
-        let proto = &protos[(i % per_encoder) / args.seeds as usize];
-        let step = match enc.source {
-            EncoderSource::Random => None,
-            EncoderSource::File(_) => enc
-                .key
-                .strip_prefix("step-")
-                .and_then(|s| s.parse::<u64>().ok()),
-        };
-        if let Some(o) = Observation::of(rec, &proto.key, step, "top1") {
-            obs.push(o);
-        }
-    }
+    let obs: Vec<Observation> = runs
+        .iter()
+        .filter_map(|r| {
+            Observation::of(
+                &r.record,
+                &protos[r.protocol].key,
+                encoder_steps[r.encoder],
+                "top1",
+            )
+        })
+        .collect();
     let curves = calibration::curves(&obs);
     std::fs::create_dir_all(&args.out)?;
     let plots = calibration::plots(&curves, method, "top-1 (%)", &args.out)?;
-    let mut csv = String::from("protocol,steps,minutes,n,mean_top1,std_top1,gap_sigmas\n");
-    for c in &curves {
-        if let Some(r) = &c.random {
-            csv.push_str(&format!(
-                "{},0,0,{},{},{},\n",
-                c.protocol,
-                r.n,
-                r.mean,
-                r.std.map_or(String::new(), |s| s.to_string())
-            ));
-        }
-        for (step, st) in &c.points {
-            csv.push_str(&format!(
-                "{},{step},{},{},{},{},{}\n",
-                c.protocol,
-                *step as f64 * step_seconds / 60.0,
-                st.n,
-                st.mean,
-                st.std.map_or(String::new(), |s| s.to_string()),
-                c.gap_sigmas(st).map_or(String::new(), |g| g.to_string())
-            ));
-        }
-    }
-    write_atomic(&args.out.join("calibration.csv"), csv.as_bytes())?;
+    write_atomic(
+        &args.out.join("calibration.csv"),
+        calibration::to_csv(&curves, step_seconds).as_bytes(),
+    )?;
     let mut md = format!(
         "# Calibration: downstream top-1 against pretraining steps ({method} {}, vs random init)\n\n",
         cfg.model.preset
@@ -249,7 +207,7 @@ fn write_calibration(
         args.device
     ));
     for p in protos {
-        md.push_str(&format!("  - `{}`: {}\n", p.key, describe(p)));
+        md.push_str(&format!("  - `{}`: {}\n", p.key, p.describe()));
     }
     md.push_str(&format!(
         "- **records**: `{}/<encoder>/<protocol>/seed-<k>/record.json`\n\n",
@@ -273,37 +231,4 @@ fn write_calibration(
     let path = args.out.join("calibration.md");
     write_atomic(&path, md.as_bytes())?;
     Ok(path)
-}
-
-/// One line on a protocol's settings.
-pub fn describe(p: &crate::suite::SuiteProtocol) -> String {
-    let o = &p.overrides;
-    let mut parts = vec![p.protocol.name().to_string()];
-    if let Some(e) = o.epochs {
-        parts.push(format!("{e} epochs"));
-    }
-    if let Some(f) = o.label_fraction {
-        parts.push(format!(
-            "{:.0}% of the labels (fixed seeded subset)",
-            f * 100.0
-        ));
-    }
-    parts.push(
-        match p.protocol {
-            cae_heads::probe::Protocol::Linear => {
-                "BatchNorm (no affine) + Linear on the cls token, LARS, features cached"
-            }
-            cae_heads::probe::Protocol::Knn => {
-                "k = 20, cosine similarity, temperature 0.07 weighted vote, cls token"
-            }
-            cae_heads::probe::Protocol::Finetune => {
-                "end to end, AdamW with layer-wise lr decay 0.65, mean-pooled patch tokens"
-            }
-            cae_heads::probe::Protocol::Attentive => {
-                "learned query, one cross-attention block, BatchNorm + Linear, Nesterov SGD"
-            }
-        }
-        .to_string(),
-    );
-    parts.join(", ")
 }

@@ -20,7 +20,7 @@ use clap::{Args, Parser};
 use serde::{Deserialize, Serialize};
 
 use cae_datasets::synth::{SynthConfig, WorldSummary, write_world};
-use cae_heads::probe::{EncoderSource, ProbeOverrides, Protocol};
+use cae_heads::probe::EncoderSource;
 use cae_pretrain::CaeConfig;
 use cae_pretrain::device::parse_device;
 use cae_pretrain::train::RunSummary;
@@ -30,7 +30,7 @@ use cae_reports::record::{RunRecord, write_atomic};
 use cae_reports::report::Report;
 
 use crate::commands::pretrain::{PretrainArgs, pretrain_with_record};
-use crate::suite::{SuiteEncoder, SuiteProtocol, SuiteSettings, run_suite};
+use crate::suite::{SuiteEncoder, SuiteSettings, run_suite, standard_protocols};
 
 /// `cae-bench quickstart`.
 #[derive(Debug, Args)]
@@ -71,8 +71,6 @@ const PRESET: &str = "mini";
 const BATCH: usize = 64;
 /// Share of the budget planned for pretraining (both methods together).
 const PRETRAIN_SHARE: f64 = 0.5;
-/// Fraction of the training labels of the low-label fine-tune.
-const LABEL_FRACTION: f64 = 0.1;
 
 /// What a quickstart folder was planned with (`OUT/plan.json`): a rerun in the same folder keeps
 /// it, so the steps do not change with the machine's speed on a resume.
@@ -84,32 +82,6 @@ struct Plan {
     pretrain_steps: u64,
     /// How the steps were chosen.
     rule: String,
-}
-
-/// The protocols of the quickstart, with their settings.
-pub fn protocols() -> Vec<SuiteProtocol> {
-    vec![
-        SuiteProtocol {
-            key: "linear".into(),
-            protocol: Protocol::Linear,
-            overrides: ProbeOverrides::default(),
-        },
-        SuiteProtocol {
-            key: "knn".into(),
-            protocol: Protocol::Knn,
-            overrides: ProbeOverrides::default(),
-        },
-        SuiteProtocol {
-            key: "finetune-10pct".into(),
-            protocol: Protocol::Finetune,
-            overrides: ProbeOverrides {
-                epochs: Some(10),
-                label_fraction: Some(LABEL_FRACTION),
-                eval_every: Some(10),
-                ..Default::default()
-            },
-        },
-    ]
 }
 
 /// Parses a `cae-bench pretrain` argument list (its defaults live in one place).
@@ -339,28 +311,8 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         threads,
         command: std::env::args().collect(),
     };
-    let records = run_suite(
-        &encoders,
-        &protocols(),
-        &seeds,
-        &settings,
-        |i, n, rec, reused, secs| {
-            let top1 = rec.metrics.get("top1").copied().unwrap_or(f64::NAN);
-            let label = rec.encoder.as_ref().map_or("?", |e| e.label.as_str());
-            eprintln!(
-                "[{}/{n}] {} · {} · seed {}: top-1 {top1:.1}%{}",
-                i + 1,
-                rec.protocol.name,
-                label,
-                rec.seed,
-                if reused {
-                    " (reused)".to_string()
-                } else {
-                    format!(" ({secs:.0} s)")
-                }
-            );
-        },
-    )?;
+    let runs = run_suite(&encoders, &standard_protocols(), &seeds, &settings)?;
+    let records: Vec<RunRecord> = runs.into_iter().map(|r| r.record).collect();
 
     // 4. The report.
     let report = write_report(
@@ -413,7 +365,7 @@ fn write_report(
         "| method | preset | steps | batch | peak lr | final loss | wall time | encoder sha256 |\n\
          |---|---|---|---|---|---|---|---|\n",
     );
-    for (method, (enc, rec)) in pretrained {
+    for (method, (_, rec)) in pretrained {
         let sha = rec
             .encoder
             .as_ref()
@@ -428,7 +380,6 @@ fn write_report(
             rec.metrics.get("seconds").copied().unwrap_or(f64::NAN),
             &sha[..sha.len().min(16)],
         ));
-        let _ = enc;
     }
     pre.push_str(&format!(
         "\nBoth methods: the `{PRESET}` preset (32 px, patch 4, width 128, depth 4), pixel targets \
@@ -438,12 +389,8 @@ fn write_report(
         plan.seed, plan.rule
     ));
     let mut protos = String::new();
-    for p in protocols() {
-        protos.push_str(&format!(
-            "- `{}`: {}\n",
-            p.key,
-            crate::commands::calibrate::describe(&p)
-        ));
+    for p in standard_protocols() {
+        protos.push_str(&format!("- `{}`: {}\n", p.key, p.describe()));
     }
     protos.push_str(&format!(
         "\nEach on {} train / {} val images of the world ({} classes, chance {:.1}%), seeds \
@@ -481,8 +428,8 @@ fn write_report(
         .section("Protocols", protos)
         .note(
             "Reading these numbers",
-            "Everything above was measured by this run; nothing is copied. At this scale (a \
-             0.8M-parameter encoder, minutes of pretraining on a CPU) masked image modelling \
+            "Everything above was measured by this run; nothing is copied. At this scale (the \
+             `mini` encoder, minutes of pretraining on a CPU) masked image modelling \
              features are known to separate classes only weakly: expect the pretrained encoders \
              near the random control on the linear probe and kNN. `cae-bench calibrate` measures \
              where pretraining starts to pay on this world (see the README's calibration curve). \

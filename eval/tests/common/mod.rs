@@ -1,0 +1,54 @@
+//! Helpers shared by the command-line tests: run the `cae-bench` binary, check a refusal, copy
+//! fixtures. (Each test file uses some of them.)
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+/// What a run of the binary gave.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cae-bench ARGS` with the default log level.
+pub fn cae_bench<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_cae-bench"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run cae-bench");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// Fails with `needles` in stderr, nothing on stdout.
+pub fn assert_refused(run: &Run, needles: &[&str]) {
+    assert!(!run.ok, "expected a failure, got stdout {:?}", run.stdout);
+    assert!(run.stdout.is_empty(), "partial output: {:?}", run.stdout);
+    for needle in needles {
+        assert!(
+            run.stderr.contains(needle),
+            "stderr lacks {needle:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+/// Copies a folder tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
