@@ -14,6 +14,7 @@
 //! | [`transforms`] | per-protocol transforms: [`PretrainTransform`], [`ProbeTrainTransform`], [`ProbeEvalTransform`], [`SegTrainTransform`], [`SegTestTransform`], [`DetTrainTransform`], [`DetTestTransform`]; Pillow-exact and OpenCV-rule resampling |
 //! | [`loader`] | [`Loader`]: deterministic, prefetching batches on a rayon pool, restartable mid-epoch |
 //! | [`synth`] | the synthetic world: [`synth::write_world`] writes one set of scenes as ImageFolder, ADE20K and COCO; [`synth::sample_sheet`] draws a preview |
+//! | [`fingerprint`] | [`fingerprint_dir`]: what a record keeps of its data, so results are reused only on the same data |
 //! | [`io`] | [`load_rgb`], label-map PNGs, atomic writes |
 //! | [`error`] | [`DatasetError`]: every bad input is a typed error naming its file |
 //!
@@ -42,6 +43,7 @@ pub mod ade;
 pub mod ade_classes;
 pub mod coco;
 pub mod error;
+pub mod fingerprint;
 pub mod imagefolder;
 pub mod io;
 pub mod loader;
@@ -55,6 +57,7 @@ pub use coco::{
     rle_to_mask,
 };
 pub use error::{DatasetError, Result};
+pub use fingerprint::{Fingerprint, fingerprint_dir};
 pub use imagefolder::{ImageFolder, UnlabelledFolder};
 pub use io::{LabelMap, load_label_map, load_rgb};
 pub use loader::{Batches, Loader, sample_rng};

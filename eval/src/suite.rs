@@ -1,9 +1,15 @@
 //! A suite of downstream protocols over several encoders and seeds: what `cae-bench quickstart`
 //! and `cae-bench calibrate` run.
 //!
-//! Every run gets its own folder, `RUNS/<encoder>/<protocol>/seed-<k>/`, with its `record.json`.
-//! A run whose record is already complete (same protocol settings, same encoder file) is reused,
-//! so a suite that was interrupted picks up where it stopped; an incomplete record is run again.
+//! Every (encoder, protocol) request has an identity, its request key
+//! ([`RunRecord::request_key`]): a sha256 over everything that changes its numbers but the
+//! seed: the protocol and every setting given to it, the encoder (its file's sha256, or the
+//! preset of a random initialisation), the data (the fingerprint of the folder's files), the
+//! device and the label. Its runs live in `RUNS/<encoder>/<protocol>-<key8>/seed-<k>/`, each with
+//! its `record.json`. A run whose record there is complete and carries the same key and seed is
+//! reused, so an interrupted suite picks up where it stopped, and a suite run again on other
+//! data, another encoder file or other settings runs again in folders of its own instead of
+//! showing old numbers.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,7 +17,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use cae_heads::probe::{EncoderSource, ProbeOverrides, ProbeRequest, Protocol, run_probe};
-use cae_reports::record::{RunRecord, sha256_file};
+use cae_reports::record::{RunRecord, request_key, sha256_file};
 
 /// One protocol of a suite, with its settings.
 #[derive(Debug, Clone)]
@@ -52,10 +58,36 @@ pub struct SuiteSettings {
     pub command: Vec<String>,
 }
 
-/// The folder of one run.
-pub fn run_dir(runs: &Path, encoder: &str, protocol: &str, seed: u64) -> PathBuf {
+/// The identity of one (encoder, protocol) request, seed excluded (see the module docs).
+/// `encoder_sha` is the encoder file's checksum (`None` for a random encoder).
+pub fn suite_request_key(
+    enc: &SuiteEncoder,
+    encoder_sha: Option<&str>,
+    p: &SuiteProtocol,
+    data_fingerprint: &str,
+    device: &str,
+) -> String {
+    let encoder = match &enc.source {
+        EncoderSource::Random => serde_json::json!({ "random": enc.preset }),
+        EncoderSource::File(_) => {
+            serde_json::json!({ "sha256": encoder_sha, "preset": enc.preset })
+        }
+    };
+    request_key(&serde_json::json!({
+        "kind": "linear-probe",
+        "protocol": p.protocol.name(),
+        "overrides": p.overrides,
+        "encoder": encoder,
+        "label": enc.label,
+        "data": data_fingerprint,
+        "device": device,
+    }))
+}
+
+/// The folder of one run: `RUNS/<encoder>/<protocol>-<key8>/seed-<k>`.
+pub fn run_dir(runs: &Path, encoder: &str, protocol: &str, key: &str, seed: u64) -> PathBuf {
     runs.join(encoder)
-        .join(protocol)
+        .join(format!("{protocol}-{}", &key[..key.len().min(8)]))
         .join(format!("seed-{seed}"))
 }
 
@@ -66,42 +98,17 @@ pub struct SuiteRun {
     pub encoder: usize,
     /// Index into the protocols given to [`run_suite`].
     pub protocol: usize,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Whether a finished record was reused instead of running.
+    pub reused: bool,
     /// Its record (complete).
     pub record: RunRecord,
 }
 
-/// Whether `rec` is a finished run of exactly this protocol on exactly this encoder (`sha` is
-/// the encoder file's checksum, `None` for a random encoder).
-fn reusable(
-    rec: &RunRecord,
-    p: &SuiteProtocol,
-    enc: &SuiteEncoder,
-    sha: Option<&str>,
-    seed: u64,
-) -> bool {
-    if !rec.is_result() || rec.seed != seed || rec.protocol.name != p.protocol.name() {
-        return false;
-    }
-    if let Some(e) = p.overrides.epochs
-        && rec.protocol.epochs != Some(e)
-    {
-        return false;
-    }
-    let fraction = p.overrides.label_fraction.unwrap_or(1.0);
-    if rec
-        .protocol
-        .label_fraction
-        .is_none_or(|f| (f - fraction).abs() > 1e-12)
-    {
-        return false;
-    }
-    let Some(info) = &rec.encoder else {
-        return false;
-    };
-    match &enc.source {
-        EncoderSource::Random => info.method == "random" && info.arch == enc.preset,
-        EncoderSource::File(_) => sha.is_some() && info.sha256.as_deref() == sha,
-    }
+/// Whether `rec` is a finished run of exactly this request and seed.
+fn reusable(rec: &RunRecord, key: &str, seed: u64) -> bool {
+    rec.is_result() && rec.seed == seed && rec.request_key.as_deref() == Some(key)
 }
 
 /// The line printed for each finished run: `[i/n] protocol · encoder · seed k: top-1 x% (t s)`.
@@ -122,7 +129,7 @@ pub fn progress_line(i: usize, n: usize, rec: &RunRecord, reused: bool, secs: f6
 }
 
 /// Runs every (encoder, protocol, seed), or reuses its finished record, and prints a
-/// [`progress_line`] for each; returns the runs in that order.
+/// [`progress_line`] for each and a summary of what was reused; returns the runs in that order.
 pub fn run_suite(
     encoders: &[SuiteEncoder],
     protocols: &[SuiteProtocol],
@@ -131,8 +138,11 @@ pub fn run_suite(
 ) -> anyhow::Result<Vec<SuiteRun>> {
     let total = encoders.len() * protocols.len() * seeds.len();
     let mut out = Vec::with_capacity(total);
+    let data_fp = cae_datasets::fingerprint_dir(&s.data)
+        .with_context(|| format!("fingerprinting the data {}", s.data.display()))?
+        .to_string();
     for (ei, enc) in encoders.iter().enumerate() {
-        // Checksummed once per encoder, for the reuse check.
+        // Checksummed once per encoder, for the request key.
         let sha = match &enc.source {
             EncoderSource::File(path) => Some(
                 sha256_file(path).with_context(|| format!("checksumming {}", path.display()))?,
@@ -140,31 +150,55 @@ pub fn run_suite(
             EncoderSource::Random => None,
         };
         for (pi, p) in protocols.iter().enumerate() {
+            let key = suite_request_key(enc, sha.as_deref(), p, &data_fp, &s.device);
             for &seed in seeds {
-                let dir = run_dir(&s.runs, &enc.key, &p.key, seed);
+                let dir = run_dir(&s.runs, &enc.key, &p.key, &key, seed);
                 let started = Instant::now();
                 let existing = dir.join("record.json");
-                let record = match RunRecord::read(&existing) {
-                    Ok(rec) if reusable(&rec, p, enc, sha.as_deref(), seed) => {
-                        eprintln!("{}", progress_line(out.len(), total, &rec, true, 0.0));
-                        rec
-                    }
+                let (record, reused) = match RunRecord::read(&existing) {
+                    Ok(rec) if reusable(&rec, &key, seed) => (rec, true),
                     _ => {
-                        let rec = run_one(enc, p, seed, &dir, s)?;
-                        let secs = started.elapsed().as_secs_f64();
-                        eprintln!("{}", progress_line(out.len(), total, &rec, false, secs));
-                        rec
+                        let ctx = RunContext {
+                            key: &key,
+                            data_fingerprint: &data_fp,
+                            settings: s,
+                        };
+                        (run_one(enc, p, seed, &dir, &ctx)?, false)
                     }
                 };
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!("{}", progress_line(out.len(), total, &record, reused, secs));
                 out.push(SuiteRun {
                     encoder: ei,
                     protocol: pi,
+                    dir,
+                    reused,
                     record,
                 });
             }
         }
     }
+    eprintln!("{}", reuse_summary(&out, &s.runs));
     Ok(out)
+}
+
+/// One line on what a suite reused: `suite: 6 of 27 runs reused, 21 run (RUNS)`.
+pub fn reuse_summary(runs: &[SuiteRun], root: &Path) -> String {
+    let reused = runs.iter().filter(|r| r.reused).count();
+    format!(
+        "suite: {reused} of {} runs reused (finished records of the same request and seed), {} \
+         run now ({})",
+        runs.len(),
+        runs.len() - reused,
+        root.display()
+    )
+}
+
+/// What [`run_one`] needs beyond the encoder, protocol and seed.
+struct RunContext<'a> {
+    key: &'a str,
+    data_fingerprint: &'a str,
+    settings: &'a SuiteSettings,
 }
 
 /// Runs one protocol on one encoder with one seed, recording into `dir`.
@@ -173,8 +207,9 @@ fn run_one(
     p: &SuiteProtocol,
     seed: u64,
     dir: &Path,
-    s: &SuiteSettings,
+    ctx: &RunContext<'_>,
 ) -> anyhow::Result<RunRecord> {
+    let s = ctx.settings;
     let mut req = ProbeRequest::new(enc.source.clone(), &s.data, p.protocol);
     req.preset = Some(enc.preset.clone());
     req.seed = seed;
@@ -185,6 +220,8 @@ fn run_one(
     req.command = s.command.clone();
     req.threads = Some(s.threads);
     req.label = Some(enc.label.clone());
+    req.data_fingerprint = Some(ctx.data_fingerprint.to_string());
+    req.request_key = Some(ctx.key.to_string());
     let outcome =
         run_probe(&req).with_context(|| format!("{} on {} (seed {seed})", p.key, enc.label))?;
     let record = outcome

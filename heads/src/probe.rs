@@ -439,6 +439,12 @@ pub struct ProbeRequest {
     /// The encoder's label in records and tables [default: `random-init-<preset>`, or the
     /// file's stem].
     pub label: Option<String>,
+    /// The data folder's fingerprint (`cae_datasets::fingerprint_dir`), when the caller has it
+    /// already; otherwise it is taken when the record is written.
+    pub data_fingerprint: Option<String>,
+    /// The caller's identity of this request, written into the record (see
+    /// `RunRecord::request_key`).
+    pub request_key: Option<String>,
 }
 
 impl ProbeRequest {
@@ -457,6 +463,8 @@ impl ProbeRequest {
             command: Vec::new(),
             threads: None,
             label: None,
+            data_fingerprint: None,
+            request_key: None,
         }
     }
 }
@@ -753,7 +761,12 @@ fn start_record(
         train_images: Some(train_images),
         val_images: Some(splits.val.len()),
         classes: Some(splits.num_classes()),
+        fingerprint: Some(match &req.data_fingerprint {
+            Some(f) => f.clone(),
+            None => cae_datasets::fingerprint_dir(&req.data)?.to_string(),
+        }),
     });
+    record.request_key = req.request_key.clone();
     record
         .versions
         .insert("cae-heads".into(), env!("CARGO_PKG_VERSION").into());

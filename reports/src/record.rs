@@ -86,6 +86,10 @@ pub struct DatasetInfo {
     pub val_images: Option<usize>,
     /// Classes.
     pub classes: Option<usize>,
+    /// What the data was, independent of where it lies: `cae_datasets::fingerprint_dir`'s
+    /// `MODE:FILES:BYTES:SHA256` of the folder (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// The machine a run ran on.
@@ -180,6 +184,11 @@ pub struct RunRecord {
     pub machine: MachineInfo,
     /// Crate and tool versions (`cae-bench`, `burn`, …).
     pub versions: BTreeMap<String, String>,
+    /// The identity of the request that produced the run (a sha256 over everything that changes
+    /// its numbers but the seed: protocol and its settings, encoder checksum, data fingerprint,
+    /// device), set by callers that reuse finished runs (`quickstart`, `calibrate`, `ablate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_key: Option<String>,
 }
 
 impl RunRecord {
@@ -216,6 +225,7 @@ impl RunRecord {
                 "cae-reports".to_string(),
                 env!("CARGO_PKG_VERSION").to_string(),
             )]),
+            request_key: None,
         }
     }
 
@@ -301,6 +311,21 @@ impl RecordWriter {
         self.update()?;
         Ok(self.record)
     }
+}
+
+/// sha256 of bytes, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A request key: the sha256 of a JSON value's compact text (object keys sorted, as
+/// `serde_json` keeps them), for [`RunRecord::request_key`].
+pub fn request_key(value: &serde_json::Value) -> String {
+    sha256_hex(value.to_string().as_bytes())
 }
 
 /// sha256 of a file, hex.

@@ -12,6 +12,27 @@ fn record(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// `OUT/quickstart.json`.
+fn manifest(out: &Path) -> serde_json::Value {
+    record(&out.join("quickstart.json"))
+}
+
+/// The folder of a manifest entry.
+fn entry(out: &Path, m: &serde_json::Value, key: &str) -> std::path::PathBuf {
+    out.join(m["pretrain"][key].as_str().unwrap())
+}
+
+/// The run folders of the manifest whose path starts with `prefix`.
+fn runs_of(m: &serde_json::Value, prefix: &str) -> Vec<String> {
+    m["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .filter(|r| r.starts_with(prefix))
+        .collect()
+}
+
 #[test]
 fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -33,21 +54,37 @@ fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
     let first = run_ok(&args);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&first.stdout).unwrap();
     assert_eq!(rows.len(), 3 * 3 * 2, "3 encoders × 3 protocols × 2 seeds");
+    let m = manifest(&out);
+    assert_eq!(m["runs"].as_array().unwrap().len(), 18);
+    assert_eq!(m["reused"], 0);
     for enc in ["cae", "beit", "random"] {
         for proto in ["linear", "knn", "finetune-10pct"] {
-            for seed in 0..2 {
-                let rec = record(&out.join(format!("runs/{enc}/{proto}/seed-{seed}/record.json")));
+            let runs = runs_of(&m, &format!("runs/{enc}/{proto}-"));
+            assert_eq!(runs.len(), 2, "{enc} {proto}: {runs:?}");
+            for (seed, run) in runs.iter().enumerate() {
+                assert!(run.ends_with(&format!("/seed-{seed}")), "{run}");
+                let rec = record(&out.join(run).join("record.json"));
                 assert_eq!(rec["status"], "complete");
                 assert_eq!(rec["seed"], seed);
+                assert!(rec["request_key"].as_str().is_some_and(|k| k.len() == 64));
+                assert!(
+                    rec["dataset"]["fingerprint"]
+                        .as_str()
+                        .is_some_and(|f| f.starts_with("content:"))
+                );
                 let top1 = rec["metrics"]["top1"].as_f64().unwrap();
                 assert!((0.0..=100.0).contains(&top1));
             }
         }
     }
-    let cae = record(&out.join("pretrain/cae/record.json"));
+    let cae_dir = entry(&out, &m, "cae");
+    let cae = record(&cae_dir.join("record.json"));
     assert_eq!(cae["status"], "complete");
     assert_eq!(cae["encoder"]["pretrain_steps"], 4);
-    let ft = record(&out.join("runs/cae/finetune-10pct/seed-0/record.json"));
+    let ft = record(
+        &out.join(&runs_of(&m, "runs/cae/finetune-10pct-")[0])
+            .join("record.json"),
+    );
     assert_eq!(ft["protocol"]["label_fraction"], 0.1);
     assert_eq!(ft["encoder"]["label"], "CAE mini, 4 steps");
     assert_eq!(ft["encoder"]["pretrain_steps"], 4);
@@ -60,22 +97,34 @@ fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
         "`finetune` · top1",
         "`knn` · top1",
         "`linear` · top1",
-        "(n=2)",
         "Published numbers",
         "published, Atten4Vis/CAE",
+        "backend flex",
+        "What the seed varies",
     ] {
         assert!(
             report.contains(needle),
             "report.md lacks {needle:?}:\n{report}"
         );
     }
+    assert!(!report.contains("nothing is copied"), "{report}");
     assert!(out.join("leaderboard.csv").exists());
+    // The report is a function of the files it names: rendered again, it is the same text.
+    let (again_text, again_csv) =
+        cae_bench::commands::quickstart::render_report(&out).expect("rendering again");
+    assert_eq!(again_text, report);
+    assert_eq!(
+        again_csv,
+        std::fs::read_to_string(out.join("leaderboard.csv")).unwrap()
+    );
 
     // A second run in the same folder reuses every finished stage.
     let again = run_ok(&args);
     let err = String::from_utf8_lossy(&again.stderr);
-    assert_eq!(err.matches("(reused)").count(), 18, "{err}");
-    let cae_again = record(&out.join("pretrain/cae/record.json"));
+    // The world, both pretraining runs and the 18 probe runs.
+    assert_eq!(err.matches("(reused)").count(), 1 + 2 + 18, "{err}");
+    assert!(err.contains("18 of 18 runs reused"), "{err}");
+    let cae_again = record(&cae_dir.join("record.json"));
     assert_eq!(
         cae["started_unix"], cae_again["started_unix"],
         "pretraining ran again"
@@ -83,14 +132,63 @@ fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
     let rows2: Vec<serde_json::Value> = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(rows, rows2);
 
-    // The calibration of the CAE run: its last checkpoint against random init.
+    // Other pretraining steps: the world and the random encoder's runs are reused; CAE and
+    // BEiT pretrain again in folders of their own (no --resume of the 4-step run), and their
+    // probes run again.
+    let mut longer = args;
+    longer[4] = "6";
+    let third = run_ok(&longer);
+    let err = String::from_utf8_lossy(&third.stderr);
+    assert!(!err.contains("resume"), "{err}");
+    assert!(err.contains("6 of 18 runs reused"), "{err}");
+    let m3 = manifest(&out);
+    assert_eq!(m3["world"], m["world"]);
+    assert_ne!(entry(&out, &m3, "cae"), cae_dir);
+    assert_eq!(
+        record(&entry(&out, &m3, "cae").join("record.json"))["encoder"]["pretrain_steps"],
+        6
+    );
+    assert_eq!(runs_of(&m3, "runs/random/"), runs_of(&m, "runs/random/"));
+    assert!(
+        runs_of(&m3, "runs/cae/")
+            .iter()
+            .all(|r| !runs_of(&m, "runs/cae/").contains(r))
+    );
+    // The first run's records are untouched.
+    assert_eq!(record(&cae_dir.join("record.json")), cae);
+
+    // Another world: everything runs again (one seed, to keep the test short).
+    let mut other = args;
+    other[6] = "200";
+    other[8] = "1";
+    let fourth = run_ok(&other);
+    let err = String::from_utf8_lossy(&fourth.stderr);
+    assert!(err.contains("0 of 9 runs reused"), "{err}");
+    let m4 = manifest(&out);
+    assert_ne!(m4["world"], m["world"]);
+    assert_ne!(entry(&out, &m4, "cae"), cae_dir);
+    assert!(
+        runs_of(&m4, "runs/random/")
+            .iter()
+            .all(|r| !runs_of(&m, "runs/random/").contains(r))
+    );
+    let rec = record(
+        &out.join(&runs_of(&m4, "runs/random/linear-")[0])
+            .join("record.json"),
+    );
+    assert_eq!(rec["dataset"]["val_images"], 40);
+
+    // The calibration of the first CAE run: its last checkpoint against random init.
     let cal = dir.path().join("cal");
     run_ok(&[
         "calibrate",
         "--run",
-        out.join("pretrain/cae").to_str().unwrap(),
+        cae_dir.to_str().unwrap(),
         "--data",
-        out.join("world/imagefolder").to_str().unwrap(),
+        out.join(m["world"].as_str().unwrap())
+            .join("imagefolder")
+            .to_str()
+            .unwrap(),
         "--out",
         cal.to_str().unwrap(),
         "--steps",

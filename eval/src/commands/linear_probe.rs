@@ -217,6 +217,8 @@ pub fn request(args: &LinearProbeArgs, threads: Option<usize>) -> anyhow::Result
         command: std::env::args().collect(),
         threads,
         label: args.label.clone(),
+        data_fingerprint: None,
+        request_key: None,
     })
 }
 

@@ -350,6 +350,11 @@ pub fn finish_record(
             train_images: Some(resolved.derived.images),
             val_images: None,
             classes: None,
+            fingerprint: Some(
+                cae_datasets::fingerprint_dir(std::path::Path::new(&resolved.data))
+                    .with_context(|| format!("fingerprinting the data {}", resolved.data))?
+                    .to_string(),
+            ),
         });
     }
     let metrics_path = req.out.join("metrics.jsonl");

@@ -8,8 +8,14 @@
 //! 4. writes `OUT/report.md`: the leaderboard (mean ± std over seeds, protocol details beside each
 //!    number), the published numbers with their sources, and how the run was made.
 //!
-//! Every stage leaves its record; running the command again with the same `--out` reuses the
-//! finished stages and resumes an interrupted pretraining run from its newest checkpoint.
+//! Every stage leaves its record, and every stage has an identity: the world its generator's
+//! parameters (`OUT/world-<key8>/`), a pretraining run its resolved arguments and the fingerprint
+//! of its data (`OUT/pretrain/<method>-<key8>/`), a probe run its request key (see
+//! [`crate::suite`]). Running the command again with the same `--out` reuses exactly the stages
+//! whose identity did not change, resumes an interrupted pretraining run of the same identity from
+//! its newest checkpoint, and runs everything else anew in folders of its own; it prints what it
+//! reused. `OUT/quickstart.json` lists the records the report was built from, and the report is
+//! rendered from those files alone ([`render_report`]), so it can be rendered again, anywhere.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,14 +29,14 @@ use cae_datasets::synth::{SynthConfig, WorldSummary, write_world};
 use cae_heads::probe::EncoderSource;
 use cae_pretrain::CaeConfig;
 use cae_pretrain::device::parse_device;
-use cae_pretrain::train::RunSummary;
 use cae_pretrain::train::bench::bench_pretrain_step;
+use cae_pretrain::train::{RunConfig, RunSummary};
 use cae_reports::Leaderboard;
-use cae_reports::record::{RunRecord, write_atomic};
+use cae_reports::record::{RunRecord, request_key, write_atomic};
 use cae_reports::report::Report;
 
 use crate::commands::pretrain::{PretrainArgs, pretrain_with_record};
-use crate::suite::{SuiteEncoder, SuiteSettings, run_suite, standard_protocols};
+use crate::suite::{SuiteEncoder, SuiteSettings, reuse_summary, run_suite, standard_protocols};
 
 /// `cae-bench quickstart`.
 #[derive(Debug, Args)]
@@ -39,7 +45,8 @@ pub struct QuickstartArgs {
     #[arg(long, default_value = "quickstart")]
     pub out: PathBuf,
     /// Time budget in minutes on this machine; it sets the pretraining steps (about half of the
-    /// budget goes to pretraining). Ignored with `--pretrain-steps`.
+    /// budget goes to pretraining), so the numbers depend on the machine's speed. Ignored with
+    /// `--pretrain-steps`.
     #[arg(long, default_value_t = 15.0)]
     pub minutes: f64,
     /// Pretraining steps of CAE and of BEiT (batch 64), instead of the budget: for an exact rerun.
@@ -63,6 +70,10 @@ pub struct QuickstartArgs {
     /// Print the leaderboard as JSON at the end.
     #[arg(long)]
     pub json: bool,
+    /// Run nothing: render `OUT/report.md` and `OUT/leaderboard.csv` again from the records
+    /// that `OUT/quickstart.json` names.
+    #[arg(long)]
+    pub report_only: bool,
 }
 
 /// The preset the quickstart pretrains and measures.
@@ -72,16 +83,46 @@ const BATCH: usize = 64;
 /// Share of the budget planned for pretraining (both methods together).
 const PRETRAIN_SHARE: f64 = 0.5;
 
-/// What a quickstart folder was planned with (`OUT/plan.json`): a rerun in the same folder keeps
-/// it, so the steps do not change with the machine's speed on a resume.
+/// What a quickstart folder was planned with (`OUT/plan.json`): a rerun in the same folder with
+/// the same options keeps it, so the steps do not change with the machine's speed on a resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Plan {
     images: usize,
     seed: u64,
     seeds: u64,
+    /// The budget the steps were derived from (`None`: given with `--pretrain-steps`).
+    minutes: Option<f64>,
+    device: String,
     pretrain_steps: u64,
     /// How the steps were chosen.
     rule: String,
+}
+
+/// `OUT/quickstart.json`: what the report is built from, paths relative to `OUT`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The command line.
+    pub command: Vec<String>,
+    /// The world's folder.
+    pub world: String,
+    /// Pretraining run folders by method (`cae`, `beit`).
+    pub pretrain: BTreeMap<String, String>,
+    /// The probe runs' folders, in the suite's order.
+    pub runs: Vec<String>,
+    /// How many of them were reused from an earlier invocation.
+    pub reused: usize,
+    /// Pretraining steps per method, and how they were chosen.
+    pub pretrain_steps: u64,
+    /// The rule that chose them.
+    pub rule: String,
+    /// Seeds of the downstream protocols.
+    pub seeds: u64,
+    /// Wall time of this invocation, in seconds.
+    pub seconds: f64,
+    /// Worker threads.
+    pub threads: usize,
+    /// Logical cores.
+    pub cores: usize,
 }
 
 /// Parses a `cae-bench pretrain` argument list (its defaults live in one place).
@@ -97,45 +138,57 @@ pub fn pretrain_args(args: &[String]) -> anyhow::Result<PretrainArgs> {
         .args)
 }
 
-/// Writes the world unless the folder already holds the same one.
-fn world(out: &Path, cfg: &SynthConfig) -> anyhow::Result<WorldSummary> {
-    let json = out.join("world.json");
+/// The short form of a key used in folder names.
+fn short(key: &str) -> &str {
+    &key[..key.len().min(8)]
+}
+
+/// Writes the world into `OUT/world-<key8>/` unless that folder already holds it.
+fn world(out: &Path, cfg: &SynthConfig) -> anyhow::Result<(WorldSummary, bool)> {
+    let key = request_key(&serde_json::json!({ "synth": cfg }));
+    let dir = out.join(format!("world-{}", short(&key)));
+    let json = dir.join("world.json");
     if let Ok(text) = std::fs::read_to_string(&json)
         && let Ok(old) = serde_json::from_str::<WorldSummary>(&text)
         && old.config == *cfg
     {
-        tracing::info!("reusing the world in {}", out.display());
-        return Ok(WorldSummary {
-            root: out.to_path_buf(),
-            ..old
-        });
+        return Ok((WorldSummary { root: dir, ..old }, true));
     }
-    write_world(cfg, out)
-        .with_context(|| format!("writing the synthetic world to {}", out.display()))
+    let w = write_world(cfg, &dir)
+        .with_context(|| format!("writing the synthetic world to {}", dir.display()))?;
+    Ok((w, false))
 }
 
-/// Chooses the pretraining steps: the given ones, the plan of an earlier run in this folder, or
-/// the budget divided by a measured step time.
+/// Chooses the pretraining steps: the given ones, the plan of an earlier run in this folder with
+/// the same options, or the budget divided by a measured step time.
 fn plan(args: &QuickstartArgs, threads: usize) -> anyhow::Result<Plan> {
     let path = args.out.join("plan.json");
     let old: Option<Plan> = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
-    let same_setup =
-        |p: &Plan| p.images == args.images && p.seed == args.seed && p.seeds == args.seeds;
+    let same_setup = |p: &Plan| {
+        p.images == args.images
+            && p.seed == args.seed
+            && p.seeds == args.seeds
+            && p.device == args.device
+            && p.minutes == Some(args.minutes)
+    };
     let plan = match (args.pretrain_steps, old) {
         (Some(steps), _) => Plan {
             images: args.images,
             seed: args.seed,
             seeds: args.seeds,
+            minutes: None,
+            device: args.device.clone(),
             pretrain_steps: steps,
             rule: "given (--pretrain-steps)".into(),
         },
         (None, Some(old)) if same_setup(&old) => {
-            tracing::info!(
-                "keeping the plan of {} ({} pretraining steps)",
+            eprintln!(
+                "keeping the plan of {} ({} pretraining steps, {})",
                 path.display(),
-                old.pretrain_steps
+                old.pretrain_steps,
+                old.rule
             );
             old
         }
@@ -157,6 +210,8 @@ fn plan(args: &QuickstartArgs, threads: usize) -> anyhow::Result<Plan> {
                 images: args.images,
                 seed: args.seed,
                 seeds: args.seeds,
+                minutes: Some(args.minutes),
+                device: args.device.clone(),
                 pretrain_steps: steps,
                 rule: format!(
                     "{PRETRAIN_SHARE} × {} min / (2 methods × {:.0} ms per step, measured on {} with \
@@ -172,29 +227,15 @@ fn plan(args: &QuickstartArgs, threads: usize) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
-/// Pretrains one method, or reuses the finished run in `dir`.
+/// Pretrains one method in `OUT/pretrain/<method>-<key8>/`, the key being its arguments and
+/// the fingerprint of its data; reuses the finished run there, or resumes an interrupted one.
+/// Returns the folder, the encoder, the record and whether it was reused.
 fn pretrain(
     method: &str,
     data: &Path,
-    dir: &Path,
     plan: &Plan,
     args: &QuickstartArgs,
-) -> anyhow::Result<(PathBuf, RunRecord)> {
-    let encoder = dir.join("encoder.safetensors");
-    let record = dir.join("record.json");
-    if let Ok(rec) = RunRecord::read(&record)
-        && rec.is_result()
-        && rec
-            .encoder
-            .as_ref()
-            .and_then(|e| e.pretrain_steps)
-            .is_some_and(|s| s == plan.pretrain_steps)
-        && rec.seed == plan.seed
-        && encoder.exists()
-    {
-        tracing::info!("reusing the finished {method} run in {}", dir.display());
-        return Ok((encoder, rec));
-    }
+) -> anyhow::Result<(PathBuf, PathBuf, RunRecord, bool)> {
     let mut argv: Vec<String> = [
         "--preset",
         PRESET,
@@ -202,8 +243,6 @@ fn pretrain(
         method,
         "--data",
         &data.display().to_string(),
-        "--out",
-        &dir.display().to_string(),
         "--steps",
         &plan.pretrain_steps.to_string(),
         "--batch",
@@ -220,7 +259,28 @@ fn pretrain(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    // A folder with an earlier, interrupted run of the same config resumes it.
+    let fingerprint = cae_datasets::fingerprint_dir(data)
+        .with_context(|| format!("fingerprinting {}", data.display()))?
+        .to_string();
+    let key = request_key(&serde_json::json!({
+        "kind": "pretrain",
+        "args": argv,
+        "data": fingerprint,
+    }));
+    let dir = args
+        .out
+        .join("pretrain")
+        .join(format!("{method}-{}", short(&key)));
+    let encoder = dir.join("encoder.safetensors");
+    let record = dir.join("record.json");
+    if let Ok(rec) = RunRecord::read(&record)
+        && rec.is_result()
+        && encoder.exists()
+    {
+        return Ok((dir, encoder, rec, true));
+    }
+    argv.extend(["--out".to_string(), dir.display().to_string()]);
+    // The same identity, interrupted: resume it.
     if dir.join("config.toml").exists() {
         argv.push("--resume".into());
     }
@@ -230,11 +290,26 @@ fn pretrain(
     let pargs = pretrain_args(&argv)?;
     let summary: RunSummary = pretrain_with_record(&pargs)?;
     let rec = RunRecord::read(&record).with_context(|| format!("reading {}", record.display()))?;
-    Ok((summary.encoder, rec))
+    Ok((dir, summary.encoder, rec, false))
+}
+
+/// A path relative to `base` (as given when it is not below it).
+fn relative(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// Runs the quickstart.
 pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
+    if args.report_only {
+        let (text, csv) = render_report(&args.out)?;
+        write_atomic(&args.out.join("leaderboard.csv"), csv.as_bytes())?;
+        write_atomic(&args.out.join("report.md"), text.as_bytes())?;
+        eprintln!("report: {}", args.out.join("report.md").display());
+        return Ok(());
+    }
     let started = Instant::now();
     let threads = rayon::current_num_threads();
     anyhow::ensure!(args.seeds >= 1, "--seeds must be at least 1");
@@ -251,34 +326,38 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     // 1. The world.
     let mut wcfg = SynthConfig::new(args.images, 32, args.seed);
     wcfg.classes = 8;
-    let world = world(&args.out.join("world"), &wcfg)?;
+    let (world, reused) = world(&args.out, &wcfg)?;
     let images = world.root.join("imagefolder");
     eprintln!(
-        "[world] {} train / {} val scenes, {} classes ({:.0} s)",
+        "[world] {} train / {} val scenes, {} classes in {} ({})",
         world.train_images,
         world.val_images,
         world.classes.len(),
-        started.elapsed().as_secs_f64()
+        world.root.display(),
+        if reused {
+            "reused".to_string()
+        } else {
+            format!("{:.0} s", started.elapsed().as_secs_f64())
+        }
     );
 
     // 2. Pretraining.
     let mut pretrained = BTreeMap::new();
     for method in ["cae", "beit"] {
         let t = Instant::now();
-        let (enc, rec) = pretrain(
-            method,
-            &images.join("train"),
-            &args.out.join("pretrain").join(method),
-            &plan,
-            &args,
-        )?;
+        let (dir, enc, rec, reused) = pretrain(method, &images.join("train"), &plan, &args)?;
         eprintln!(
-            "[pretrain {method}] {} steps, final loss {:.4} ({:.0} s)",
+            "[pretrain {method}] {} steps, final loss {:.4} in {} ({})",
             plan.pretrain_steps,
             rec.metrics.get("final_loss").copied().unwrap_or(f64::NAN),
-            t.elapsed().as_secs_f64()
+            dir.display(),
+            if reused {
+                "reused".to_string()
+            } else {
+                format!("{:.0} s", t.elapsed().as_secs_f64())
+            }
         );
-        pretrained.insert(method, (enc, rec));
+        pretrained.insert(method, (dir, enc));
     }
 
     // 3. The downstream protocols.
@@ -287,13 +366,13 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         SuiteEncoder {
             key: "cae".into(),
             label: format!("CAE {PRESET}, {steps} steps"),
-            source: EncoderSource::File(pretrained["cae"].0.clone()),
+            source: EncoderSource::File(pretrained["cae"].1.clone()),
             preset: PRESET.into(),
         },
         SuiteEncoder {
             key: "beit".into(),
             label: format!("BEiT {PRESET}, {steps} steps"),
-            source: EncoderSource::File(pretrained["beit"].0.clone()),
+            source: EncoderSource::File(pretrained["beit"].1.clone()),
             preset: PRESET.into(),
         },
         SuiteEncoder {
@@ -312,27 +391,43 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         command: std::env::args().collect(),
     };
     let runs = run_suite(&encoders, &standard_protocols(), &seeds, &settings)?;
-    let records: Vec<RunRecord> = runs.into_iter().map(|r| r.record).collect();
 
-    // 4. The report.
-    let report = write_report(
-        &args,
-        &world,
-        &plan,
-        &pretrained,
-        &records,
-        started.elapsed().as_secs_f64(),
+    // 4. The manifest and the report, rendered from the records alone.
+    let manifest = Manifest {
+        command: std::env::args().collect(),
+        world: relative(&world.root, &args.out),
+        pretrain: pretrained
+            .iter()
+            .map(|(m, (dir, _))| (m.to_string(), relative(dir, &args.out)))
+            .collect(),
+        runs: runs.iter().map(|r| relative(&r.dir, &args.out)).collect(),
+        reused: runs.iter().filter(|r| r.reused).count(),
+        pretrain_steps: plan.pretrain_steps,
+        rule: plan.rule.clone(),
+        seeds: plan.seeds,
+        seconds: started.elapsed().as_secs_f64(),
         threads,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    write_atomic(
+        &args.out.join("quickstart.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )?;
+    let (text, csv) = render_report(&args.out)?;
+    write_atomic(&args.out.join("leaderboard.csv"), csv.as_bytes())?;
+    let report = args.out.join("report.md");
+    write_atomic(&report, text.as_bytes())?;
+    eprintln!("{}", reuse_summary(&runs, &settings.runs));
     eprintln!(
         "report: {} ({:.1} min in all)",
         report.display(),
         started.elapsed().as_secs_f64() / 60.0
     );
     if args.json {
-        let rows: Vec<_> = records
+        let rows: Vec<_> = runs
             .iter()
             .map(|r| {
+                let r = &r.record;
                 serde_json::json!({
                     "encoder": r.encoder.as_ref().map(|e| e.label.clone()),
                     "protocol": r.protocol.name,
@@ -348,94 +443,280 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `OUT/report.md` (and `OUT/leaderboard.csv`).
-fn write_report(
-    args: &QuickstartArgs,
-    world: &WorldSummary,
-    plan: &Plan,
-    pretrained: &BTreeMap<&str, (PathBuf, RunRecord)>,
-    records: &[RunRecord],
-    seconds: f64,
-    threads: usize,
-) -> anyhow::Result<PathBuf> {
-    let metrics = vec!["top1".to_string(), "top5".to_string()];
-    let lb = Leaderboard::from_records(records, &metrics)?;
-    write_atomic(&args.out.join("leaderboard.csv"), lb.to_csv().as_bytes())?;
-    let mut pre = String::from(
-        "| method | preset | steps | batch | peak lr | final loss | wall time | encoder sha256 |\n\
-         |---|---|---|---|---|---|---|---|\n",
+/// The compute backend behind a device string, for reports.
+pub fn backend_of(device: &str) -> &'static str {
+    let kind = device.split(':').next().unwrap_or(device);
+    match kind {
+        "cpu" => "flex (pure-Rust CPU backend)",
+        "vulkan" | "wgpu" => "wgpu on Vulkan",
+        "cuda" => "CubeCL CUDA",
+        "tch" => "LibTorch (tch)",
+        _ => "unknown backend",
+    }
+}
+
+/// Reads a record named in the manifest.
+fn read_record(out: &Path, rel: &str) -> anyhow::Result<RunRecord> {
+    let path = out.join(rel).join("record.json");
+    let rec = RunRecord::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        rec.is_result(),
+        "{}: the run is not complete ({:?}); run the quickstart again to finish it",
+        path.display(),
+        rec.status
     );
-    for (method, (_, rec)) in pretrained {
+    Ok(rec)
+}
+
+/// The distinct values of `f` over `records`, joined with ", " (for environment lines).
+fn distinct(records: &[&RunRecord], f: impl Fn(&RunRecord) -> Option<String>) -> String {
+    let set: std::collections::BTreeSet<String> = records.iter().filter_map(|r| f(r)).collect();
+    if set.is_empty() {
+        "not recorded".into()
+    } else {
+        set.into_iter().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Renders `OUT/report.md` and `OUT/leaderboard.csv` from the files of a quickstart folder alone
+/// (`quickstart.json`, the world's `world.json`, and the records it names): every sentence comes
+/// from them, so the report can be rendered again from a copy of the folder.
+pub fn render_report(out: &Path) -> anyhow::Result<(String, String)> {
+    let mpath = out.join("quickstart.json");
+    let manifest: Manifest = serde_json::from_str(
+        &std::fs::read_to_string(&mpath).with_context(|| format!("reading {}", mpath.display()))?,
+    )
+    .with_context(|| format!("{}: not a quickstart manifest", mpath.display()))?;
+    let wpath = out.join(&manifest.world).join("world.json");
+    let world: WorldSummary = serde_json::from_str(
+        &std::fs::read_to_string(&wpath).with_context(|| format!("reading {}", wpath.display()))?,
+    )
+    .with_context(|| format!("{}: not a world summary", wpath.display()))?;
+    let mut pretrained = Vec::new();
+    for (method, rel) in &manifest.pretrain {
+        pretrained.push((method.clone(), rel.clone(), read_record(out, rel)?));
+    }
+    let records = manifest
+        .runs
+        .iter()
+        .map(|rel| read_record(out, rel))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let metrics = vec!["top1".to_string(), "top5".to_string()];
+    let lb = Leaderboard::from_records(&records, &metrics)?;
+    let csv = lb.to_csv();
+
+    let mut pre = String::from(
+        "| method | preset | steps | batch | peak lr | final loss | wall time | encoder sha256 | record |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut described = Vec::new();
+    for (method, rel, rec) in &pretrained {
         let sha = rec
             .encoder
             .as_ref()
             .and_then(|e| e.sha256.clone())
             .unwrap_or_default();
+        let cfg: RunConfig = serde_json::from_value(rec.config.clone())
+            .with_context(|| format!("{rel}/record.json: no resolved pretraining config"))?;
         pre.push_str(&format!(
-            "| {method} | {PRESET} | {} | {} | {} | {:.4} | {:.0} s | `{}` |\n",
-            plan.pretrain_steps,
-            rec.protocol.effective_batch.unwrap_or(BATCH),
-            rec.protocol.lr.map_or("?".into(), |l| format!("{l:.2e}")),
+            "| {method} | {} | {} | {} | {:.2e} | {:.4} | {:.0} s | `{}` | `{rel}/record.json` |\n",
+            cfg.model.preset,
+            cfg.derived.total_steps,
+            cfg.derived.effective_batch,
+            cfg.derived.lr,
             rec.metrics.get("final_loss").copied().unwrap_or(f64::NAN),
             rec.metrics.get("seconds").copied().unwrap_or(f64::NAN),
             &sha[..sha.len().min(16)],
         ));
+        described.push(describe_pretraining(method, &cfg));
+    }
+    pre.push('\n');
+    for d in described {
+        pre.push_str(&format!("- {d}\n"));
     }
     pre.push_str(&format!(
-        "\nBoth methods: the `{PRESET}` preset (32 px, patch 4, width 128, depth 4), pixel targets \
-         (per-patch LayerNorm), block-wise masking, AdamW, cosine schedule, seed {}. CAE: \
-         λ = 2 alignment + regressor/decoder as in the paper; BEiT: masked patch prediction on the \
-         same encoder. Steps: {}. Records: `pretrain/<method>/record.json`.\n",
-        plan.seed, plan.rule
+        "\nSteps per method: {} ({}).\n",
+        manifest.pretrain_steps, manifest.rule
     ));
+
     let mut protos = String::new();
     for p in standard_protocols() {
         protos.push_str(&format!("- `{}`: {}\n", p.key, p.describe()));
     }
+    let pretrain_seeds = distinct(
+        &pretrained.iter().map(|(_, _, r)| r).collect::<Vec<_>>(),
+        |r| Some(r.seed.to_string()),
+    );
     protos.push_str(&format!(
         "\nEach on {} train / {} val images of the world ({} classes, chance {:.1}%), seeds \
-         0–{}; a random-initialised encoder (drawn with each run's seed) is the control. \
-         Records: `runs/<encoder>/<protocol>/seed-<k>/record.json`.\n",
+         0–{}. What the seed varies: for the pretrained encoders only the probe (initialisation \
+         of the head, data order, label subset), the encoder being one pretraining run each \
+         (pretraining seed {pretrain_seeds}), so the spread says nothing about pretraining's own \
+         variance; for the random initialisation, the encoder's weights too. Records: \
+         `runs/<encoder>/<protocol>-<key>/seed-<k>/record.json`; {} of the {} runs were reused \
+         from an earlier invocation of the same request.\n",
         world.train_images,
         world.val_images,
         world.classes.len(),
         100.0 / world.classes.len() as f64,
-        plan.seeds - 1
+        manifest.seeds - 1,
+        manifest.reused,
+        manifest.runs.len(),
     ));
+
+    let all: Vec<&RunRecord> = records
+        .iter()
+        .chain(pretrained.iter().map(|(_, _, r)| r))
+        .collect();
+    let device = distinct(&all, |r| Some(r.machine.device.clone()));
+    let backend = distinct(&all, |r| Some(backend_of(&r.machine.device).to_string()));
     let report = Report::new("cae-bench quickstart", lb)
+        .environment("command", format!("`{}`", manifest.command.join(" ")))
         .environment(
-            "command",
-            format!("`{}`", std::env::args().collect::<Vec<_>>().join(" ")),
+            "versions",
+            distinct(&all, |r| {
+                Some(
+                    r.versions
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            }),
         )
-        .environment("cae-bench", env!("CARGO_PKG_VERSION"))
-        .environment("burn", "0.22.1 (flex backend)")
-        .environment("device", format!("{} ({threads} threads)", args.device))
+        .environment("device", format!("{device}, backend {backend}"))
+        .environment("GPU", distinct(&all, |r| r.machine.gpu.clone()))
+        .environment("CPU", distinct(&all, |r| r.machine.cpu.clone()))
         .environment(
-            "cores",
-            std::thread::available_parallelism()
-                .map_or(0, |n| n.get())
-                .to_string(),
+            "cores, threads",
+            format!("{} cores, {} threads", manifest.cores, manifest.threads),
         )
-        .environment("wall time", format!("{:.1} min in all", seconds / 60.0))
+        .environment(
+            "wall time",
+            format!(
+                "{:.1} min for this invocation (runs reused from earlier ones cost nothing here)",
+                manifest.seconds / 60.0
+            ),
+        )
         .environment(
             "world",
             format!(
-                "synthetic shapes, {} scenes at 32 px, seed {} (`world/`)",
-                world.config.images, world.config.seed
+                "synthetic shapes, {} scenes at {} px, seed {} (`{}/`)",
+                world.config.images, world.config.size, world.config.seed, manifest.world
             ),
         )
         .section("Pretraining", pre)
         .section("Protocols", protos)
-        .note(
-            "Reading these numbers",
-            "Everything above was measured by this run; nothing is copied. At this scale (the \
-             `mini` encoder, minutes of pretraining on a CPU) masked image modelling \
-             features are known to separate classes only weakly: expect the pretrained encoders \
-             near the random control on the linear probe and kNN. `cae-bench calibrate` measures \
-             where pretraining starts to pay on this world (see the README's calibration curve). \
-             For exact reruns pass `--pretrain-steps` with the steps above.",
-        );
-    let path = args.out.join("report.md");
-    report.write(&path)?;
-    Ok(path)
+        .note("Reading these numbers", reading_notes(&records));
+    Ok((report.render()?, csv))
+}
+
+/// One line on a pretraining run's resolved config.
+fn describe_pretraining(method: &str, cfg: &RunConfig) -> String {
+    let m = &cfg.model;
+    let e = &m.encoder;
+    let target = match &m.target {
+        cae_pretrain::config::TargetConfig::Dalle { vocab_size } => {
+            format!("DALL-E tokens (vocabulary {vocab_size})")
+        }
+        cae_pretrain::config::TargetConfig::Pixel { norm } => {
+            format!("pixels (normalisation {norm:?})")
+        }
+    };
+    let heads = match m.method {
+        cae_pretrain::config::Method::Cae => format!(
+            "λ = {}, regressor depth {}, decoder depth {}",
+            m.align_loss_weight, m.regressor_depth, m.decoder_depth
+        ),
+        cae_pretrain::config::Method::Beit => "masked patch prediction with `lm_head`".to_string(),
+    };
+    format!(
+        "`{method}`: preset `{}` ({} px, patch {}, width {}, depth {}, {} heads), {target}, {} of \
+         {} patches masked ({:?} masking), {heads}; AdamW, lr {:.2e} ({}), warmup {} steps then \
+         cosine, seed {}",
+        m.preset,
+        e.img_size,
+        e.patch_size,
+        e.embed_dim,
+        e.depth,
+        e.num_heads,
+        m.mask.num_masked,
+        (e.img_size / e.patch_size).pow(2),
+        m.mask.kind,
+        cfg.derived.lr,
+        cfg.derived.lr_rule,
+        cfg.derived.warmup_steps,
+        cfg.train.seed,
+    )
+}
+
+/// What the numbers say, computed from them: each pretrained encoder's mean against the random
+/// initialisation's, per protocol, with both spreads.
+fn reading_notes(records: &[RunRecord]) -> String {
+    use std::collections::BTreeMap as Map;
+    // (protocol key, encoder method) -> top-1 values.
+    let mut values: Map<(String, String), (String, Vec<f64>)> = Map::new();
+    for r in records {
+        let (Some(e), Some(v)) = (&r.encoder, r.metrics.get("top1")) else {
+            continue;
+        };
+        let proto = match r.protocol.label_fraction {
+            Some(f) if f < 1.0 => format!("{} ({:.0}% of the labels)", r.protocol.name, f * 100.0),
+            _ => r.protocol.name.clone(),
+        };
+        values
+            .entry((proto, e.method.clone()))
+            .or_insert_with(|| (e.label.clone(), Vec::new()))
+            .1
+            .push(*v);
+    }
+    let stat = |v: &[f64]| {
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let sd = if v.len() > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            f64::NAN
+        };
+        (mean, sd)
+    };
+    let mut out = String::from(
+        "Computed from the records above (top-1 %, mean over seeds; sd = sample standard \
+         deviation over seeds, n/a for one value):\n\n",
+    );
+    let protos: std::collections::BTreeSet<String> = values.keys().map(|k| k.0.clone()).collect();
+    for proto in protos {
+        let Some((_, rand)) = values.get(&(proto.clone(), "random".to_string())) else {
+            continue;
+        };
+        let (rm, rs) = stat(rand);
+        for ((p, method), (label, v)) in &values {
+            if *p != proto || method == "random" {
+                continue;
+            }
+            let (m, s) = stat(v);
+            let spread = |x: f64| {
+                if x.is_nan() {
+                    "n/a".to_string()
+                } else {
+                    format!("{x:.1}")
+                }
+            };
+            out.push_str(&format!(
+                "- {proto}: {label} {m:.1} (sd {}, n = {}) against random init {rm:.1} (sd {}, \
+                 n = {}): {:+.1} points.\n",
+                spread(s),
+                v.len(),
+                spread(rs),
+                rand.len(),
+                m - rm
+            ));
+        }
+    }
+    out.push_str(
+        "\nA difference smaller than the spreads beside it is not evidence either way. For exact \
+         reruns pass `--pretrain-steps` with the steps above; `cae-bench calibrate` measures how \
+         the gap grows with pretraining on one world.\n",
+    );
+    out
 }
