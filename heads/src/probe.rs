@@ -383,6 +383,70 @@ impl ProbeConfig {
         }
     }
 
+    /// Every setting that can change the run's number and is not a column of its own in a
+    /// leaderboard (pooling, layer, epochs, batch, lr, cached features and label fraction are),
+    /// except the seed: what the record's `protocol.settings` holds and leaderboards group by.
+    /// `train_images` bounds kNN's k (the k actually used is recorded).
+    pub fn settings(&self, train_images: usize) -> BTreeMap<String, serde_json::Value> {
+        use serde_json::json;
+        let mut s = BTreeMap::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            s.insert(k.to_string(), v);
+        };
+        put("label_subset_seed", json!(self.label_subset_seed));
+        match self.protocol {
+            Protocol::Knn => {
+                put("k", json!(self.knn.k.min(train_images)));
+                put("temperature", json!(self.knn.temperature));
+            }
+            _ => {
+                put("recipe", json!(recipe_name(self.recipe)));
+                put("min_lr", json!(self.min_lr));
+                put("warmup_epochs", json!(self.warmup_epochs));
+                put("weight_decay", json!(self.weight_decay));
+                put("eval_every", json!(self.eval_every));
+            }
+        }
+        match self.protocol {
+            Protocol::Linear | Protocol::Attentive => put("momentum", json!(self.momentum)),
+            Protocol::Finetune => {
+                put("layer_decay", json!(self.layer_decay));
+                put("drop_path", json!(self.drop_path));
+                put("label_smoothing", json!(self.label_smoothing));
+                put("rel_pos_bias", json!(self.rel_pos_bias));
+                put("micro_batch", json!(self.micro_batch));
+            }
+            Protocol::Knn => {}
+        }
+        s
+    }
+
+    /// What the run's seed draws (the record's `protocol.seed_varies`): the encoder when it is a
+    /// random initialisation, and whatever the protocol draws. Empty = nothing: kNN on an encoder
+    /// file is a deterministic function of the encoder and the settings.
+    pub fn seed_draws(&self, random_encoder: bool) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        if random_encoder {
+            v.push("encoder init".into());
+        }
+        match self.protocol {
+            Protocol::Knn => {}
+            Protocol::Linear | Protocol::Attentive => {
+                v.push("head init".into());
+                v.push("batch order".into());
+                if !self.cache_features {
+                    v.push("augmentation".into());
+                }
+            }
+            Protocol::Finetune => {
+                v.extend(
+                    ["head init", "batch order", "augmentation", "drop path"].map(String::from),
+                );
+            }
+        }
+        v
+    }
+
     /// The optimizer's name, for records.
     pub fn optimizer_name(&self) -> &'static str {
         match self.protocol {
@@ -740,6 +804,8 @@ fn start_record(
         cached_features: Some(cfg.protocol == Protocol::Knn || cfg.cache_features),
         label_fraction: Some(cfg.label_fraction),
         details,
+        settings: cfg.settings(train_images),
+        seed_varies: Some(cfg.seed_draws(matches!(req.encoder, EncoderSource::Random))),
     };
     let config = serde_json::json!({
         "probe": cfg,
@@ -1127,4 +1193,58 @@ fn step_rng(seed: u64, step: u64) -> rand_chacha::ChaCha8Rng {
 /// Reads a record's headline back (used by tests and the quickstart).
 pub fn read_record(path: &Path) -> Result<RunRecord> {
     Ok(RunRecord::read(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(protocol: Protocol, seed: u64, o: &ProbeOverrides) -> ProbeConfig {
+        let enc = CaeConfig::preset("test").unwrap().encoder;
+        ProbeConfig::resolve(protocol, seed, &enc, o).unwrap()
+    }
+
+    #[test]
+    fn settings_hold_what_changes_the_number_and_never_the_seed() {
+        let ft = resolve(Protocol::Finetune, 0, &ProbeOverrides::default());
+        let s = ft.settings(1000);
+        for k in [
+            "layer_decay",
+            "drop_path",
+            "label_smoothing",
+            "weight_decay",
+            "warmup_epochs",
+            "min_lr",
+            "micro_batch",
+        ] {
+            assert!(s.contains_key(k), "{k}: {s:?}");
+        }
+        assert!(!s.contains_key("seed"));
+        // Another seed: the same settings; another drop path: different ones.
+        assert_eq!(
+            resolve(Protocol::Finetune, 7, &ProbeOverrides::default()).settings(1000),
+            s
+        );
+        let o = ProbeOverrides {
+            drop_path: Some(0.2),
+            ..Default::default()
+        };
+        assert_ne!(resolve(Protocol::Finetune, 0, &o).settings(1000), s);
+        // kNN: the k actually used, and T.
+        let knn = resolve(Protocol::Knn, 0, &ProbeOverrides::default());
+        let s = knn.settings(10);
+        assert_eq!(s["k"], serde_json::json!(10));
+        assert_eq!(s["temperature"], serde_json::json!(0.07));
+    }
+
+    #[test]
+    fn what_the_seed_draws() {
+        let knn = resolve(Protocol::Knn, 0, &ProbeOverrides::default());
+        assert!(knn.seed_draws(false).is_empty());
+        assert_eq!(knn.seed_draws(true), vec!["encoder init".to_string()]);
+        let lin = resolve(Protocol::Linear, 0, &ProbeOverrides::default());
+        assert_eq!(lin.seed_draws(false), vec!["head init", "batch order"]);
+        let ft = resolve(Protocol::Finetune, 0, &ProbeOverrides::default());
+        assert!(ft.seed_draws(true).contains(&"drop path".to_string()));
+    }
 }

@@ -4,9 +4,18 @@
 //! "Pays" is decided per protocol: at a step count, the pretrained encoder's mean over seeds
 //! exceeds the random encoder's mean by more than two standard deviations, the standard
 //! deviation being the pooled per-run one, `sqrt((s_pre² + s_rand²) / 2)` (sample standard
-//! deviations over seeds). With one seed there is no standard deviation and nothing is decided.
+//! deviations over seeds).
+//!
+//! A point whose seed draws nothing (kNN on a checkpoint: [`RunRecord::is_deterministic`]) and
+//! whose runs all gave the same value is **one measurement**: n = 1 and no standard deviation, so
+//! it never enters a pooled σ as a zero. Against it, σ is the other side's standard deviation
+//! alone (the random initialisation's spread over the encoders its seeds draw), and the gap is
+//! marked `σ_rand`; the pretrained side's own spread over pretraining seeds is not measured by a
+//! calibration (its checkpoints come from one pretraining run). With no spread on either side
+//! (one seed, both deterministic, or a standard deviation of exactly 0) nothing is decided and
+//! the table says "no spread to compare".
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -26,6 +35,8 @@ pub struct Observation {
     pub seed: u64,
     /// The metric.
     pub value: f64,
+    /// The seed draws nothing in this run ([`RunRecord::is_deterministic`]).
+    pub deterministic: bool,
 }
 
 impl Observation {
@@ -39,6 +50,7 @@ impl Observation {
             step,
             seed: record.seed,
             value: *record.metrics.get(metric)?,
+            deterministic: record.is_deterministic(),
         })
     }
 }
@@ -46,31 +58,98 @@ impl Observation {
 /// Mean and sample standard deviation of some values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stat {
-    /// Number of values.
+    /// Independent measurements (1 for a deterministic point, whatever its runs).
     pub n: usize,
+    /// Runs behind it.
+    pub runs: usize,
     /// Mean.
     pub mean: f64,
-    /// Sample standard deviation (`None` for fewer than two values).
+    /// Sample standard deviation (`None` when n < 2).
     pub std: Option<f64>,
+    /// The seed draws nothing and every run gave the same value: one measurement.
+    pub deterministic: bool,
 }
 
 impl Stat {
-    /// Of `values` (at least one).
+    /// Of `values` (at least one), each an independent measurement.
     pub fn of(values: &[f64]) -> Self {
         let n = values.len();
         let mean = values.iter().sum::<f64>() / n as f64;
         let std = (n > 1).then(|| {
             (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
         });
-        Self { n, mean, std }
+        Self {
+            n,
+            runs: n,
+            mean,
+            std,
+            deterministic: false,
+        }
+    }
+
+    /// Of runs whose seed draws nothing when `deterministic`: if they all agree they are one
+    /// measurement (n = 1, no standard deviation); if they differ, each counts.
+    pub fn of_runs(values: &[f64], deterministic: bool) -> Self {
+        let first = values[0];
+        if deterministic && values.iter().all(|v| *v == first) {
+            Self {
+                n: 1,
+                runs: values.len(),
+                mean: first,
+                std: None,
+                deterministic: true,
+            }
+        } else {
+            Self::of(values)
+        }
     }
 
     fn text(&self) -> String {
         match self.std {
             Some(s) => format!("{:.1} ± {:.1}", self.mean, s),
-            None => format!("{:.1}", self.mean),
+            None if self.deterministic => format!("{:.1} (deterministic)", self.mean),
+            None => format!("{:.1} (n={})", self.mean, self.n),
         }
     }
+}
+
+/// Which standard deviation a gap is measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigmaBasis {
+    /// `sqrt((s_pre² + s_rand²) / 2)`: both sides have a spread over seeds.
+    Pooled,
+    /// The random initialisation's alone: the pretrained point is one deterministic measurement.
+    Random,
+    /// The pretrained point's alone: the random point is one deterministic measurement.
+    Pretrained,
+}
+
+impl SigmaBasis {
+    /// `pooled`, `random`, `pretrained` (the CSV's `sigma` column).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pooled => "pooled",
+            Self::Random => "random",
+            Self::Pretrained => "pretrained",
+        }
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Self::Pooled => "σ",
+            Self::Random => "σ_rand",
+            Self::Pretrained => "σ_pre",
+        }
+    }
+}
+
+/// A gap to random init in standard deviations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gap {
+    /// `(mean_pretrained − mean_random) / σ`.
+    pub sigmas: f64,
+    /// Which σ.
+    pub basis: SigmaBasis,
 }
 
 /// One protocol's curve.
@@ -85,18 +164,30 @@ pub struct ProtocolCurve {
 }
 
 impl ProtocolCurve {
-    /// Gap to random in pooled standard deviations at a point (`None` without both spreads).
-    pub fn gap_sigmas(&self, s: &Stat) -> Option<f64> {
+    /// Gap to random at a point, in the σ of [`SigmaBasis`] (see the module docs): pooled when
+    /// both sides have a spread; one side's alone when the other is a deterministic measurement;
+    /// `None` when there is no spread to compare (one seed, both deterministic, or σ = 0).
+    pub fn gap(&self, s: &Stat) -> Option<Gap> {
         let r = self.random?;
-        let pooled = ((s.std?.powi(2) + r.std?.powi(2)) / 2.0).sqrt();
-        if pooled == 0.0 {
-            return Some(if s.mean > r.mean { f64::INFINITY } else { 0.0 });
-        }
-        Some((s.mean - r.mean) / pooled)
+        let (sigma, basis) = match (s.std, r.std) {
+            (Some(a), Some(b)) => (((a * a + b * b) / 2.0).sqrt(), SigmaBasis::Pooled),
+            (None, Some(b)) if s.deterministic => (b, SigmaBasis::Random),
+            (Some(a), None) if r.deterministic => (a, SigmaBasis::Pretrained),
+            _ => return None,
+        };
+        (sigma > 0.0).then(|| Gap {
+            sigmas: (s.mean - r.mean) / sigma,
+            basis,
+        })
+    }
+
+    /// [`Self::gap`] in standard deviations.
+    pub fn gap_sigmas(&self, s: &Stat) -> Option<f64> {
+        self.gap(s).map(|g| g.sigmas)
     }
 
     /// The smallest step count at which the pretrained encoder beats random by more than two
-    /// pooled standard deviations.
+    /// standard deviations ([`Self::gap`]).
     pub fn first_win(&self) -> Option<u64> {
         self.points
             .iter()
@@ -108,24 +199,27 @@ impl ProtocolCurve {
 /// Groups observations into one curve per protocol (in the order protocols first appear).
 pub fn curves(obs: &[Observation]) -> Vec<ProtocolCurve> {
     let mut order: Vec<String> = Vec::new();
-    let mut groups: BTreeMap<(String, Option<u64>), Vec<f64>> = BTreeMap::new();
+    // Per (protocol, step): the values, and whether every run's seed draws nothing.
+    let mut groups: BTreeMap<(String, Option<u64>), (Vec<f64>, bool)> = BTreeMap::new();
     for o in obs {
         if !order.contains(&o.protocol) {
             order.push(o.protocol.clone());
         }
-        groups
+        let g = groups
             .entry((o.protocol.clone(), o.step))
-            .or_default()
-            .push(o.value);
+            .or_insert((Vec::new(), true));
+        g.0.push(o.value);
+        g.1 &= o.deterministic;
     }
+    let stat = |(v, det): &(Vec<f64>, bool)| Stat::of_runs(v, *det);
     order
         .into_iter()
         .map(|p| {
-            let random = groups.get(&(p.clone(), None)).map(|v| Stat::of(v));
+            let random = groups.get(&(p.clone(), None)).map(stat);
             let points = groups
                 .iter()
                 .filter_map(|((q, step), v)| match step {
-                    Some(s) if *q == p => Some((*s, Stat::of(v))),
+                    Some(s) if *q == p => Some((*s, stat(v))),
                     _ => None,
                 })
                 .collect();
@@ -141,6 +235,8 @@ pub fn curves(obs: &[Observation]) -> Vec<ProtocolCurve> {
 /// The table (one row per step count, one column per protocol: mean ± std and the gap to random
 /// in σ) and the verdict, as Markdown. `minutes_per_step` turns steps into a time budget.
 pub fn markdown(curves: &[ProtocolCurve], metric: &str, minutes_per_step: f64) -> String {
+    let mut bases: BTreeSet<&'static str> = BTreeSet::new();
+    let mut no_spread = false;
     let mut out = String::new();
     let _ = write!(out, "| pretraining steps | minutes |");
     for c in curves {
@@ -168,9 +264,17 @@ pub fn markdown(curves: &[ProtocolCurve], metric: &str, minutes_per_step: f64) -
         for c in curves {
             match c.points.iter().find(|(s, _)| *s == step) {
                 Some((_, st)) => {
-                    let gap = c
-                        .gap_sigmas(st)
-                        .map_or(String::new(), |g| format!(" ({g:+.1}σ)"));
+                    let gap = match (c.gap(st), c.random) {
+                        (Some(g), _) => {
+                            bases.insert(g.basis.as_str());
+                            format!(" ({:+.1}{})", g.sigmas, g.basis.symbol())
+                        }
+                        (None, Some(_)) => {
+                            no_spread = true;
+                            " (no spread to compare)".to_string()
+                        }
+                        (None, None) => String::new(),
+                    };
                     let _ = write!(out, " {}{gap} |", st.text());
                 }
                 None => out.push_str(" – |"),
@@ -205,13 +309,33 @@ pub fn markdown(curves: &[ProtocolCurve], metric: &str, minutes_per_step: f64) -
     }
     out.push_str(
         "\nσ is the pooled per-run standard deviation over seeds, `sqrt((s_pretrained² + \
-         s_random²) / 2)`; the gap is `(mean_pretrained − mean_random) / σ`.\n",
+         s_random²) / 2)`; the gap is `(mean_pretrained − mean_random) / σ`.",
     );
+    if bases.contains("random") || bases.contains("pretrained") {
+        out.push_str(
+            " \"(deterministic)\" marks a point whose seed draws nothing (kNN on a fixed \
+             encoder): its runs gave one value, so it is one measurement (n = 1) with no standard \
+             deviation of its own and does not enter a pooled σ. Its gap is in the other side's \
+             σ alone (`σ_rand`: the spread of random initialisation over the encoders its seeds \
+             draw); the spread of the pretrained encoder over pretraining seeds is not measured \
+             here.",
+        );
+    }
+    if no_spread {
+        out.push_str(
+            " \"no spread to compare\": neither side has a standard deviation (one seed, both \
+             deterministic, or identical values), so no gap is computed and the point decides \
+             nothing.",
+        );
+    }
+    out.push('\n');
     out
 }
 
-/// The curves as CSV: `protocol,steps,minutes,n,mean_top1,std_top1,gap_sigmas`, random init as
-/// step 0 (no gap), empty fields where a value does not exist; minutes are steps × `seconds_per_step`.
+/// The curves as CSV: `protocol,steps,minutes,n,mean_top1,std_top1,gap_sigmas,sigma,runs,
+/// deterministic`, random init as step 0 (no gap), empty fields where a value does not exist;
+/// minutes are steps × `seconds_per_step`; `sigma` names the σ of the gap ([`SigmaBasis`]); `n`
+/// counts independent measurements, `runs` the runs behind them.
 pub fn to_csv(curves: &[ProtocolCurve], seconds_per_step: f64) -> String {
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| x.to_string());
     let mut out = row(&[
@@ -222,6 +346,9 @@ pub fn to_csv(curves: &[ProtocolCurve], seconds_per_step: f64) -> String {
         "mean_top1",
         "std_top1",
         "gap_sigmas",
+        "sigma",
+        "runs",
+        "deterministic",
     ]);
     for c in curves {
         if let Some(r) = &c.random {
@@ -233,6 +360,9 @@ pub fn to_csv(curves: &[ProtocolCurve], seconds_per_step: f64) -> String {
                 r.mean.to_string(),
                 opt(r.std),
                 String::new(),
+                String::new(),
+                r.runs.to_string(),
+                r.deterministic.to_string(),
             ]));
         }
         for (step, st) in &c.points {
@@ -244,6 +374,10 @@ pub fn to_csv(curves: &[ProtocolCurve], seconds_per_step: f64) -> String {
                 st.mean.to_string(),
                 opt(st.std),
                 opt(c.gap_sigmas(st)),
+                c.gap(st)
+                    .map_or(String::new(), |g| g.basis.as_str().to_string()),
+                st.runs.to_string(),
+                st.deterministic.to_string(),
             ]));
         }
     }
@@ -302,8 +436,16 @@ mod tests {
                 step,
                 seed: i as u64,
                 value: *v,
+                deterministic: false,
             })
             .collect()
+    }
+
+    fn det(mut o: Vec<Observation>) -> Vec<Observation> {
+        for x in &mut o {
+            x.deterministic = true;
+        }
+        o
     }
 
     #[test]
@@ -332,6 +474,50 @@ mod tests {
         let mut all = obs("linear", None, &[20.0, 22.0]);
         all.extend(obs("linear", Some(100), &[19.0, 21.0]));
         let md = markdown(&curves(&all), "top1", 1.0);
+        assert!(md.contains("No measured budget beats"), "{md}");
+    }
+
+    #[test]
+    fn a_deterministic_point_is_one_measurement_measured_in_the_random_sigma() {
+        // Random init varies the encoder (spread 1.0); kNN on a checkpoint is deterministic.
+        let mut all = obs("knn", None, &[20.0, 21.0, 22.0]);
+        all.extend(det(obs("knn", Some(100), &[23.5, 23.5, 23.5])));
+        all.extend(det(obs("knn", Some(200), &[22.0, 22.0, 22.0])));
+        let c = &curves(&all)[0];
+        let (_, p) = c.points[0];
+        assert_eq!((p.n, p.runs, p.std, p.deterministic), (1, 3, None, true));
+        let g = c.gap(&p).unwrap();
+        assert_eq!(g.basis, SigmaBasis::Random);
+        assert!((g.sigmas - 2.5).abs() < 1e-9);
+        assert_eq!(c.first_win(), Some(100));
+        let md = markdown(std::slice::from_ref(c), "top1", 1.0);
+        assert!(
+            md.contains("| 100 | 100.0 | 23.5 (deterministic) (+2.5σ_rand) |"),
+            "{md}"
+        );
+        assert!(md.contains("does not enter a pooled σ"), "{md}");
+        assert!(!md.contains("± 0.0"), "{md}");
+        let csv = to_csv(std::slice::from_ref(c), 60.0);
+        assert!(
+            csv.contains("knn,100,100,1,23.5,,2.5,random,3,true"),
+            "{csv}"
+        );
+        // A deterministic protocol whose runs differ is not collapsed.
+        let s = Stat::of_runs(&[1.0, 2.0], true);
+        assert_eq!((s.n, s.deterministic), (2, false));
+    }
+
+    #[test]
+    fn no_spread_on_either_side_decides_nothing_and_says_so() {
+        let mut all = det(obs("knn", None, &[10.0, 10.0]));
+        all.extend(det(obs("knn", Some(100), &[30.0, 30.0])));
+        // Identical non-deterministic values: σ = 0 is no spread either.
+        all.extend(obs("linear", None, &[10.0, 10.0]));
+        all.extend(obs("linear", Some(100), &[30.0, 30.0]));
+        let c = curves(&all);
+        assert!(c.iter().all(|c| c.first_win().is_none()));
+        let md = markdown(&c, "top1", 1.0);
+        assert!(md.contains("(no spread to compare)"), "{md}");
         assert!(md.contains("No measured budget beats"), "{md}");
     }
 

@@ -7,16 +7,27 @@
 //!   results; they are listed so the reader knows they exist.
 //! * [`Leaderboard::build`] groups the results with polars (eager `group_by` + per-group mean and
 //!   sample std, `ddof = 1`). A group is one [`GroupKey`]: encoder (label, method, arch,
-//!   pretraining steps), run kind, dataset and protocol (name, pooling, layer, epochs, effective
-//!   batch, lr, optimizer, cached features, label fraction). So every detail printed beside a
-//!   number is the same for all the seeds averaged into it.
+//!   pretraining steps, and its identity: the file's sha256, so two different files both named
+//!   `encoder.safetensors` are two rows), run kind, dataset and protocol (name, pooling, layer,
+//!   epochs, effective batch, lr, optimizer, cached features, label fraction, and every other
+//!   setting of [`crate::record::ProtocolInfo::settings`]: k, T, weight decay, warmup, layer
+//!   decay, drop path, label smoothing, …). So every detail printed beside a number is the same
+//!   for all the seeds averaged into it. A random initialisation is keyed by `random init` +
+//!   arch, not by a checksum: its seed draws the encoder, so its rows run over seeds.
+//! * What the seed varies is said per row ([`RunRecord::seed_draws`]). A row whose seed draws
+//!   nothing (kNN on an encoder file) and whose values are all equal is **one measurement**:
+//!   n = 1, no standard deviation, however many seeds were run. Two records with the same seed in
+//!   one row are **flagged** (a `⚠` beside the number, a "Duplicate seeds" section in the
+//!   Markdown, the `duplicate_seeds` CSV column, [`Leaderboard::duplicate_lines`] for warnings):
+//!   they are the same measurement made twice and the mean counts both, which the reader must
+//!   know. It is not an error, so a folder with a re-run still gives a leaderboard.
 //! * [`Leaderboard::to_markdown`] / [`Leaderboard::to_csv`] render it. Rows come in a fixed
 //!   order: sections sorted by (protocol, dataset, label fraction, metric), rows inside a section
 //!   ranked by mean (descending; ascending for metrics named like a loss or an error), ties by
 //!   the group key, so the same records always give the same bytes.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -173,6 +184,10 @@ pub struct GroupKey {
     pub arch: String,
     /// Encoder label.
     pub encoder: String,
+    /// The encoder's identity ([`encoder_identity`]): `sha256:<hex>` of the file, `random init`
+    /// (the seed draws the encoder), `output of the run` (pretraining records), `-` without an
+    /// encoder, `no checksum recorded` for a file without one.
+    pub encoder_id: String,
     /// Pretraining steps.
     pub pretrain_steps: Option<u64>,
     /// What produced the record (`linear-probe`, …).
@@ -191,6 +206,22 @@ pub struct GroupKey {
     pub optimizer: Option<String>,
     /// Features extracted once, without augmentation.
     pub cached_features: Option<bool>,
+    /// Every other setting that changes the number ([`crate::record::ProtocolInfo::settings`], or
+    /// the `details` of a record written before `settings` existed).
+    pub settings: BTreeMap<String, serde_json::Value>,
+}
+
+/// The encoder's identity in a [`GroupKey`] (see [`GroupKey::encoder_id`]).
+pub fn encoder_identity(r: &RunRecord) -> String {
+    match &r.encoder {
+        None => "-".into(),
+        Some(_) if r.kind == "pretrain" => "output of the run".into(),
+        Some(e) if e.method == "random" => "random init".into(),
+        Some(e) => match &e.sha256 {
+            Some(sha) => format!("sha256:{sha}"),
+            None => "no checksum recorded".into(),
+        },
+    }
 }
 
 impl GroupKey {
@@ -213,6 +244,7 @@ impl GroupKey {
             method,
             arch,
             encoder,
+            encoder_id: encoder_identity(r),
             pretrain_steps,
             kind: r.kind.clone(),
             pooling: p.pooling.clone(),
@@ -222,6 +254,11 @@ impl GroupKey {
             lr: p.lr,
             optimizer: p.optimizer.clone(),
             cached_features: p.cached_features,
+            settings: if p.settings.is_empty() {
+                p.details.clone()
+            } else {
+                p.settings.clone()
+            },
         }
     }
 
@@ -240,6 +277,7 @@ impl GroupKey {
             .then_with(|| self.method.cmp(&o.method))
             .then_with(|| self.arch.cmp(&o.arch))
             .then_with(|| self.encoder.cmp(&o.encoder))
+            .then_with(|| self.encoder_id.cmp(&o.encoder_id))
             .then_with(|| self.pretrain_steps.cmp(&o.pretrain_steps))
             .then_with(|| self.kind.cmp(&o.kind))
             .then_with(|| self.pooling.cmp(&o.pooling))
@@ -249,6 +287,12 @@ impl GroupKey {
             .then_with(|| f(self.lr, o.lr))
             .then_with(|| self.optimizer.cmp(&o.optimizer))
             .then_with(|| self.cached_features.cmp(&o.cached_features))
+            .then_with(|| settings_json(&self.settings).cmp(&settings_json(&o.settings)))
+    }
+
+    /// The encoder's sha256, when the key is a file's.
+    pub fn encoder_sha256(&self) -> Option<&str> {
+        self.encoder_id.strip_prefix("sha256:")
     }
 
     /// The dataset's folder name (its last path component), for tables.
@@ -289,12 +333,21 @@ pub struct LeaderboardRow {
     pub key: GroupKey,
     /// The metric (`top1`, …).
     pub metric: String,
-    /// Runs (seeds) averaged.
+    /// Independent measurements: the runs averaged, or 1 for a [`Self::deterministic`] row
+    /// (however many runs it has; see [`Self::runs`]).
     pub n: usize,
     /// Mean over the runs.
     pub mean: f64,
-    /// Sample standard deviation (`n − 1`); `None` for a single run.
+    /// Sample standard deviation (`n − 1`); `None` when n = 1.
     pub std: Option<f64>,
+    /// The seed draws nothing ([`RunRecord::is_deterministic`] for every run) and every run gave
+    /// the same value: one measurement, whatever the number of seeds.
+    pub deterministic: bool,
+    /// What the seed draws in these runs ([`RunRecord::seed_draws`] of the first run; the runs of
+    /// a row share encoder kind and protocol).
+    pub seed_draws: Vec<String>,
+    /// Seeds that occur in more than one record of the row (flagged in every output).
+    pub duplicate_seeds: Vec<u64>,
     /// Smallest value.
     pub min: f64,
     /// Largest value.
@@ -307,6 +360,25 @@ impl LeaderboardRow {
     /// Seeds, in order.
     pub fn seeds(&self) -> Vec<u64> {
         self.runs.iter().map(|r| r.seed).collect()
+    }
+
+    /// What varies between the runs of the row, in words.
+    pub fn varies_text(&self) -> String {
+        let runs = self.runs.len();
+        if self.deterministic {
+            return format!(
+                "nothing: deterministic given the encoder ({runs} identical run{})",
+                plural(runs)
+            );
+        }
+        if self.seed_draws.is_empty() {
+            return "nothing by design, yet the runs differ (nondeterministic computation)".into();
+        }
+        let mut t = format!("seed → {}", self.seed_draws.join(", "));
+        if self.key.encoder_sha256().is_some() {
+            t.push_str("; one encoder file (pretraining seed fixed)");
+        }
+        t
     }
 }
 
@@ -549,13 +621,24 @@ impl Leaderboard {
             .map(|a| {
                 let members = &obs[a.first..a.first + a.n];
                 let head = &members[0];
+                let deterministic =
+                    members.iter().all(|o| o.run.record.is_deterministic()) && a.min == a.max;
+                let mut duplicate_seeds: Vec<u64> = members
+                    .windows(2)
+                    .filter(|w| w[0].run.record.seed == w[1].run.record.seed)
+                    .map(|w| w[0].run.record.seed)
+                    .collect();
+                duplicate_seeds.dedup();
                 LeaderboardRow {
                     id: String::new(),
                     key: head.key.clone(),
                     metric: head.metric.clone(),
-                    n: a.n,
+                    n: if deterministic { 1 } else { a.n },
                     mean: a.mean,
-                    std: a.std,
+                    std: if deterministic { None } else { a.std },
+                    deterministic,
+                    seed_draws: head.run.record.seed_draws(),
+                    duplicate_seeds,
                     min: a.min,
                     max: a.max,
                     runs: members
@@ -656,6 +739,12 @@ impl Leaderboard {
             out.push('\n');
             start = end;
         }
+        let dups = self.duplicate_markdown();
+        if !dups.is_empty() {
+            let _ = writeln!(out, "{h} Duplicate seeds (check these rows)\n");
+            out.push_str(&dups);
+            out.push('\n');
+        }
         if !self.rows.is_empty() {
             let _ = writeln!(out, "{h} Provenance of each row\n");
             out.push_str(&self.provenance_markdown());
@@ -666,7 +755,61 @@ impl Leaderboard {
         out
     }
 
-    /// One line per row: seeds, record files, encoder sha256, machine, versions.
+    /// One line per row with a seed in more than one record (empty when there is none).
+    fn duplicate_markdown(&self) -> String {
+        let mut out = String::new();
+        for line in self.duplicate_lines_with(true) {
+            let _ = writeln!(out, "- {line}");
+        }
+        out
+    }
+
+    /// One line per row that has the same seed in more than one record, plain text (for
+    /// warnings on stderr).
+    pub fn duplicate_lines(&self) -> Vec<String> {
+        self.duplicate_lines_with(false)
+    }
+
+    fn duplicate_lines_with(&self, markdown: bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        for row in self.rows.iter().filter(|r| !r.duplicate_seeds.is_empty()) {
+            for &seed in &row.duplicate_seeds {
+                let paths: Vec<String> = row
+                    .runs
+                    .iter()
+                    .filter(|r| r.seed == seed)
+                    .map(|r| {
+                        let p = r.path.display().to_string();
+                        if markdown {
+                            format!("`{}`", md_code(&p))
+                        } else {
+                            p
+                        }
+                    })
+                    .collect();
+                let (id, enc, metric) = if markdown {
+                    (
+                        format!("**{}**", row.id),
+                        md_cell(&row.key.encoder),
+                        md_cell(&row.metric),
+                    )
+                } else {
+                    (row.id.clone(), row.key.encoder.clone(), row.metric.clone())
+                };
+                lines.push(format!(
+                    "{id} ({enc} · {} · {metric}): seed {seed} in {} records ({}): the same \
+                     configuration and seed measured more than once; the row's mean counts each \
+                     of them",
+                    row.key.protocol,
+                    paths.len(),
+                    paths.join(", ")
+                ));
+            }
+        }
+        lines
+    }
+
+    /// One line per row: seeds, record files, encoder sha256, settings, machine, versions.
     fn provenance_markdown(&self) -> String {
         let mut out = String::new();
         for row in &self.rows {
@@ -707,6 +850,19 @@ impl Leaderboard {
             if let Some(d) = &row.key.dataset {
                 let _ = write!(out, "; dataset `{}`", md_code(d));
             }
+            if !row.key.settings.is_empty() {
+                let _ = write!(
+                    out,
+                    "; settings {}",
+                    row.key
+                        .settings
+                        .iter()
+                        .map(|(k, v)| format!("{}={}", md_cell(k), md_cell(&value_text(v))))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let _ = write!(out, "; varies: {}", md_cell(&row.varies_text()));
             let _ = write!(
                 out,
                 "; machine {}",
@@ -788,7 +944,7 @@ impl Leaderboard {
     }
 
     /// The CSV columns of [`Self::to_csv`].
-    pub const CSV_COLUMNS: [&'static str; 26] = [
+    pub const CSV_COLUMNS: [&'static str; 31] = [
         "id",
         "protocol",
         "dataset",
@@ -815,11 +971,19 @@ impl Leaderboard {
         "values",
         "records",
         "encoder_sha256",
+        "runs",
+        "deterministic",
+        "seed_draws",
+        "duplicate_seeds",
+        "settings",
     ];
 
     /// The leaderboard as CSV: a header ([`Self::CSV_COLUMNS`]) and one line per row, in display
     /// order. Numbers at full precision (Rust's shortest round-trip form); empty = not recorded
-    /// (`std` is empty for n = 1, `layer` empty = final output); lists are `;`-separated.
+    /// (`std` is empty for n = 1, `layer` empty = final output); lists are `;`-separated. `n` is
+    /// the number of independent measurements, `runs` the number of records (they differ for a
+    /// `deterministic` row); `duplicate_seeds` lists seeds found in more than one record of the
+    /// row; `settings` is the row's settings as one JSON object (keys sorted).
     pub fn to_csv(&self) -> String {
         let mut out = crate::csv::row(&Self::CSV_COLUMNS);
         let opt = |v: Option<String>| v.unwrap_or_default();
@@ -869,6 +1033,11 @@ impl Leaderboard {
                     .collect::<Vec<_>>()
                     .join(";"),
                 shas.into_iter().collect::<Vec<_>>().join(";"),
+                r.runs.len().to_string(),
+                r.deterministic.to_string(),
+                r.seed_draws.join(";"),
+                join_sep(&r.duplicate_seeds, ";"),
+                settings_json(&k.settings),
             ]));
         }
         out
@@ -879,12 +1048,20 @@ impl Leaderboard {
 pub const HOW_TO_READ: &str = "\
 **How to read these tables.** Each row is one configuration measured here; its number is the \
 mean ± sample standard deviation (n − 1 in the denominator) over the n seeds listed, with n in \
-parentheses. A single seed shows its value with no ± and says n=1. Everything in the row except \
-the seed is identical for the runs averaged: encoder (label, method, arch, pretraining steps), \
-protocol, dataset, label fraction, pooling (`cls`, `mean`, …), layer (probed block, 0-based; \
-`final` = the encoder's output), epochs, effective batch (images per optimizer step, over all \
-devices and accumulation), lr (peak, after scaling), optimizer and cached features (`yes` = \
-features extracted once without augmentation). Rows are ranked by mean (lower first for losses \
+parentheses. A single measurement shows its value with no ± and says n=1. Everything in the row \
+except the seed is identical for the runs averaged: encoder (label, method, arch, pretraining \
+steps, and the file itself: the short sha256 beside the label; a random initialisation is one \
+row over its seeds), protocol, dataset, label fraction, pooling (`cls`, `mean`, …), layer \
+(probed block, 0-based; `final` = the encoder's output), epochs, effective batch (images per \
+optimizer step, over all devices and accumulation), lr (peak, after scaling), optimizer, cached \
+features (`yes` = features extracted once without augmentation) and every other protocol \
+setting (k, T, weight decay, warmup, layer decay, drop path, label smoothing, …: all listed under \
+\"Provenance\"; the `settings` column shows those that differ between the rows of a table). \
+\"What varies\" says what the seed draws: for a random initialisation the encoder itself, for an \
+encoder file only the probe (the encoder, and so its pretraining seed, is fixed). A protocol \
+whose seed draws nothing (kNN on an encoder file) gives the same value for every seed: that is \
+one measurement, shown as n=1 with no ±. ⚠ marks a row with the same seed in more than one \
+record (listed under \"Duplicate seeds\"). Rows are ranked by mean (lower first for losses \
 and errors). Only runs whose record says `complete` count; running, killed and failed runs are \
 listed under \"Incomplete runs\". The `id` links a row to its seeds, record files (with the full \
 resolved config and command), encoder sha256, machine and versions under \"Provenance\".\n";
@@ -894,7 +1071,24 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn join_u64(v: &[u64]) -> String {
-    v.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+    join_sep(v, ", ")
+}
+
+fn join_sep(v: &[u64], sep: &str) -> String {
+    v.iter().map(u64::to_string).collect::<Vec<_>>().join(sep)
+}
+
+/// Settings as one JSON object, keys sorted (a `BTreeMap`), compact.
+fn settings_json(s: &BTreeMap<String, serde_json::Value>) -> String {
+    serde_json::to_string(s).expect("settings serialise")
+}
+
+/// A setting's value for a table: strings without quotes, anything else as compact JSON.
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Text safe inside a Markdown table cell.
@@ -995,20 +1189,64 @@ pub fn percent(f: f64) -> String {
     }
 }
 
+/// The settings whose values are not the same in every row of `rows` (a missing one counts as a
+/// value), sorted.
+fn differing_settings(rows: &[LeaderboardRow]) -> Vec<String> {
+    let keys: BTreeSet<&String> = rows.iter().flat_map(|r| r.key.settings.keys()).collect();
+    keys.into_iter()
+        .filter(|k| {
+            let first = rows[0].key.settings.get(*k);
+            rows.iter().any(|r| r.key.settings.get(*k) != first)
+        })
+        .cloned()
+        .collect()
+}
+
 fn markdown_table(rows: &[LeaderboardRow]) -> String {
     let dec = decimals(rows);
     let metric = md_cell(&rows[0].metric);
+    let differing = differing_settings(rows);
     let mut out = format!(
         "| id | encoder | method | arch | pretrain steps | pooling | layer | epochs | eff. batch \
-         | lr | optimizer | cached features | {metric}: mean ± std (n) | seeds | provenance |\n"
+         | lr | optimizer | cached features | settings | {metric}: mean ± std (n) | seeds \
+         | what varies | provenance |\n"
     );
-    out.push_str("|---|---|---|---|---:|---|---|---:|---:|---:|---|---|---:|---|---|\n");
+    out.push_str("|---|---|---|---|---:|---|---|---:|---:|---:|---|---|---|---:|---|---|---|\n");
     let dash = || "–".to_string();
     for r in rows {
         let k = &r.key;
+        let encoder = match k.encoder_sha256() {
+            Some(sha) => format!(
+                "{} (`{}`)",
+                md_cell(&k.encoder),
+                md_code(&sha.chars().take(8).collect::<String>())
+            ),
+            None => md_cell(&k.encoder),
+        };
+        let settings = if differing.is_empty() {
+            dash()
+        } else {
+            differing
+                .iter()
+                .map(|name| {
+                    let v = k.settings.get(name).map_or_else(dash, value_text);
+                    format!("{}={}", md_cell(name), md_cell(&v))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut number = mean_std_text(r.mean, r.std, r.n, dec);
+        if !r.duplicate_seeds.is_empty() {
+            let _ = write!(
+                number,
+                " ⚠ duplicate seed{} {}",
+                plural(r.duplicate_seeds.len()),
+                join_u64(&r.duplicate_seeds)
+            );
+        }
         let cells = [
             r.id.clone(),
-            md_cell(&k.encoder),
+            encoder,
             md_cell(&k.method),
             md_cell(&k.arch),
             k.pretrain_steps.map_or_else(dash, |s| s.to_string()),
@@ -1020,8 +1258,10 @@ fn markdown_table(rows: &[LeaderboardRow]) -> String {
             k.optimizer.as_deref().map_or_else(dash, md_cell),
             k.cached_features
                 .map_or_else(dash, |c| if c { "yes".into() } else { "no".into() }),
-            mean_std_text(r.mean, r.std, r.n, dec),
+            settings,
+            number,
             join_u64(&r.seeds()),
+            md_cell(&r.varies_text()),
             "this run".to_string(),
         ];
         out.push_str("| ");

@@ -352,10 +352,11 @@ pub fn curve_png(
     draw_curves(&plot, png)
 }
 
-/// The series key of a leaderboard row: its group key without the encoder label and steps.
+/// The series key of a leaderboard row: its group key without the encoder (label, file) and steps.
 fn series_key(k: &GroupKey) -> GroupKey {
     GroupKey {
         encoder: String::new(),
+        encoder_id: String::new(),
         pretrain_steps: None,
         ..k.clone()
     }

@@ -73,6 +73,18 @@ pub struct ProtocolInfo {
     /// Anything else worth stating next to the number.
     #[serde(default)]
     pub details: BTreeMap<String, serde_json::Value>,
+    /// Every setting that can change the number, except the seed (k, temperature, weight decay,
+    /// warmup, layer decay, drop path, label smoothing, …; for pretraining the model and
+    /// optimisation config). The leaderboard groups by it. Empty in records written before it
+    /// existed; the leaderboard then groups by [`Self::details`], where those records kept the
+    /// protocol's settings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, serde_json::Value>,
+    /// What the run's seed draws (`encoder init`, `head init`, `batch order`, `augmentation`,
+    /// `drop path`, …); empty = nothing: the number is a deterministic function of the encoder
+    /// and the settings. `None` in older records: see [`RunRecord::seed_draws`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_varies: Option<Vec<String>>,
 }
 
 /// The dataset a run used.
@@ -227,6 +239,34 @@ impl RunRecord {
             )]),
             request_key: None,
         }
+    }
+
+    /// What the seed draws in this run: [`ProtocolInfo::seed_varies`] when recorded, else inferred
+    /// from the record: a random encoder (`method = random`) is drawn by the seed; kNN trains
+    /// nothing, so on an encoder file it draws nothing; any other protocol trains something
+    /// seeded (`probe`); a pretraining run (`kind = pretrain`) is drawn by its seed.
+    pub fn seed_draws(&self) -> Vec<String> {
+        if let Some(v) = &self.protocol.seed_varies {
+            return v.clone();
+        }
+        if self.kind == "pretrain" {
+            return vec!["pretraining".into()];
+        }
+        let mut v = Vec::new();
+        if self.encoder.as_ref().is_some_and(|e| e.method == "random") {
+            v.push("encoder init".into());
+        }
+        if self.protocol.name != "knn" {
+            v.push("probe".into());
+        }
+        v
+    }
+
+    /// Whether the number is a deterministic function of the encoder and the settings (the seed
+    /// draws nothing, e.g. kNN on an encoder file): runs that differ only in the seed are one
+    /// measurement.
+    pub fn is_deterministic(&self) -> bool {
+        self.seed_draws().is_empty()
     }
 
     /// Whether its numbers may be shown as results.
@@ -417,6 +457,29 @@ mod tests {
         assert!(done.is_result());
         assert_eq!(done.metrics["top1"], 0.5);
         assert_eq!(done.schema_version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn older_records_without_settings_still_load_and_infer_what_the_seed_draws() {
+        let mut r = record();
+        let mut v = serde_json::to_value(&r).unwrap();
+        let p = v["protocol"].as_object_mut().unwrap();
+        assert!(!p.contains_key("settings") && !p.contains_key("seed_varies"));
+        let old: RunRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(old, r);
+        assert_eq!(old.seed_draws(), vec!["probe".to_string()]);
+        r.protocol.name = "knn".into();
+        r.encoder = Some(EncoderInfo {
+            method: "cae".into(),
+            ..Default::default()
+        });
+        assert!(r.is_deterministic());
+        r.encoder.as_mut().unwrap().method = "random".into();
+        assert_eq!(r.seed_draws(), vec!["encoder init".to_string()]);
+        r.protocol.seed_varies = Some(vec![]);
+        assert!(r.is_deterministic());
+        let back: RunRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.protocol.seed_varies, Some(vec![]));
     }
 
     #[test]

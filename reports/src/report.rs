@@ -246,7 +246,8 @@ impl Report {
             "- **this run** (measured here): computed by this tool from `record.json` files whose \
              status is `complete`; each record holds the command, the resolved config, the \
              seed, the encoder file and its sha256, the protocol, the per-epoch metrics, the \
-             machine and the versions. Mean ± sample std over seeds, n shown.\n",
+             machine and the versions. Mean ± sample std over seeds, n shown; a protocol whose \
+             seed draws nothing (kNN on an encoder file) is one measurement, n=1.\n",
         );
         for p in Provenance::ALL {
             let _ = writeln!(out, "- **{}** (published): {}.", p.as_str(), p.meaning());

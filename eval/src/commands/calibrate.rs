@@ -5,6 +5,11 @@
 //! `OUT/calibration.md` (table, curves, and the smallest budget at which the pretrained encoder
 //! beats the random one by more than two standard deviations on some protocol),
 //! `OUT/calibration.csv` and one PNG curve per protocol. Runs are reused as in the quickstart.
+//!
+//! Minutes are steps × the step time the pretraining run measured itself ([`step_time`]: the
+//! median of the `img_per_s` of its logged steps in `RUN/metrics.jsonl`), never a number given on
+//! the command line; the output says where it came from (machine, threads, cae-bench version of
+//! the run), so a run made before a speed-up is visibly so.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,6 +19,7 @@ use clap::Args;
 
 use cae_heads::probe::EncoderSource;
 use cae_pretrain::train::RunConfig;
+use cae_pretrain::train::run::MetricsLine;
 use cae_reports::calibration::{self, Observation};
 use cae_reports::record::{RunRecord, write_atomic};
 
@@ -39,10 +45,6 @@ pub struct CalibrateArgs {
     /// Seeds of every protocol.
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
-    /// Seconds of one pretraining step on the machine the budget is quoted for [default: the
-    /// run's own wall time per step].
-    #[arg(long)]
-    pub step_seconds: Option<f64>,
     /// Device.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -67,6 +69,98 @@ fn encoder_at(run: &Path, cfg: &RunConfig, step: u64) -> anyhow::Result<PathBuf>
     )
 }
 
+/// A pretraining step's time and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTime {
+    /// Seconds per optimizer step.
+    pub seconds: f64,
+    /// Where it came from, in words.
+    pub source: String,
+}
+
+/// The step time of a pretraining run, measured by the run itself: `effective batch / median
+/// img_per_s` over the steps logged in `RUN/metrics.jsonl` (the median leaves out the first,
+/// warming step and holds across a resume, whose wall time would not). Without a metrics file
+/// with a positive `img_per_s`, the run record's wall `seconds` / `steps` (right only for a run
+/// that was not resumed, and said so). Errors name the file when neither is there.
+pub fn step_time(run: &Path, cfg: &RunConfig) -> anyhow::Result<StepTime> {
+    let record = RunRecord::read(&run.join("record.json")).ok();
+    let provenance = record.as_ref().map_or_else(
+        || "no run record to say on which machine".to_string(),
+        |r| {
+            let m = &r.machine;
+            format!(
+                "measured on {}, {} cores, {} threads, device {}, cae-bench {}",
+                m.cpu.as_deref().unwrap_or("an unknown CPU"),
+                m.cores,
+                m.threads.map_or_else(|| "?".to_string(), |t| t.to_string()),
+                m.device,
+                r.versions.get("cae-bench").map_or("?", String::as_str)
+            )
+        },
+    );
+    let metrics = run.join("metrics.jsonl");
+    let batch = cfg.derived.effective_batch as f64;
+    if let Ok(text) = std::fs::read_to_string(&metrics) {
+        let mut rates = Vec::new();
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let m: MetricsLine = serde_json::from_str(line).with_context(|| {
+                format!("{} line {}: not a metrics line", metrics.display(), i + 1)
+            })?;
+            if m.img_per_s.is_finite() && m.img_per_s > 0.0 {
+                rates.push(m.img_per_s);
+            }
+        }
+        if !rates.is_empty() {
+            rates.sort_by(f64::total_cmp);
+            let k = rates.len();
+            let median = if k % 2 == 1 {
+                rates[k / 2]
+            } else {
+                (rates[k / 2 - 1] + rates[k / 2]) / 2.0
+            };
+            return Ok(StepTime {
+                seconds: batch / median,
+                source: format!(
+                    "batch {batch} / the median img/s ({median:.1}) of the {k} steps logged in \
+                     `{}` ({provenance})",
+                    metrics.display()
+                ),
+            });
+        }
+    }
+    match &record {
+        Some(r) if r.is_result() => {
+            let steps = r.metrics.get("steps").copied().unwrap_or(0.0);
+            let secs = r.metrics.get("seconds").copied().unwrap_or(0.0);
+            anyhow::ensure!(
+                steps > 0.0 && secs > 0.0,
+                "{}: no img_per_s in {} and no step count or wall time in the run record to \
+                 time a step from",
+                run.display(),
+                metrics.display()
+            );
+            Ok(StepTime {
+                seconds: secs / steps,
+                source: format!(
+                    "the run record's wall time / steps ({secs:.0} s / {steps} steps; no \
+                     img_per_s in `{}`; too high if the run was resumed) ({provenance})",
+                    metrics.display()
+                ),
+            })
+        }
+        _ => anyhow::bail!(
+            "{}: cannot time a pretraining step: no img_per_s in {} and no finished run record",
+            run.display(),
+            metrics.display()
+        ),
+    }
+}
+
 /// Runs the calibration.
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -77,24 +171,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", cfg_path.display()))?;
     let cfg = RunConfig::from_toml(&text)
         .with_context(|| format!("{}: not a pretraining run config", cfg_path.display()))?;
-    let run_record = RunRecord::read(&args.run.join("record.json")).ok();
-    let step_seconds = match (args.step_seconds, &run_record) {
-        (Some(s), _) => s,
-        (None, Some(r)) if r.is_result() => {
-            let steps = r.metrics.get("steps").copied().unwrap_or(0.0);
-            let secs = r.metrics.get("seconds").copied().unwrap_or(0.0);
-            anyhow::ensure!(
-                steps > 0.0,
-                "{}: the run record has no step count; pass --step-seconds",
-                args.run.display()
-            );
-            secs / steps
-        }
-        _ => anyhow::bail!(
-            "{}: no finished run record to time a step from; pass --step-seconds",
-            args.run.display()
-        ),
-    };
+    let timing = step_time(&args.run, &cfg)?;
     let method = match cfg.model.method {
         cae_pretrain::config::Method::Cae => "CAE",
         cae_pretrain::config::Method::Beit => "BEiT",
@@ -137,7 +214,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         &encoder_steps,
         &protos,
         &runs,
-        step_seconds,
+        &timing,
         threads,
     )?;
     eprintln!(
@@ -157,9 +234,10 @@ fn write_calibration(
     encoder_steps: &[Option<u64>],
     protos: &[SuiteProtocol],
     runs: &[SuiteRun],
-    step_seconds: f64,
+    timing: &StepTime,
     threads: usize,
 ) -> anyhow::Result<PathBuf> {
+    let step_seconds = timing.seconds;
     let obs: Vec<Observation> = runs
         .iter()
         .filter_map(|r| {
@@ -193,12 +271,15 @@ fn write_calibration(
         cfg.data
     ));
     md.push_str(&format!(
-        "- **time per step**: {step_seconds:.3} s ({})\n",
-        if args.step_seconds.is_some() {
-            "given with --step-seconds"
-        } else {
-            "the run's own wall time per step"
-        }
+        "- **time per step**: {step_seconds:.3} s, {}; minutes below are steps × this time\n",
+        timing.source
+    ));
+    md.push_str(&format!(
+        "- **what varies**: random init: the seed draws the encoder itself and the probe; \
+         pretrained points: one pretraining run (seed {}), so the seed varies only the probe, and \
+         the spread shown does not include variation over pretraining seeds; kNN on a checkpoint \
+         draws nothing from the seed and is one measurement (\"deterministic\", n = 1)\n",
+        cfg.train.seed
     ));
     md.push_str(&format!(
         "- **protocols** (downstream data `{}`, seeds 0–{}, device {}, {threads} threads):\n",

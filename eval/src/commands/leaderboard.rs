@@ -5,7 +5,10 @@
 //! ```
 //!
 //! Reads every `record.json` under `--runs` (recursively). Complete runs are grouped by
-//! everything but the seed and shown as mean ± sample std (n shown); running, killed and failed
+//! everything but the seed (the encoder file's sha256 and every protocol setting included) and
+//! shown as mean ± sample std (n shown; a protocol whose seed draws nothing, such as kNN on an
+//! encoder file, is one measurement, n = 1); two records with the same seed in one row are
+//! flagged (⚠ in the Markdown, `duplicate_seeds` in the CSV, a warning on stderr); running, killed and failed
 //! runs are never results: Markdown lists them under "Incomplete runs", CSV output leaves them
 //! out and names them on stderr. A record that does not parse is an error naming the file,
 //! unless `--skip-malformed` (then it is left out with a warning and listed). Output goes to
@@ -73,6 +76,11 @@ pub fn run(args: LeaderboardArgs) -> anyhow::Result<()> {
             s.path.display(),
             s.reason
         );
+    }
+    // Two records with the same seed in one row are never averaged silently: flagged in the
+    // output (⚠, `duplicate_seeds`) and named here.
+    for line in lb.duplicate_lines() {
+        tracing::warn!("duplicate seed: {line}");
     }
     if args.format == Format::Csv {
         for line in lb.incomplete_lines() {

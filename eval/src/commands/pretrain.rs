@@ -294,6 +294,18 @@ pub fn start_record(req: &RunRequest, threads: usize) -> anyhow::Result<RecordWr
         cached_features: None,
         label_fraction: None,
         details: BTreeMap::new(),
+        settings: pretrain_settings(req)?,
+        seed_varies: Some(
+            [
+                "model init",
+                "data order",
+                "augmentation",
+                "masks",
+                "drop path",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
     };
     let config = serde_json::json!({
         "model": req.model,
@@ -324,6 +336,30 @@ pub fn start_record(req: &RunRequest, threads: usize) -> anyhow::Result<RecordWr
     });
     RecordWriter::create(&req.out, record)
         .with_context(|| format!("writing the run record in {}", req.out.display()))
+}
+
+/// What changes a pretraining run's numbers except its seed: the whole model config (method,
+/// λ, mask ratio, depths, targets, …) and the optimisation settings; not the seed, nor where and
+/// how often it writes (checkpoints, logging, loader threads).
+fn pretrain_settings(req: &RunRequest) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    let mut settings = BTreeMap::new();
+    settings.insert("model".to_string(), serde_json::to_value(&req.model)?);
+    if let serde_json::Value::Object(train) = serde_json::to_value(&req.train)? {
+        const NOT_SETTINGS: [&str; 6] = [
+            "seed",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "log_every",
+            "loader_threads",
+            "prefetch",
+        ];
+        for (k, v) in train {
+            if !NOT_SETTINGS.contains(&k.as_str()) {
+                settings.insert(k, v);
+            }
+        }
+    }
+    Ok(settings)
 }
 
 fn method_label(method: &str) -> &'static str {

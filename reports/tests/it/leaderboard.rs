@@ -110,16 +110,9 @@ fn mean_and_sample_std_over_seeds_match_hand_values() {
             Some(sqrt8),
             &[0, 1],
         ),
-        (
-            "knn",
-            "cae-600",
-            "cls",
-            "top1",
-            2,
-            0.42,
-            Some(sqrt8),
-            &[0, 1],
-        ),
+        // kNN on an encoder file draws nothing from the seed: two identical runs, one
+        // measurement.
+        ("knn", "cae-600", "cls", "top1", 1, 0.42, None, &[0, 1]),
         ("finetune", "cae-600", "cls", "top1", 1, 0.60, None, &[0]),
         (
             "finetune",
@@ -196,29 +189,29 @@ fn markdown_is_a_table_with_protocol_details_and_a_reading_note() {
     assert!(md.contains("**How to read these tables.**"));
     assert!(md.contains("mean ± sample standard deviation"));
     assert!(md.contains(
-        "| id | encoder | method | arch | pretrain steps | pooling | layer | epochs | eff. batch | lr | optimizer | cached features | top1: mean ± std (n) | seeds | provenance |"
+        "| id | encoder | method | arch | pretrain steps | pooling | layer | epochs | eff. batch | lr | optimizer | cached features | settings | top1: mean ± std (n) | seeds | what varies | provenance |"
     ));
     // Ranked by mean inside the linear top1 section.
     assert!(md.contains("## `linear` · top1 · dataset `synth-world` · all labels"));
     assert!(md.contains(
-        "| R4 | cae-600 | cae | vit-tiny | 600 | cls | final | 10 | 64 | 0.1 | sgd | yes | 0.5200 ± 0.0200 (n=3) | 0, 1, 2 | this run |"
+        "| R4 | cae-600 (`abababab`) | cae | vit-tiny | 600 | cls | final | 10 | 64 | 0.1 | sgd | yes | – | 0.5200 ± 0.0200 (n=3) | 0, 1, 2 | seed → probe; one encoder file (pretraining seed fixed) | this run |"
     ), "{md}");
     assert!(md.contains(
-        "| R5 | cae-600 | cae | vit-tiny | 600 | mean | final | 10 | 64 | 0.1 | sgd | yes | 0.4800 (n=1) | 0 | this run |"
+        "| R5 | cae-600 (`abababab`) | cae | vit-tiny | 600 | mean | final | 10 | 64 | 0.1 | sgd | yes | – | 0.4800 (n=1) | 0 | seed → probe; one encoder file (pretraining seed fixed) | this run |"
     ), "{md}");
     assert!(md.contains(
-        "| R7 | random-init | random | vit-tiny | – | cls | final | 10 | 64 | 0.1 | sgd | yes | 0.3200 ± 0.0283 (n=2) | 0, 1 | this run |"
+        "| R7 | random-init | random | vit-tiny | – | cls | final | 10 | 64 | 0.1 | sgd | yes | – | 0.3200 ± 0.0283 (n=2) | 0, 1 | seed → encoder init, probe | this run |"
     ), "{md}");
     assert!(md.contains("## `finetune` · top1 · dataset `synth-world` · 10% of the labels"));
     assert!(md.contains("## `knn` · top1"));
-    assert!(md.contains("| R3 | cae-600 | cae | vit-tiny | 600 | cls | final | – | – | – | sgd | yes | 0.4200 ± 0.0283 (n=2) | 0, 1 | this run |"), "{md}");
+    assert!(md.contains("| R3 | cae-600 (`abababab`) | cae | vit-tiny | 600 | cls | final | – | – | – | sgd | yes | – | 0.4200 (n=1) | 0, 1 | nothing: deterministic given the encoder (2 identical runs) | this run |"), "{md}");
     // A single seed never shows ±.
     for line in md.lines().filter(|l| l.contains("(n=1)")) {
         assert!(!line.contains('±'), "{line}");
     }
     // Provenance: seeds, records, machine, versions.
     assert!(md.contains("## Provenance of each row"));
-    assert!(md.contains("- **R4** (cae-600 · top1): seeds 0, 1, 2; records `cae-600/linear/seed0/record.json`, `cae-600/linear/seed1/record.json`, `cae-600/linear/seed2/record.json`; encoder sha256 `abababababab…`; dataset `/data/synth-world`; machine Test CPU @ 2.0GHz, 2 cores, 2 threads, device cpu, linux x86_64; versions burn 0.22.1, cae-bench 0.1.0, cae-reports 0.1.0"), "{md}");
+    assert!(md.contains("- **R4** (cae-600 · top1): seeds 0, 1, 2; records `cae-600/linear/seed0/record.json`, `cae-600/linear/seed1/record.json`, `cae-600/linear/seed2/record.json`; encoder sha256 `abababababab…`; dataset `/data/synth-world`; varies: seed → probe; one encoder file (pretraining seed fixed); machine Test CPU @ 2.0GHz, 2 cores, 2 threads, device cpu, linux x86_64; versions burn 0.22.1, cae-bench 0.1.0, cae-reports 0.1.0"), "{md}");
     // Sections in order: finetune, knn, linear top1, linear top5; ids in display order.
     let pos = |s: &str| md.find(s).unwrap_or_else(|| panic!("{s}"));
     assert!(pos("## `finetune`") < pos("## `knn`"));
@@ -258,6 +251,24 @@ fn csv_is_machine_readable_and_complete() {
     assert_eq!(r4[col("encoder_sha256")], "ab".repeat(32));
     let r5 = &rows[5];
     assert_eq!((r5[col("n")].as_str(), r5[col("std")].as_str()), ("1", ""));
+    assert_eq!(r4[col("runs")], "3");
+    assert_eq!(r4[col("deterministic")], "false");
+    assert_eq!(r4[col("seed_draws")], "probe");
+    assert_eq!(r4[col("duplicate_seeds")], "");
+    assert_eq!(r4[col("settings")], "{}");
+    // kNN on an encoder file: two runs, one measurement.
+    let r3 = &rows[3];
+    assert_eq!(r3[col("protocol")], "knn");
+    assert_eq!(
+        (
+            r3[col("n")].as_str(),
+            r3[col("runs")].as_str(),
+            r3[col("std")].as_str(),
+            r3[col("deterministic")].as_str(),
+            r3[col("seed_draws")].as_str()
+        ),
+        ("1", "2", "", "true", "")
+    );
     let r1 = &rows[1];
     assert_eq!(r1[col("label_fraction")], "0.1");
     assert_eq!(r1[col("protocol")], "finetune");
