@@ -142,3 +142,32 @@ fn a_missing_or_empty_folder_is_an_error() {
     );
     assert!(run.stdout.is_empty());
 }
+
+#[test]
+fn the_same_seed_twice_is_flagged_in_the_output_and_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&fixture_runs(), dir.path());
+    // A re-run of seed 0 of the same configuration, in another folder.
+    let rerun = dir.path().join("cae-600/linear/rerun-seed0");
+    copy_tree(&dir.path().join("cae-600/linear/seed0"), &rerun);
+    let runs = dir.path().to_str().unwrap();
+    let run = cae_bench(&["leaderboard", "--runs", runs]);
+    assert!(run.ok, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("(n=4) ⚠ duplicate seed 0 |"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("## Duplicate seeds"), "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("duplicate seed: R4 (cae-600 · linear · top1): seed 0 in 2 records"),
+        "{}",
+        run.stderr
+    );
+    let run = cae_bench(&["leaderboard", "--runs", runs, "--format", "csv"]);
+    assert!(run.ok, "{}", run.stderr);
+    let rows = cae_reports::csv::parse(&run.stdout).unwrap();
+    let col = rows[0].iter().position(|c| c == "duplicate_seeds").unwrap();
+    assert!(rows.iter().any(|r| r[col] == "0"), "{}", run.stdout);
+}

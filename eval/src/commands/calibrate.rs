@@ -83,7 +83,7 @@ pub struct StepTime {
 /// warming step and holds across a resume, whose wall time would not). Without a metrics file
 /// with a positive `img_per_s`, the run record's wall `seconds` / `steps` (right only for a run
 /// that was not resumed, and said so). Errors name the file when neither is there.
-pub fn step_time(run: &Path, cfg: &RunConfig) -> anyhow::Result<StepTime> {
+pub fn step_time(run: &Path, effective_batch: usize) -> anyhow::Result<StepTime> {
     let record = RunRecord::read(&run.join("record.json")).ok();
     let provenance = record.as_ref().map_or_else(
         || "no run record to say on which machine".to_string(),
@@ -100,7 +100,7 @@ pub fn step_time(run: &Path, cfg: &RunConfig) -> anyhow::Result<StepTime> {
         },
     );
     let metrics = run.join("metrics.jsonl");
-    let batch = cfg.derived.effective_batch as f64;
+    let batch = effective_batch as f64;
     if let Ok(text) = std::fs::read_to_string(&metrics) {
         let mut rates = Vec::new();
         for (i, line) in text
@@ -171,7 +171,7 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", cfg_path.display()))?;
     let cfg = RunConfig::from_toml(&text)
         .with_context(|| format!("{}: not a pretraining run config", cfg_path.display()))?;
-    let timing = step_time(&args.run, &cfg)?;
+    let timing = step_time(&args.run, cfg.derived.effective_batch)?;
     let method = match cfg.model.method {
         cae_pretrain::config::Method::Cae => "CAE",
         cae_pretrain::config::Method::Beit => "BEiT",
@@ -312,4 +312,47 @@ fn write_calibration(
     let path = args.out.join("calibration.md");
     write_atomic(&path, md.as_bytes())?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(step: u64, img_per_s: f64) -> String {
+        format!(
+            "{{\"step\":{step},\"epoch\":0,\"loss\":1.0,\"loss_rec\":1.0,\"loss_align\":0.0,\
+             \"mlm_acc\":null,\"lr\":0.001,\"grad_norm\":1.0,\"img_per_s\":{img_per_s}}}\n"
+        )
+    }
+
+    #[test]
+    fn the_step_time_is_the_runs_own_median_throughput() {
+        let dir = tempfile::tempdir().unwrap();
+        // A slow first (warming) step, then steady ones.
+        let text: String = [(1, 20.0), (2, 160.0), (3, 150.0), (4, 170.0), (5, 0.0)]
+            .iter()
+            .map(|(s, r)| line(*s, *r))
+            .collect();
+        std::fs::write(dir.path().join("metrics.jsonl"), text).unwrap();
+        let t = step_time(dir.path(), 64).unwrap();
+        // Median of 20, 150, 160, 170 (the 0 is no measurement) = 155.
+        assert!((t.seconds - 64.0 / 155.0).abs() < 1e-12, "{t:?}");
+        assert!(
+            t.source.contains("median img/s (155.0) of the 4 steps"),
+            "{}",
+            t.source
+        );
+        assert!(t.source.contains("no run record"), "{}", t.source);
+    }
+
+    #[test]
+    fn without_metrics_or_a_finished_record_there_is_no_step_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = step_time(dir.path(), 64).unwrap_err().to_string();
+        assert!(err.contains("cannot time a pretraining step"), "{err}");
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+        std::fs::write(dir.path().join("metrics.jsonl"), "not json\n").unwrap();
+        let err = format!("{:#}", step_time(dir.path(), 64).unwrap_err());
+        assert!(err.contains("metrics.jsonl line 1"), "{err}");
+    }
 }
