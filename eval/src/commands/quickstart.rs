@@ -408,7 +408,10 @@ fn write_report(
             format!("`{}`", std::env::args().collect::<Vec<_>>().join(" ")),
         )
         .environment("cae-bench", env!("CARGO_PKG_VERSION"))
-        .environment("burn", "0.22.1 (flex backend)")
+        .environment(
+            "burn",
+            format!("{} (flex backend)", cae_pretrain::BURN_VERSION),
+        )
         .environment("device", format!("{} ({threads} threads)", args.device))
         .environment(
             "cores",
