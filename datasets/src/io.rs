@@ -1,7 +1,6 @@
 //! Reading and writing image files: RGB images, 8-bit label maps, atomic writes.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};

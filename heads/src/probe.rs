@@ -33,7 +33,6 @@ use cae_reports::record::{
     DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter, RunRecord,
     sha256_file,
 };
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::attentive::{ATTENTIVE_BN_EPS, AttentiveProbe};

@@ -8,7 +8,7 @@
 //! `failed`), and [`RunRecord::is_result`] is false for it, so a leaderboard never shows it.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
