@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{Run, cae_bench, copy_tree};
 
-/// A 32-px world of 32 scenes, its ImageFolder root.
+/// A 32-px world of 48 scenes (the fewest with a val image per class), its ImageFolder root.
 fn world(dir: &Path) -> PathBuf {
     let out = dir.join("w");
     let run = cae_bench(&[
@@ -17,7 +17,7 @@ fn world(dir: &Path) -> PathBuf {
         "--out",
         out.to_str().unwrap(),
         "--images",
-        "32",
+        "48",
         "--size",
         "32",
         "--seed",

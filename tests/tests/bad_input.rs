@@ -119,7 +119,7 @@ fn a_tokenizer_of_the_wrong_vocabulary_size_is_refused() {
 }
 
 #[test]
-fn a_one_patch_model_with_a_mask_ratio_is_refused() {
+fn a_one_patch_model_config_with_a_mask_ratio_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_world(dir.path());
     let mut cfg = CaeConfig::test();
@@ -139,7 +139,9 @@ fn a_one_patch_model_with_a_mask_ratio_is_refused() {
             "0.5",
         ],
     );
-    refused(&res, &["--mask-ratio", "1 patch"]);
+    // The config file itself cannot mask anything (the guard before `--mask-ratio`'s
+    // `clamp(1, n - 1)` keeps a one-patch model from panicking there as well).
+    refused(&res, &["one_patch.toml", "1 patches"]);
     assert_eq!(status(&out), None);
 }
 
