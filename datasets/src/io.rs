@@ -1,7 +1,6 @@
 //! Reading and writing image files: RGB images, 8-bit label maps, atomic writes.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
@@ -123,30 +122,10 @@ pub fn load_label_map(path: impl AsRef<Path>) -> Result<LabelMap> {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
-/// Creates missing parent folders.
+/// Writes `bytes` to `path` atomically and durably ([`cae_fsio::write_atomic`], the workspace's one
+/// implementation), with the error naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| DatasetError::io(&dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.flush()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DatasetError::io(path, e)
-    })
+    cae_fsio::write_atomic(path, bytes).map_err(|e| DatasetError::io(path, e))
 }
 
 /// PNG bytes of an 8-bit RGB or grayscale buffer (deterministic for a given input).

@@ -7,7 +7,8 @@
 //!   maps `sgd` (attentive probing): `d = g + wd·p`, `b ← m·b + d` (`b = d` on the first step),
 //!   `p ← p − lr·(d + m·b)`.
 //! * [`Rule::AdamW`]: `torch.optim.AdamW` (fine-tuning):
-//!   `p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + ε)`.
+//!   `p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + ε)`, computed by the workspace's one AdamW update,
+//!   [`cae_pretrain::optim::adamw_update`] (pretraining's optimizer calls it too).
 //!
 //! Every parameter's learning rate is `lr × lr_scale` and its decay `weight_decay`, both given by
 //! the group function from its path and rank ([`layer_decay_group`] for fine-tuning), the
@@ -19,6 +20,7 @@ use std::collections::BTreeMap;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
+use cae_pretrain::optim::{AdamWConfig, Moments, adamw_update};
 
 /// A parameter's learning-rate scale and weight decay.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -207,28 +209,22 @@ impl ModuleMapper for Update<'_> {
                     (p - dir.mul_scalar(lr), vec![buf])
                 }
                 Rule::AdamW { beta1, beta2, eps } => {
-                    let (m, v) = match state {
-                        Some(s) => (
-                            s.buffers[0].clone().mul_scalar(beta1)
-                                + g.clone().mul_scalar(1.0 - beta1),
-                            s.buffers[1].clone().mul_scalar(beta2)
-                                + g.square().mul_scalar(1.0 - beta2),
-                        ),
-                        None => (
-                            g.clone().mul_scalar(1.0 - beta1),
-                            g.square().mul_scalar(1.0 - beta2),
-                        ),
+                    // The workspace's one AdamW formula, with this parameter's group lr and decay.
+                    let prev = state.map(|s| {
+                        let mut b = s.buffers.into_iter();
+                        Moments {
+                            m: b.next().expect("AdamW state holds m"),
+                            v: b.next().expect("AdamW state holds v"),
+                        }
+                    });
+                    let cfg = AdamWConfig {
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay: wd,
                     };
-                    let bc1 = 1.0 - beta1.powi(steps as i32);
-                    let bc2 = 1.0 - beta2.powi(steps as i32);
-                    let denom = v.clone().div_scalar(bc2).sqrt().add_scalar(eps);
-                    let delta = m.clone().div_scalar(bc1) / denom;
-                    let p = if wd != 0.0 {
-                        p.mul_scalar(1.0 - lr * wd)
-                    } else {
-                        p
-                    };
-                    (p - delta.mul_scalar(lr), vec![m, v])
+                    let (p, mo) = adamw_update(p, g, prev, steps, lr, wd, &cfg);
+                    (p, vec![mo.m, mo.v])
                 }
             };
             new_state = Some(State { buffers, steps });

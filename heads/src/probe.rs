@@ -28,11 +28,11 @@ use cae_pretrain::CaeConfig;
 use cae_pretrain::config::EncoderConfig;
 use cae_pretrain::encoder_file::{LoadedEncoder, load_encoder, random_encoder};
 use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
+use cae_pretrain::train::salted_step_rng;
 use cae_reports::record::{
     DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter, RunRecord,
     sha256_file,
 };
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::attentive::{ATTENTIVE_BN_EPS, AttentiveProbe};
@@ -48,9 +48,6 @@ use crate::metrics::TopK;
 use crate::optim::{Optimizer, Rule, layer_decay_group};
 use crate::schedule::{CosineSchedule, MaeSchedule};
 use crate::train_head::{EpochResult, HeadTraining, LrSchedule, TrainFeed, train_head};
-
-/// The burn version this crate is built against (the workspace pins it).
-pub const BURN_VERSION: &str = "0.22.1";
 
 /// The evaluation protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -836,22 +833,10 @@ fn start_record(
     record
         .versions
         .insert("cae-heads".into(), env!("CARGO_PKG_VERSION").into());
-    record.versions.insert("burn".into(), BURN_VERSION.into());
+    record
+        .versions
+        .insert("burn".into(), cae_pretrain::BURN_VERSION.into());
     Ok(RecordWriter::create(out, record)?)
-}
-
-fn progress_bar(show: bool, total: u64, what: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(total);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {what}  {{msg}}  ETA {{eta}}"
-        ))
-        .expect("a valid template"),
-    );
-    pb
 }
 
 /// Logs an epoch, adds it to the record, rewrites the record.
@@ -929,9 +914,10 @@ fn run_resolved(
     let cached = cfg.protocol == Protocol::Knn || cfg.cache_features;
     let extract_images = splits.val.len() + if cached { subset.len() } else { 0 };
     let train_steps = cfg.epochs * steps_per_epoch as u64;
-    let pb = progress_bar(
+    let pb = cae_pretrain::progress::bar(
         req.progress,
         extract_images as u64 + train_steps,
+        0,
         "images+steps",
     );
     let mut tick = |n: usize| pb.inc(n as u64);
@@ -1124,7 +1110,7 @@ fn finetune(
         warmup: (cfg.warmup_epochs * spe as f64).round() as u64,
         total: cfg.epochs * spe as u64,
     };
-    let pb = progress_bar(req.progress, cfg.epochs * spe as u64, "steps");
+    let pb = cae_pretrain::progress::bar(req.progress, cfg.epochs * spe as u64, 0, "steps");
     let tf = ProbeTrainTransform::new(side as u32);
     let idx = Arc::new(subset.to_vec());
     let loader = Loader::new(subset.len(), cfg.batch_size, cfg.seed, true, true, 2)?;
@@ -1150,7 +1136,7 @@ fn finetune(
                     )
                 })
                 .collect();
-            let mut ctx = ForwardCtx::train(step_rng(cfg.seed, global));
+            let mut ctx = ForwardCtx::train(salted_step_rng(cfg.seed, FINETUNE_STEP_SALT, global));
             let (grads, loss) = accumulate(&model, parts, cfg.label_smoothing, &mut ctx);
             global += 1;
             if !loss.is_finite() {
@@ -1183,12 +1169,8 @@ fn finetune(
     Ok(per_epoch)
 }
 
-/// The drop-path generator of fine-tuning step `step`: a pure function of the seed and the step.
-fn step_rng(seed: u64, step: u64) -> rand_chacha::ChaCha8Rng {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xd409_9a7f);
-    rng.set_stream(step + 1);
-    rng
-}
+/// The salt of fine-tuning's per-step drop-path streams ([`salted_step_rng`]).
+const FINETUNE_STEP_SALT: u64 = 0xd409_9a7f;
 
 /// Reads a record's headline back (used by tests and the quickstart).
 pub fn read_record(path: &Path) -> Result<RunRecord> {

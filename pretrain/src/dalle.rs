@@ -178,10 +178,46 @@ pub struct DalleEncoder {
     pub blocks: DalleBlocks,
 }
 
+impl DalleConfig {
+    /// Checks that an encoder can be built with these sizes (they may come from a file's
+    /// `dalle_config` metadata): 4 groups (the architecture has exactly four), a width divisible
+    /// by 4 (the bottleneck is `n_out / 4`), at least one block per group and one token.
+    pub fn validate(&self) -> Result<(), PretrainError> {
+        let mut problems = Vec::new();
+        if self.group_count != 4 {
+            problems.push(format!(
+                "group_count is {}, the DALL-E encoder has exactly 4 groups",
+                self.group_count
+            ));
+        }
+        if self.n_hid == 0 || !self.n_hid.is_multiple_of(4) {
+            problems.push(format!(
+                "n_hid is {}, it must be a positive multiple of 4",
+                self.n_hid
+            ));
+        }
+        if self.n_blk_per_group == 0 {
+            problems.push("n_blk_per_group is 0, each group needs a block".to_string());
+        }
+        if self.vocab_size == 0 {
+            problems.push("vocab_size is 0".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PretrainError::Config(format!(
+                "DALL-E encoder sizes: {}",
+                problems.join("; ")
+            )))
+        }
+    }
+}
+
 impl DalleEncoder {
-    /// An encoder with random weights (load real ones with [`DalleEncoder::load`]).
-    pub fn new(cfg: &DalleConfig, device: &Device) -> Self {
-        assert_eq!(cfg.group_count, 4, "the DALL-E encoder has 4 groups");
+    /// An encoder with random weights (load real ones with [`DalleEncoder::load`]); sizes that
+    /// cannot be built are an error ([`DalleConfig::validate`]).
+    pub fn new(cfg: &DalleConfig, device: &Device) -> Result<Self, PretrainError> {
+        cfg.validate()?;
         let mut init = Init::new(0, crate::model::init::LinearInit::Xavier, device);
         let n_layers = cfg.group_count * cfg.n_blk_per_group;
         let h = cfg.n_hid;
@@ -199,7 +235,7 @@ impl DalleEncoder {
         let output = DalleOutput {
             conv: DalleConv::new(8 * h, cfg.vocab_size, 1, &mut init),
         };
-        Self {
+        Ok(Self {
             blocks: DalleBlocks {
                 input,
                 group_1,
@@ -208,7 +244,7 @@ impl DalleEncoder {
                 group_4,
                 output,
             },
-        }
+        })
     }
 
     /// Builds the encoder for `cfg` and loads official-key weights from a safetensors file
@@ -219,7 +255,10 @@ impl DalleEncoder {
         prefix: Option<&str>,
         device: &Device,
     ) -> Result<Self, PretrainError> {
-        let mut model = Self::new(cfg, device);
+        let mut model = Self::new(cfg, device).map_err(|e| match e {
+            PretrainError::Config(m) => PretrainError::Input(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
         let rename = |key: &str| official_to_module_key(key);
         let opts = LoadOptions {
             prefix,
@@ -315,9 +354,47 @@ mod tests {
             n_blk_per_group: 1,
             vocab_size: 32,
         };
-        let enc = DalleEncoder::new(&cfg, &dev);
+        let enc = DalleEncoder::new(&cfg, &dev).unwrap();
         let x = Tensor::<4>::zeros([2, 3, 16, 16], &dev);
         assert_eq!(enc.logits(x.clone()).dims(), [2, 32, 2, 2]);
         assert_eq!(enc.tokens(x).dims(), [2, 4]);
+    }
+
+    #[test]
+    fn sizes_that_cannot_be_built_are_errors_not_panics() {
+        let dev = Device::flex();
+        for (cfg, needle) in [
+            (
+                DalleConfig {
+                    group_count: 3,
+                    ..Default::default()
+                },
+                "group_count is 3",
+            ),
+            (
+                DalleConfig {
+                    n_hid: 6,
+                    ..Default::default()
+                },
+                "n_hid is 6",
+            ),
+            (
+                DalleConfig {
+                    n_blk_per_group: 0,
+                    ..Default::default()
+                },
+                "n_blk_per_group is 0",
+            ),
+            (
+                DalleConfig {
+                    vocab_size: 0,
+                    ..Default::default()
+                },
+                "vocab_size is 0",
+            ),
+        ] {
+            let err = DalleEncoder::new(&cfg, &dev).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
     }
 }

@@ -26,6 +26,7 @@ pub mod masking;
 pub mod model;
 pub mod optim;
 pub mod parity;
+pub mod progress;
 pub mod targets;
 pub mod train;
 pub mod weights;
@@ -33,3 +34,37 @@ pub mod weights;
 pub use config::CaeConfig;
 pub use error::PretrainError;
 pub use model::ContextAutoencoder;
+
+/// The burn version the workspace is built against: the one constant every record, report and
+/// log line uses. The workspace pins burn (`=0.22.1` in the root `Cargo.toml`); the test below
+/// checks this constant against the version `Cargo.lock` resolved, so the two cannot drift apart.
+pub const BURN_VERSION: &str = "0.22.1";
+
+#[cfg(test)]
+mod burn_version_tests {
+    /// The `version` of the `burn` package in `Cargo.lock`.
+    fn locked_burn_version(lock: &str) -> Option<&str> {
+        let mut lines = lock.lines();
+        while let Some(line) = lines.next() {
+            if line.trim() == "name = \"burn\"" {
+                return lines
+                    .next()?
+                    .trim()
+                    .strip_prefix("version = \"")?
+                    .strip_suffix('"');
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn burn_version_is_the_locked_one() {
+        let lock = include_str!("../../Cargo.lock");
+        assert_eq!(locked_burn_version(lock), Some(super::BURN_VERSION));
+        let manifest = include_str!("../../Cargo.toml");
+        assert!(
+            manifest.contains(&format!("burn = {{ version = \"={}\"", super::BURN_VERSION)),
+            "the root Cargo.toml pins another burn"
+        );
+    }
+}

@@ -138,6 +138,46 @@ impl ModuleVisitor for ScaleGrads<'_> {
     }
 }
 
+/// One AdamW update of a flattened parameter `p` with gradient `g` (`torch.optim.AdamW`):
+/// `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²` (from zero when `prev` is `None`),
+/// `p ← p·(1 − lr·wd) − lr · (m / (1−β1ᵗ)) / (√(v / (1−β2ᵗ)) + ε)`, `t` being the 1-based step
+/// count. `lr` and `weight_decay` are this parameter's (after any group scale). The one AdamW
+/// formula of the workspace: pretraining's [`AdamW`] and the protocols' optimizer
+/// (`cae_heads::optim`, per-group lr scale and decay) both call it.
+pub fn adamw_update(
+    p: Tensor<1>,
+    g: Tensor<1>,
+    prev: Option<Moments>,
+    t: u64,
+    lr: f64,
+    weight_decay: f64,
+    cfg: &AdamWConfig,
+) -> (Tensor<1>, Moments) {
+    let moments = match prev {
+        Some(mo) => Moments {
+            m: mo.m.mul_scalar(cfg.beta1) + g.clone().mul_scalar(1.0 - cfg.beta1),
+            v: mo.v.mul_scalar(cfg.beta2) + g.square().mul_scalar(1.0 - cfg.beta2),
+        },
+        None => Moments {
+            m: g.clone().mul_scalar(1.0 - cfg.beta1),
+            v: g.square().mul_scalar(1.0 - cfg.beta2),
+        },
+    };
+    let t = i32::try_from(t).unwrap_or(i32::MAX);
+    let bc1 = 1.0 - cfg.beta1.powi(t);
+    let bc2 = 1.0 - cfg.beta2.powi(t);
+    let denom = (moments.v.clone().div_scalar(bc2))
+        .sqrt()
+        .add_scalar(cfg.eps);
+    let delta = moments.m.clone().div_scalar(bc1) / denom;
+    let p = if weight_decay != 0.0 {
+        p.mul_scalar(1.0 - lr * weight_decay)
+    } else {
+        p
+    };
+    (p - delta.mul_scalar(lr), moments)
+}
+
 struct Update<'a> {
     opt: &'a mut AdamW,
     grads: &'a mut GradientsParams,
@@ -161,37 +201,17 @@ impl ModuleMapper for Update<'_> {
         };
         let path = self.path.path();
         let cfg = self.opt.cfg;
-        let t = self.opt.steps as i32;
+        let t = self.opt.steps;
         param.map(|value| {
             let shape = value.dims();
             let require_grad = value.is_require_grad();
-            let x = value.clone().without_autodiff();
             let n: usize = shape.iter().product();
+            let flat = value.clone().without_autodiff().reshape([n]);
             let g = grad.without_autodiff().reshape([n]);
-            let moments = match self.opt.state.remove(&path) {
-                Some(mo) => Moments {
-                    m: mo.m.mul_scalar(cfg.beta1) + g.clone().mul_scalar(1.0 - cfg.beta1),
-                    v: mo.v.mul_scalar(cfg.beta2) + g.square().mul_scalar(1.0 - cfg.beta2),
-                },
-                None => Moments {
-                    m: g.clone().mul_scalar(1.0 - cfg.beta1),
-                    v: g.square().mul_scalar(1.0 - cfg.beta2),
-                },
-            };
-            let bc1 = 1.0 - cfg.beta1.powi(t);
-            let bc2 = 1.0 - cfg.beta2.powi(t);
-            let denom = (moments.v.clone().div_scalar(bc2))
-                .sqrt()
-                .add_scalar(cfg.eps);
-            let delta = moments.m.clone().div_scalar(bc1) / denom;
             let decay = if D > 1 { cfg.weight_decay } else { 0.0 };
-            let flat = x.reshape([n]);
-            let flat = if decay > 0.0 {
-                flat.mul_scalar(1.0 - self.lr * decay)
-            } else {
-                flat
-            };
-            let updated = (flat - delta.mul_scalar(self.lr)).reshape(shape);
+            let prev = self.opt.state.remove(&path);
+            let (updated, moments) = adamw_update(flat, g, prev, t, self.lr, decay, &cfg);
+            let updated = updated.reshape(shape);
             self.opt.state.insert(path.clone(), moments);
             let device = value.device();
             let updated = if device.is_autodiff() {

@@ -496,7 +496,7 @@ fn run_dvae(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
         vocab_size: r.usize("vocab_size")?,
     };
     let device = Device::flex();
-    let mut model = DalleEncoder::new(&cfg, &device);
+    let mut model = DalleEncoder::new(&cfg, &device)?;
     let rename = |k: &str| crate::dalle::official_to_module_key(k);
     let opts = LoadOptions {
         prefix: Some("state."),

@@ -11,8 +11,7 @@
 //! crash never leaves a half-written checkpoint under the final name.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Module;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PathFilter, PyTorchToBurnAdapter, bridge};
@@ -359,29 +358,10 @@ fn canonical_json(v: &serde_json::Value) -> String {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically and durably ([`cae_fsio::write_atomic`], the workspace's one
+/// implementation), with the error naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PretrainError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| PretrainError::io(dir, e))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp: PathBuf = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(PretrainError::io(path, e));
-    }
-    Ok(())
+    cae_fsio::write_atomic(path, bytes).map_err(|e| PretrainError::io(path, e))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! `failed`), and [`RunRecord::is_result`] is false for it, so a leaderboard never shows it.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -133,12 +133,51 @@ impl MachineInfo {
         Self {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cpu,
-            gpu: None,
+            gpu: gpu_description(device, &nvidia_models()),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             device: device.to_string(),
             threads,
         }
     }
+}
+
+/// Whether a device spec (`cpu`, `cuda:0`, `vulkan`, `tch-cuda:1`, a comma-separated list of
+/// them) computes on a GPU.
+fn is_gpu_device(device: &str) -> bool {
+    device.split(',').any(|d| {
+        let kind = d.trim().split(':').next().unwrap_or("");
+        matches!(kind, "cuda" | "vulkan" | "wgpu" | "tch-cuda")
+    })
+}
+
+/// The GPU a run computed on: `None` on the CPU; on a GPU the model name the NVIDIA driver reports
+/// (`/proc/driver/nvidia/gpus/*/information`) with the device spec, when every GPU of the machine
+/// is that model (so the name cannot be the wrong card's); otherwise the device spec alone.
+fn gpu_description(device: &str, models: &[String]) -> Option<String> {
+    if !is_gpu_device(device) {
+        return None;
+    }
+    match models.first() {
+        Some(first) if models.iter().all(|m| m == first) => Some(format!("{first} ({device})")),
+        _ => Some(device.to_string()),
+    }
+}
+
+/// The model names of the NVIDIA GPUs, as the driver lists them (empty without the driver).
+fn nvidia_models() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc/driver/nvidia/gpus") else {
+        return Vec::new();
+    };
+    let mut models: Vec<String> = entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("information")).ok())
+        .filter_map(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("Model:"))
+                .map(|m| m.trim().to_string())
+        })
+        .collect();
+    models.sort();
+    models
 }
 
 /// The metrics of one epoch (or one evaluation point).
@@ -388,34 +427,37 @@ pub fn sha256_file(path: &Path) -> Result<String, ReportError> {
         .collect())
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically and durably ([`cae_fsio::write_atomic`], the workspace's one
+/// implementation), with the error naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(ReportError::io(path, e));
-    }
-    Ok(())
+    cae_fsio::write_atomic(path, bytes).map_err(|e| ReportError::io(path, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gpu_is_named_only_on_a_gpu_device_and_only_when_unambiguous() {
+        let h200 = vec!["NVIDIA H200".to_string(), "NVIDIA H200".to_string()];
+        assert_eq!(gpu_description("cpu", &h200), None);
+        assert_eq!(gpu_description("cpu,cpu", &h200), None);
+        assert_eq!(
+            gpu_description("vulkan", &h200).as_deref(),
+            Some("NVIDIA H200 (vulkan)")
+        );
+        assert_eq!(
+            gpu_description("cuda:0,cuda:1", &h200).as_deref(),
+            Some("NVIDIA H200 (cuda:0,cuda:1)")
+        );
+        let mixed = vec!["NVIDIA A100".to_string(), "NVIDIA H200".to_string()];
+        assert_eq!(gpu_description("cuda:1", &mixed).as_deref(), Some("cuda:1"));
+        assert_eq!(
+            gpu_description("tch-cuda:0", &[]).as_deref(),
+            Some("tch-cuda:0")
+        );
+        assert_eq!(MachineInfo::current("cpu", Some(2)).gpu, None);
+    }
 
     fn record() -> RunRecord {
         RunRecord::start(

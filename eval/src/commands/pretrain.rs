@@ -143,6 +143,14 @@ pub fn model_config(args: &PretrainArgs) -> anyhow::Result<CaeConfig> {
             "--mask-ratio must be in (0, 1), got {r}"
         );
         let n = cfg.encoder.num_patches();
+        anyhow::ensure!(
+            n >= 2,
+            "--mask-ratio: the model has {n} patch(es) ({}×{} images, patch {}); masking needs at \
+             least 2, one to see and one to predict",
+            cfg.encoder.img_size,
+            cfg.encoder.img_size,
+            cfg.encoder.patch_size
+        );
         cfg.mask.num_masked = ((r * n as f64).round() as usize).clamp(1, n - 1);
     }
     if let Some(d) = args.regressor_depth {
@@ -176,7 +184,12 @@ pub fn model_config(args: &PretrainArgs) -> anyhow::Result<CaeConfig> {
         }
         None => {}
     }
-    cfg.validate()?;
+    match &args.model_config {
+        Some(path) => cfg
+            .validate()
+            .with_context(|| format!("{}", path.display()))?,
+        None => cfg.validate()?,
+    }
     Ok(cfg)
 }
 
@@ -248,6 +261,18 @@ pub fn pretrain_with_record(args: &PretrainArgs) -> anyhow::Result<RunSummary> {
         resume: args.resume,
         progress: !args.no_progress,
     };
+    // Bad options and a run directory that must not be touched are refused before the record
+    // is written, so a refused command leaves the folder as it was.
+    let option = if args.devices.is_some() {
+        "--devices"
+    } else {
+        "--device"
+    };
+    for d in &req.devices {
+        cae_pretrain::device::parse_device(d).with_context(|| format!("{option}: entry `{d}`"))?;
+    }
+    cae_pretrain::train::run::preflight(&req)
+        .with_context(|| format!("pretraining into {}", args.out.display()))?;
     let mut record = start_record(&req, rayon::current_num_threads())?;
     let summary = match run(&req) {
         Ok(s) => s,
@@ -266,13 +291,18 @@ pub fn pretrain_with_record(args: &PretrainArgs) -> anyhow::Result<RunSummary> {
     Ok(summary)
 }
 
-/// The headline numbers of a finished pretraining run, as recorded.
+/// The headline numbers of a finished pretraining run, as recorded. Only finite values: JSON has
+/// no NaN, and a record must stay readable (a run without a logged loss has no `final_loss`).
 fn summary_metrics(s: &RunSummary) -> BTreeMap<String, f64> {
-    BTreeMap::from([
-        ("steps".to_string(), s.steps as f64),
-        ("final_loss".to_string(), s.final_loss),
-        ("seconds".to_string(), s.seconds),
-    ])
+    [
+        ("steps", s.steps as f64),
+        ("final_loss", s.final_loss),
+        ("seconds", s.seconds),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.is_finite())
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Writes `RUN/record.json` as `running` before the first step: a run that is killed stays
@@ -325,7 +355,9 @@ pub fn start_record(req: &RunRequest, threads: usize) -> anyhow::Result<RecordWr
     record
         .versions
         .insert("cae-bench".into(), env!("CARGO_PKG_VERSION").into());
-    record.versions.insert("burn".into(), "0.22.1".into());
+    record
+        .versions
+        .insert("burn".into(), cae_pretrain::BURN_VERSION.into());
     record.encoder = Some(EncoderInfo {
         label: format!("{} {}", method_label(method), req.model.preset),
         path: None,

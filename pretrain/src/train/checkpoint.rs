@@ -72,15 +72,21 @@ pub fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PretrainError
     Ok(out)
 }
 
-/// The newest checkpoint whose header reads, if any.
+/// The newest checkpoint, if any. Checkpoints are written to a temporary name and renamed, so an
+/// unreadable one is damaged, not half-written: it is an error naming the file (delete it to
+/// resume from the one before), never silently skipped.
 pub fn latest_checkpoint(dir: &Path) -> Result<Option<(u64, PathBuf)>, PretrainError> {
-    for (step, path) in list_checkpoints(dir)?.into_iter().rev() {
-        if read_state(&path).is_ok() {
-            return Ok(Some((step, path)));
-        }
-        tracing::warn!("skipping unreadable checkpoint {}", path.display());
+    let Some((step, path)) = list_checkpoints(dir)?.pop() else {
+        return Ok(None);
+    };
+    match read_state(&path) {
+        Ok(_) => Ok(Some((step, path))),
+        Err(e) => Err(PretrainError::Input(format!(
+            "{e}; the newest checkpoint is damaged (checkpoints are written atomically): \
+             delete {} to resume from the one before",
+            path.display()
+        ))),
     }
-    Ok(None)
 }
 
 /// Reads a checkpoint's state and run config without loading tensors.

@@ -9,4 +9,7 @@ pub mod step;
 
 pub use config::{RunConfig, TrainConfig};
 pub use run::{RunRequest, RunSummary, run};
-pub use step::{PretrainBatch, Pretrainable, StepStats, step_rng, train_step};
+pub use step::{
+    PRETRAIN_STEP_SALT, PretrainBatch, Pretrainable, StepStats, salted_step_rng, step_rng,
+    train_step,
+};

@@ -173,6 +173,135 @@ pub fn resolve(req: &RunRequest, images: usize) -> Result<RunConfig, PretrainErr
     })
 }
 
+/// What makes a run directory hold a run worth keeping: trained weights.
+const RUN_FILES: [&str; 2] = ["checkpoints", "encoder.safetensors"];
+
+/// Checks a request against its run directory before anything is written, so that a refused
+/// request leaves the directory (and its `record.json`) as it was:
+///
+/// * without `--resume`, a directory that already holds a trained run (checkpoints or an exported
+///   encoder) is refused, whatever its config: continuing it needs `--resume`, starting afresh
+///   needs another `--out` (or deleting the old run by hand). What a run that never reached a
+///   checkpoint left (`config.toml`, `metrics.jsonl`, a `running`/`failed` record) is replaced;
+/// * with `--resume`, the saved `config.toml` must equal the resolved config; the lines that
+///   differ are named.
+///
+/// Returns the resolved config (which needs the number of images: the data folder is opened).
+pub fn preflight(req: &RunRequest) -> Result<RunConfig, PretrainError> {
+    device_list(&req.devices)?;
+    let data =
+        UnlabelledFolder::open(&req.data).map_err(|e| PretrainError::Input(e.to_string()))?;
+    let cfg = resolve(req, data.len())?;
+    check_out_dir(req, &cfg)?;
+    Ok(cfg)
+}
+
+fn check_out_dir(req: &RunRequest, cfg: &RunConfig) -> Result<(), PretrainError> {
+    let out = &req.out;
+    let config_path = out.join("config.toml");
+    let saved = if config_path.exists() {
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| PretrainError::io(&config_path, e))?;
+        Some(RunConfig::from_toml(&text).map_err(|e| {
+            PretrainError::Input(format!(
+                "{}: not a run config ({e}); this folder does not hold a run cae-bench can \
+                 continue: choose another --out",
+                config_path.display()
+            ))
+        })?)
+    } else {
+        None
+    };
+    if req.resume {
+        if let Some(saved) = saved
+            && saved != *cfg
+        {
+            return Err(PretrainError::Config(format!(
+                "{}: --resume with a different configuration than the run was started with; \
+                 pass the same options (saved → given: {})",
+                config_path.display(),
+                config_diff(&saved.to_toml(), &cfg.to_toml())
+            )));
+        }
+        return Ok(());
+    }
+    let ckpt_dir = out.join("checkpoints");
+    let found: Vec<&str> = RUN_FILES
+        .iter()
+        .copied()
+        .filter(|f| match *f {
+            "checkpoints" => super::checkpoint::list_checkpoints(&ckpt_dir)
+                .map(|l| !l.is_empty())
+                .unwrap_or(true),
+            f => out.join(f).exists(),
+        })
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let what = match &saved {
+        Some(saved) if saved == cfg => "a run of this same configuration".to_string(),
+        Some(saved) => format!(
+            "a run of another configuration (saved → given: {})",
+            config_diff(&saved.to_toml(), &cfg.to_toml())
+        ),
+        None => "a pretraining run".to_string(),
+    };
+    Err(PretrainError::Config(format!(
+        "{} already holds {what} ({}); nothing was changed. Pass --resume to continue it with \
+         its options, or choose another --out",
+        out.display(),
+        found.join(", ")
+    )))
+}
+
+/// The `key = value` lines of two TOML texts that differ, as `[table] key: old → new`
+/// (at most 8 shown).
+fn config_diff(saved: &str, given: &str) -> String {
+    fn lines(text: &str) -> Vec<(String, String)> {
+        let mut table = String::new();
+        let mut out = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                table = line.to_string();
+            } else if let Some((k, v)) = line.split_once(" = ") {
+                let key = if table.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{table} {k}")
+                };
+                out.push((key, v.to_string()));
+            }
+        }
+        out
+    }
+    let (a, b) = (lines(saved), lines(given));
+    let get = |l: &[(String, String)], k: &str| {
+        l.iter()
+            .find(|(key, _)| key == k)
+            .map_or("(absent)".to_string(), |(_, v)| v.clone())
+    };
+    let mut keys: Vec<&String> = a.iter().chain(b.iter()).map(|(k, _)| k).collect();
+    keys.sort();
+    keys.dedup();
+    let diffs: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| {
+            let (x, y) = (get(&a, k), get(&b, k));
+            (x != y).then(|| format!("{k}: {x} → {y}"))
+        })
+        .collect();
+    if diffs.is_empty() {
+        return "no line differs".into();
+    }
+    let more = diffs.len().saturating_sub(8);
+    let mut shown = diffs.into_iter().take(8).collect::<Vec<_>>().join("; ");
+    if more > 0 {
+        shown.push_str(&format!("; and {more} more"));
+    }
+    shown
+}
+
 /// Runs (or resumes) a pretraining run.
 pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
     let started = Instant::now();
@@ -185,23 +314,11 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
     let config_path = out.join("config.toml");
     let devices = device_list(&req.devices)?;
     let device = devices[0].clone();
+    check_out_dir(req, &cfg)?;
 
     // Fresh run or resume.
     let mut resumed_from = None;
     if req.resume {
-        if config_path.exists() {
-            let saved = std::fs::read_to_string(&config_path)
-                .map_err(|e| PretrainError::io(&config_path, e))?;
-            let saved = RunConfig::from_toml(&saved)?;
-            if saved != cfg {
-                return Err(PretrainError::Config(format!(
-                    "{}: --resume with a different configuration than the run was started with; \
-                     pass the same options (saved:\n{})",
-                    config_path.display(),
-                    saved.to_toml()
-                )));
-            }
-        }
         resumed_from = latest_checkpoint(&ckpt_dir)?;
         if resumed_from.is_none() {
             tracing::info!(
@@ -209,11 +326,6 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
                 ckpt_dir.display()
             );
         }
-    } else if ckpt_dir.exists() && !super::checkpoint::list_checkpoints(&ckpt_dir)?.is_empty() {
-        return Err(PretrainError::Config(format!(
-            "{} already holds checkpoints; pass --resume to continue it, or choose another --out",
-            out.display()
-        )));
     }
     std::fs::create_dir_all(&ckpt_dir).map_err(|e| PretrainError::io(&ckpt_dir, e))?;
     let config_toml = cfg.to_toml();
@@ -290,7 +402,7 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
     let total = cfg.derived.total_steps;
     let want_tokens = tokenizer.is_some();
 
-    let progress = progress_bar(req.progress, total, step);
+    let progress = crate::progress::bar(req.progress, total, step, "steps");
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -401,10 +513,15 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
         AnyModel::Beit(m) => &m.encoder,
     };
     crate::encoder_file::save_encoder(enc_module, &cfg.model, &encoder, &extra)?;
-    let final_loss = if last_losses.is_empty() {
+    if last_losses.is_empty() {
+        // Resumed at the final step: the losses of the run are the logged ones.
+        last_losses = logged_losses(&metrics_path, step)?;
+    }
+    let tail = &last_losses[last_losses.len().saturating_sub(10)..];
+    let final_loss = if tail.is_empty() {
         f64::NAN
     } else {
-        last_losses.iter().sum::<f64>() / last_losses.len() as f64
+        tail.iter().sum::<f64>() / tail.len() as f64
     };
     Ok(RunSummary {
         steps: step,
@@ -413,6 +530,20 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
         encoder,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The logged losses of the steps up to `step`, in order (from `metrics.jsonl`).
+fn logged_losses(path: &Path, step: u64) -> Result<Vec<f64>, PretrainError> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| PretrainError::io(path, e))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<MetricsLine>(l).ok())
+        .filter(|m| m.step <= step && m.loss.is_finite())
+        .map(|m| m.loss)
+        .collect())
 }
 
 /// Tokenizer sizes: from the file's `dalle_config` metadata, else the released model's with the
@@ -426,6 +557,9 @@ fn tokenizer_config(path: &Path, vocab_size: usize) -> Result<DalleConfig, Pretr
         })?,
         None => DalleConfig::default(),
     };
+    cfg.validate().map_err(|e| {
+        PretrainError::Input(format!("{}: metadata `dalle_config`: {e}", path.display()))
+    })?;
     if cfg.vocab_size != vocab_size {
         return Err(PretrainError::Config(format!(
             "{}: the tokenizer has {} tokens, the model's head predicts {vocab_size}",
@@ -536,19 +670,4 @@ fn write_metrics(
     file.write_all(text.as_bytes())
         .and_then(|_| file.flush())
         .map_err(|e| PretrainError::io(path, e))
-}
-
-fn progress_bar(show: bool, total: u64, start: u64) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(total);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
-        )
-        .expect("a valid template"),
-    );
-    pb.set_position(start);
-    pb
 }

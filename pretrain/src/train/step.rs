@@ -115,11 +115,41 @@ impl Pretrainable for ContextAutoencoder {
     }
 }
 
-/// The generator of step `step` of a run seeded `seed` (drop path): a pure function of both.
-pub fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_cafe_f00d_d00d);
+/// The salt of pretraining's per-step streams (see [`salted_step_rng`]).
+pub const PRETRAIN_STEP_SALT: u64 = 0x5eed_cafe_f00d_d00d;
+
+/// The generator of step `step` of a run seeded `seed`, in the family of streams named by `salt`
+/// (pretraining's drop path, fine-tuning's drop path, …): a pure function of the three, so a run
+/// resumed at any step draws what the uninterrupted run drew. The one implementation of per-step
+/// streams in the workspace; each user has its own salt so that their streams differ.
+pub fn salted_step_rng(seed: u64, salt: u64, step: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ salt);
     rng.set_stream(step.wrapping_add(1));
     rng
+}
+
+/// The generator of pretraining step `step` of a run seeded `seed` (drop path).
+pub fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
+    salted_step_rng(seed, PRETRAIN_STEP_SALT, step)
+}
+
+/// A worker's result; a worker that panicked (a backend failure such as running out of device
+/// memory surfaces as a panic inside burn) becomes an error naming its device and the message,
+/// instead of taking the whole process down.
+fn worker_result<T>(
+    joined: std::thread::Result<Result<T, PretrainError>>,
+    device: &Device,
+) -> Result<T, PretrainError> {
+    joined.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        Err(PretrainError::Backend(format!(
+            "the training worker on device {device:?} failed: {message}"
+        )))
+    })
 }
 
 /// One micro-batch's result: its index, gradients, loss scalars and whether it has `mlm_acc`.
@@ -206,7 +236,8 @@ pub fn train_step<M: Pretrainable + Send + Sync>(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("a training worker panicked"))
+            .zip(&devices)
+            .map(|(h, device)| worker_result(h.join(), device))
             .collect()
     });
     let mut parts = Vec::new();
@@ -269,6 +300,37 @@ impl Pretrainable for BeitPretrain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_worker_is_an_error_naming_its_device() {
+        let device = Device::flex();
+        let joined = std::thread::scope(|scope| {
+            scope
+                .spawn(|| -> Result<u32, PretrainError> {
+                    std::panic::panic_any("out of memory: 4 GiB requested".to_string())
+                })
+                .join()
+        });
+        let err = worker_result(joined, &device).unwrap_err().to_string();
+        assert!(err.contains("out of memory: 4 GiB requested"), "{err}");
+        assert!(err.contains("training worker on device"), "{err}");
+        let joined = std::thread::scope(|scope| scope.spawn(|| Ok::<u32, PretrainError>(3)).join());
+        assert_eq!(worker_result(joined, &device).unwrap(), 3);
+    }
+
+    #[test]
+    fn step_streams_are_pure_functions_of_seed_salt_and_step() {
+        use rand::RngCore;
+        let draw = |mut r: ChaCha8Rng| (r.next_u64(), r.next_u64());
+        assert_eq!(draw(step_rng(3, 7)), draw(step_rng(3, 7)));
+        assert_eq!(
+            draw(step_rng(3, 7)),
+            draw(salted_step_rng(3, PRETRAIN_STEP_SALT, 7))
+        );
+        assert_ne!(draw(step_rng(3, 7)), draw(step_rng(3, 8)));
+        assert_ne!(draw(step_rng(3, 7)), draw(step_rng(4, 7)));
+        assert_ne!(draw(step_rng(3, 7)), draw(salted_step_rng(3, 1, 7)));
+    }
     use crate::config::Method;
     use crate::optim::AdamWConfig;
     use crate::train::bench::random_batch;
