@@ -79,12 +79,17 @@ fn edited_copy(src: &Path, dst: &Path, name: &str, edit: impl Fn(Dtype, &mut Vec
     .unwrap();
 }
 
-fn add_to_first_f32(delta: f32) -> impl Fn(Dtype, &mut Vec<u8>) {
+fn add_to_f32(at: usize, delta: f32) -> impl Fn(Dtype, &mut Vec<u8>) {
     move |dtype, data| {
         assert_eq!(dtype, Dtype::F32);
-        let v = f32::from_le_bytes(data[0..4].try_into().unwrap()) + delta;
-        data[0..4].copy_from_slice(&v.to_le_bytes());
+        let bytes = &mut data[4 * at..4 * at + 4];
+        let v = f32::from_le_bytes((&*bytes).try_into().unwrap()) + delta;
+        bytes.copy_from_slice(&v.to_le_bytes());
     }
+}
+
+fn add_to_first_f32(delta: f32) -> impl Fn(Dtype, &mut Vec<u8>) {
+    add_to_f32(0, delta)
 }
 
 fn swap_first_two_i64(dtype: Dtype, data: &mut Vec<u8>) {
@@ -124,13 +129,12 @@ fn a_perturbed_reference_fails_and_names_the_tensor() {
         let fails: Vec<String> = report.failures().iter().map(|c| c.name.clone()).collect();
         assert_eq!(fails, vec![tensor.to_string()], "perturbing {tensor}");
     }
-    // An input changed: the outputs computed from it no longer match.
-    edited_copy(&src, &dst, "roi_align.features", add_to_first_f32(0.5));
+    // An input changed: the outputs computed from it no longer match (x1 of the first RoI moved
+    // by half a feature pixel: every RoIAlign output and gradient).
+    edited_copy(&src, &dst, "roi_align.rois", add_to_f32(1, 2.0));
     let report = run_detops_reference(&dst).unwrap();
-    assert!(
-        !report.failures().is_empty(),
-        "a changed feature map went unnoticed"
-    );
+    let fails = report.failures().len();
+    assert_eq!(fails, 12, "a moved RoI: {}", report.summary());
 }
 
 #[test]

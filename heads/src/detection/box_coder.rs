@@ -92,7 +92,10 @@ impl BoxCoder {
                 let dw = (d[2] / ww).min(self.clip);
                 let dh = (d[3] / wh).min(self.clip);
                 let (px, py) = (dx * w + cx, dy * h + cy);
-                let (pw, ph) = (dw.exp() * w, dh.exp() * h);
+                // exp correctly rounded (through f64), as torchvision's vectorised exp gives:
+                // f32 `expf` may be an ulp off, and that ulp shows at coordinates above 128.
+                let exp = |v: f32| f64::from(v).exp() as f32;
+                let (pw, ph) = (exp(dw) * w, exp(dh) * h);
                 let (hw, hh) = (0.5 * pw, 0.5 * ph);
                 [px - hw, py - hh, px + hw, py + hh]
             })

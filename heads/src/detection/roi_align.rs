@@ -241,7 +241,7 @@ mod tests {
             };
             let out = roi_align(ramp(&dev, 10, 12), &[roi], &cfg).unwrap();
             assert_eq!(out.dims(), [1, 2, 3, 4]);
-            let v = out.into_data().to_vec::<f32>().unwrap();
+            let v = out.try_into_vec_as::<f32>().unwrap();
             // feature x from 2 − 0.5 to 8 − 0.5 in 4 bins of 1.5: centres 2.25, 3.75, …
             for px in 0..4 {
                 let want = 1.5 + 1.5 * (px as f32 + 0.5);
@@ -264,21 +264,21 @@ mod tests {
             bbox: [20.0, 20.0, 30.0, 30.0],
         };
         let out = roi_align(ones.clone(), &[far], &RoiAlignConfig::new(2, 1.0)).unwrap();
-        assert_eq!(out.into_data().to_vec::<f32>().unwrap(), vec![0.0; 4]);
+        assert_eq!(out.try_into_vec_as::<f32>().unwrap(), vec![0.0; 4]);
         // A point RoI: aligned has no samples (0), legacy samples a 1×1 area (1).
         let point = Roi {
             batch: 0,
             bbox: [1.0, 1.0, 1.0, 1.0],
         };
         let out = roi_align(ones.clone(), &[point], &RoiAlignConfig::new(2, 1.0)).unwrap();
-        assert_eq!(out.into_data().to_vec::<f32>().unwrap(), vec![0.0; 4]);
+        assert_eq!(out.try_into_vec_as::<f32>().unwrap(), vec![0.0; 4]);
         let legacy = RoiAlignConfig {
             aligned: false,
             sampling_ratio: 2,
             ..RoiAlignConfig::new(2, 1.0)
         };
         let out = roi_align(ones, &[point], &legacy).unwrap();
-        assert_eq!(out.into_data().to_vec::<f32>().unwrap(), vec![1.0; 4]);
+        assert_eq!(out.try_into_vec_as::<f32>().unwrap(), vec![1.0; 4]);
     }
 
     #[test]
@@ -302,8 +302,7 @@ mod tests {
             .sum_dim(3)
             .sum_dim(2)
             .sum_dim(1)
-            .into_data()
-            .to_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .unwrap();
         // every bin is inside the map, so its weights sum to 1: 9 bins × 3 channels per RoI.
         assert!((per_image[0] - 27.0).abs() < 1e-4, "{per_image:?}");
