@@ -154,3 +154,81 @@ fn a_reference_without_its_settings_is_an_error_naming_the_file() {
     std::fs::write(&dst, b"not a safetensors file").unwrap();
     assert!(run_detops_reference(&dst).is_err());
 }
+
+fn reverse_rows(data: &[u8], rows: usize) -> Vec<u8> {
+    data.chunks(data.len() / rows)
+        .rev()
+        .flatten()
+        .copied()
+        .collect()
+}
+
+fn transpose4(data: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    for c in 0..cols {
+        for r in 0..rows {
+            out.extend_from_slice(&data[4 * (r * cols + c)..4 * (r * cols + c) + 4]);
+        }
+    }
+    out
+}
+
+/// A second reference file of the same format whose values follow exactly from the shipped
+/// one: RoIs and NMS boxes in reverse order (outputs and kept indices mapped alike), IoU with
+/// the two box sets swapped (transposed matrices).
+#[test]
+fn a_derived_reference_with_reordered_inputs_also_matches() {
+    let bytes = std::fs::read(shipped_reference()).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let n_nms = st.tensor("nms.scores").unwrap().shape()[0] as i64;
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, v) in st.tensors() {
+        let (dtype, mut shape, data) = (v.dtype(), v.shape().to_vec(), v.data().to_vec());
+        let (name, data) = match name.as_str() {
+            "iou.boxes1" => ("iou.boxes2".to_string(), data),
+            "iou.boxes2" => ("iou.boxes1".to_string(), data),
+            "iou.iou" | "iou.giou" => {
+                let t = transpose4(&data, shape[0], shape[1]);
+                shape.swap(0, 1);
+                (name, t)
+            }
+            "nms.boxes" | "nms.scores" | "nms.labels" => {
+                let d = reverse_rows(&data, shape[0]);
+                (name, d)
+            }
+            n if n.starts_with("nms.keep_") || n.starts_with("batched_nms.keep_") => {
+                let d = data
+                    .chunks_exact(8)
+                    .flat_map(|c| {
+                        (n_nms - 1 - i64::from_le_bytes(c.try_into().unwrap())).to_le_bytes()
+                    })
+                    .collect();
+                (name, d)
+            }
+            n if n == "roi_align.rois"
+                || (n.starts_with("roi_align.")
+                    && (n.ends_with(".out") || n.ends_with(".upstream"))) =>
+            {
+                let d = reverse_rows(&data, shape[0]);
+                (name, d)
+            }
+            _ => (name, data),
+        };
+        owned.push((name, dtype, shape, data));
+    }
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("detops_derived.safetensors");
+    std::fs::write(
+        &dst,
+        safetensors::serialize(views, meta.metadata().clone()).unwrap(),
+    )
+    .unwrap();
+    let report = run_detops_reference(&dst).unwrap();
+    assert!(report.failures().is_empty(), "{}", report.summary());
+    assert_eq!(report.checks.len(), 28);
+}
