@@ -54,7 +54,7 @@ fn detops_reference_files_match_torchvision() {
 }
 
 /// Writes a copy of `src` to `dst` with `edit` applied to the raw bytes of tensor `name`.
-fn edited_copy(src: &Path, dst: &Path, name: &str, edit: impl Fn(Dtype, &mut Vec<u8>)) {
+fn edited_copy(src: &Path, dst: &Path, name: &str, edit: impl Fn(Dtype, &mut [u8])) {
     let bytes = std::fs::read(src).unwrap();
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
@@ -67,7 +67,7 @@ fn edited_copy(src: &Path, dst: &Path, name: &str, edit: impl Fn(Dtype, &mut Vec
         .iter_mut()
         .find(|(n, ..)| n == name)
         .unwrap_or_else(|| panic!("{name} in the reference file"));
-    edit(entry.1, &mut entry.3);
+    edit(entry.1, &mut entry.3[..]);
     let views: Vec<(String, TensorView<'_>)> = owned
         .iter()
         .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
@@ -79,7 +79,7 @@ fn edited_copy(src: &Path, dst: &Path, name: &str, edit: impl Fn(Dtype, &mut Vec
     .unwrap();
 }
 
-fn add_to_f32(at: usize, delta: f32) -> impl Fn(Dtype, &mut Vec<u8>) {
+fn add_to_f32(at: usize, delta: f32) -> impl Fn(Dtype, &mut [u8]) {
     move |dtype, data| {
         assert_eq!(dtype, Dtype::F32);
         let bytes = &mut data[4 * at..4 * at + 4];
@@ -88,11 +88,14 @@ fn add_to_f32(at: usize, delta: f32) -> impl Fn(Dtype, &mut Vec<u8>) {
     }
 }
 
-fn add_to_first_f32(delta: f32) -> impl Fn(Dtype, &mut Vec<u8>) {
+fn add_to_first_f32(delta: f32) -> impl Fn(Dtype, &mut [u8]) {
     add_to_f32(0, delta)
 }
 
-fn swap_first_two_i64(dtype: Dtype, data: &mut Vec<u8>) {
+/// An edit of a tensor's raw bytes.
+type Edit = Box<dyn Fn(Dtype, &mut [u8])>;
+
+fn swap_first_two_i64(dtype: Dtype, data: &mut [u8]) {
     assert_eq!(dtype, Dtype::I64);
     let (a, b) = data.split_at_mut(8);
     a.swap_with_slice(&mut b[..8]);
@@ -103,16 +106,13 @@ fn a_perturbed_reference_fails_and_names_the_tensor() {
     let src = shipped_reference();
     let dir = tempfile::tempdir().unwrap();
     let dst = dir.path().join("detops_perturbed.safetensors");
-    let cases: Vec<(&str, Box<dyn Fn(Dtype, &mut Vec<u8>)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         ("anchors.all", Box::new(add_to_first_f32(1.0))),
         ("box_coder.roi.decoded", Box::new(add_to_first_f32(1e-3))),
         ("iou.giou", Box::new(add_to_first_f32(5e-5))),
         ("nms.keep_0.5", Box::new(swap_first_two_i64)),
         ("batched_nms.keep_0.3", Box::new(swap_first_two_i64)),
-        (
-            "level_mapper.level",
-            Box::new(|_, d: &mut Vec<u8>| d[0] ^= 1),
-        ),
+        ("level_mapper.level", Box::new(|_, d: &mut [u8]| d[0] ^= 1)),
         ("paste.out", Box::new(add_to_first_f32(1e-3))),
         (
             "roi_align.aligned_s0.7.out",

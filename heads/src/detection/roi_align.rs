@@ -243,9 +243,9 @@ mod tests {
             assert_eq!(out.dims(), [1, 2, 3, 4]);
             let v = out.try_into_vec_as::<f32>().unwrap();
             // feature x from 2 − 0.5 to 8 − 0.5 in 4 bins of 1.5: centres 2.25, 3.75, …
-            for px in 0..4 {
+            for (px, got) in v[..4].iter().enumerate() {
                 let want = 1.5 + 1.5 * (px as f32 + 0.5);
-                assert!((v[px] - want).abs() < 1e-5, "x bin {px}: {}", v[px]);
+                assert!((got - want).abs() < 1e-5, "x bin {px}: {got}");
             }
             // y from 3 − 0.5 to 6 − 0.5 in 3 bins of 1.
             for py in 0..3 {
