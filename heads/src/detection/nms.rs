@@ -6,7 +6,10 @@
 //! and suppresses every later box whose IoU with it is strictly greater than the threshold.
 //! The IoU is computed in f32 and compared in f64, as torchvision does. The kept indices come
 //! back in decreasing score order. [`batched_nms`] suppresses only within a label (torchvision's
-//! `batched_nms`).
+//! `batched_nms`). It compares the boxes as given; torchvision, for fewer than 1000 boxes on the
+//! CPU, instead shifts each label's boxes by `label · (max coordinate + 1)` and runs one NMS, which
+//! rounds the shifted coordinates: the two can only disagree on an IoU within f32 rounding of the
+//! threshold (the reference files agree exactly).
 
 use super::iou::box_area;
 use super::{BBox, Result, check_boxes, invalid};
