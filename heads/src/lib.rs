@@ -33,6 +33,7 @@
 
 pub mod attentive;
 pub mod data;
+pub mod detection;
 pub mod error;
 pub mod features;
 pub mod finetune;
