@@ -6,27 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use cae_pretrain::parity::run_reference;
-
-fn reference_dir() -> PathBuf {
-    match std::env::var_os("CAE_REFERENCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference"),
-    }
-}
+use cae_pretrain::parity::{reference_dir, run_reference};
 
 fn reference_files(prefixes: &[&str]) -> Vec<PathBuf> {
     let dir = reference_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+    cae_pretrain::parity::reference_files(&dir, prefixes)
         .unwrap_or_else(|e| panic!("reading the reference folder {}: {e}", dir.display()))
-        .map(|e| e.expect("a directory entry").path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.ends_with(".safetensors") && prefixes.iter().any(|pre| name.starts_with(pre))
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 fn check_all(prefixes: &[&str]) {
