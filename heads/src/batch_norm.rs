@@ -118,7 +118,10 @@ mod tests {
     fn input(dev: &Device) -> Tensor<4> {
         // Two samples, two channels, 1×2 maps: channel 0 = [1, 2, 3, 4], channel 1 = [0, 0, 2, 2].
         Tensor::from_data(
-            TensorData::new(vec![1.0f32, 2.0, 0.0, 0.0, 3.0, 4.0, 2.0, 2.0], [2, 2, 1, 2]),
+            TensorData::new(
+                vec![1.0f32, 2.0, 0.0, 0.0, 3.0, 4.0, 2.0, 2.0],
+                [2, 2, 1, 2],
+            ),
             dev,
         )
     }

@@ -253,7 +253,9 @@ mod tests {
             ]
         );
         assert_eq!(neck.embed_dim(), Some(8));
-        let maps = (0..4).map(|_| Tensor::<4>::ones([2, 8, 6, 6], &dev)).collect();
+        let maps = (0..4)
+            .map(|_| Tensor::<4>::ones([2, 8, 6, 6], &dev))
+            .collect();
         let out = neck.forward(maps, false).unwrap();
         let dims: Vec<[usize; 4]> = out.iter().map(|t| t.dims()).collect();
         assert_eq!(

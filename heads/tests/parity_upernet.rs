@@ -42,7 +42,11 @@ fn mmseg_upernet_reference_files_match() {
             Err(e) => failures.push(format!("{}: {e}", file.display())),
         }
     }
-    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "parity failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Copies a reference file with one tensor changed by `delta` at element 0.

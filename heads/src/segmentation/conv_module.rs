@@ -154,7 +154,13 @@ mod tests {
         let dev = Device::flex();
         let draw = |seed| {
             let mut init = Init::new(seed, LinearInit::Xavier, &dev);
-            to_vec(ConvModule::new(16, 64, 3, 1e-5, &mut init).conv.weight.val()).unwrap()
+            to_vec(
+                ConvModule::new(16, 64, 3, 1e-5, &mut init)
+                    .conv
+                    .weight
+                    .val(),
+            )
+            .unwrap()
         };
         let w = draw(1);
         assert_eq!(w, draw(1));

@@ -115,9 +115,16 @@ mod tests {
         // Layer 0: patch embedding weight and bias, cls token, pos embed.
         assert_eq!(per_layer[0], 4);
         // Every block holds the same parameters.
-        assert!(per_layer[1..=depth].iter().all(|&n| n == per_layer[1] && n > 0));
+        assert!(
+            per_layer[1..=depth]
+                .iter()
+                .all(|&n| n == per_layer[1] && n > 0)
+        );
         assert_eq!(heads, per_layer[depth + 1]);
-        assert_eq!(seg_param_group("backbone.cls_token", 3, depth, decay, 0.05).weight_decay, 0.05);
+        assert_eq!(
+            seg_param_group("backbone.cls_token", 3, depth, decay, 0.05).weight_decay,
+            0.05
+        );
         assert!(
             (seg_param_group("neck.upsample_4x.0.weight", 4, depth, decay, 0.05).lr_scale - 1.0)
                 .abs()

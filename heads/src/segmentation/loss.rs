@@ -65,7 +65,9 @@ pub fn seg_cross_entropy(
     let logp = log_softmax(logits, 1);
     let valid = labels.clone().not_equal_elem(ignore_index);
     let safe = labels.mask_fill(valid.clone().bool_not(), 0);
-    let picked = logp.gather(1, safe.unsqueeze_dim::<4>(1)).squeeze_dim::<3>(1);
+    let picked = logp
+        .gather(1, safe.unsqueeze_dim::<4>(1))
+        .squeeze_dim::<3>(1);
     let valid = valid.float();
     let total = (picked * valid.clone()).sum().neg();
     if avg_non_ignore {
@@ -121,17 +123,26 @@ mod tests {
         let dev = Device::flex();
         // B = 1, K = 2, 1×2 pixels: logits (0, ln 3) and (0, 0); labels 1 and 255.
         let l3 = 3.0f32.ln();
-        let logits = Tensor::<4>::from_data(TensorData::new(vec![0.0, 0.0, l3, 0.0], [1, 2, 1, 2]), &dev);
+        let logits =
+            Tensor::<4>::from_data(TensorData::new(vec![0.0, 0.0, l3, 0.0], [1, 2, 1, 2]), &dev);
         let labels = label_tensor(&[1, 255], [1, 1, 2], 2, 255, &dev).unwrap();
         // Pixel 0: −log(3/4); pixel 1 ignored.
         let ce = -(0.75f32.ln());
         let non_ignore = scalar(seg_cross_entropy(logits.clone(), labels.clone(), 255, true));
         assert!((non_ignore - ce).abs() < 1e-6);
-        let all = scalar(seg_cross_entropy(logits.clone(), labels.clone(), 255, false));
+        let all = scalar(seg_cross_entropy(
+            logits.clone(),
+            labels.clone(),
+            255,
+            false,
+        ));
         assert!((all - ce / 2.0).abs() < 1e-6);
         // Everything ignored: 0, not NaN.
         let none = label_tensor(&[255, 255], [1, 1, 2], 2, 255, &dev).unwrap();
-        assert_eq!(scalar(seg_cross_entropy(logits.clone(), none, 255, true)), 0.0);
+        assert_eq!(
+            scalar(seg_cross_entropy(logits.clone(), none, 255, true)),
+            0.0
+        );
         // Total = main + 0.4 · aux.
         let parts = upernet_loss(logits.clone(), Some(logits), labels, 0.4, 255, true);
         assert!((scalar(parts.loss) - 1.4 * ce).abs() < 1e-6);

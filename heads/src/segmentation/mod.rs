@@ -303,7 +303,11 @@ impl UperNet {
     ///
     /// # Shapes
     /// `maps[i]: [B, D, h, w]` → levels `[B, D, h·s_i, w·s_i]`, logits `[B, K, h·s_0, w·s_0]`
-    pub fn forward_maps(&mut self, maps: Vec<Tensor<4>>, ctx: &mut ForwardCtx) -> Result<SegOutput> {
+    pub fn forward_maps(
+        &mut self,
+        maps: Vec<Tensor<4>>,
+        ctx: &mut ForwardCtx,
+    ) -> Result<SegOutput> {
         let pyramid = self.neck.forward(maps, ctx.train)?;
         let logits = self.decode_head.forward(&pyramid, ctx)?;
         let aux_logits = match self.auxiliary_head.as_mut() {
@@ -413,21 +417,36 @@ mod tests {
         let img = enc_cfg.encoder.img_size;
         let x = Tensor::<4>::ones([2, 3, img, img], &dev);
         let mut ctx = ForwardCtx::train(ChaCha8Rng::seed_from_u64(0));
-        let before = crate::error::to_vec(model.decode_head.bottleneck.bn.running_var.val()).unwrap();
+        let before =
+            crate::error::to_vec(model.decode_head.bottleneck.bn.running_var.val()).unwrap();
         let out = model.forward(x, &mut ctx).unwrap();
         let g = img / 4;
         assert_eq!(out.logits.dims(), [2, cfg.num_classes, g * 4, g * 4]);
-        assert_eq!(out.aux_logits.as_ref().unwrap().dims(), [2, cfg.num_classes, g, g]);
-        let labels: Vec<u8> = (0..2 * img * img).map(|i| (i % 5) as u8).map(|v| if v == 4 { 255 } else { v }).collect();
+        assert_eq!(
+            out.aux_logits.as_ref().unwrap().dims(),
+            [2, cfg.num_classes, g, g]
+        );
+        let labels: Vec<u8> = (0..2 * img * img)
+            .map(|i| (i % 5) as u8)
+            .map(|v| if v == 4 { 255 } else { v })
+            .collect();
         let labels = label_tensor(&labels, [2, img, img], cfg.num_classes, 255, &dev).unwrap();
         let loss = model.loss(&cfg, &out, labels);
         let value = crate::error::to_vec(loss.loss.clone()).unwrap()[0];
         assert!(value.is_finite() && value > 0.0);
         let grads = loss.loss.backward();
-        let qkv = model.backbone.as_ref().unwrap().blocks[0].attn.qkv.weight.val();
+        let qkv = model.backbone.as_ref().unwrap().blocks[0]
+            .attn
+            .qkv
+            .weight
+            .val();
         assert!(qkv.grad(&grads).is_some(), "the backbone gets gradients");
-        let after = crate::error::to_vec(model.decode_head.bottleneck.bn.running_var.val()).unwrap();
-        assert_ne!(before, after, "training mode updates the running statistics");
+        let after =
+            crate::error::to_vec(model.decode_head.bottleneck.bn.running_var.val()).unwrap();
+        assert_ne!(
+            before, after,
+            "training mode updates the running statistics"
+        );
         // A wrong image size is an error, not a panic.
         let wrong = Tensor::<4>::ones([1, 3, img + enc_cfg.encoder.patch_size, img], &dev);
         assert!(model.forward(wrong, &mut ForwardCtx::eval()).is_err());

@@ -76,7 +76,9 @@ impl Reference<'_> {
 }
 
 /// The segmentor config of a reference file's `config` metadata.
-pub fn config_from_reference(cfg: &serde_json::Value) -> std::result::Result<UperNetConfig, String> {
+pub fn config_from_reference(
+    cfg: &serde_json::Value,
+) -> std::result::Result<UperNetConfig, String> {
     let usize_of = |k: &str| {
         cfg[k]
             .as_u64()
@@ -153,13 +155,15 @@ pub fn run_upernet_reference(path: &Path) -> Result<ParityReport> {
 
     let levels = cfg.rescales.len();
     let feats = (0..levels)
-        .map(|i| Ok(r.tensor4(&format!("input.features.{i}"), &device)?.require_grad()))
+        .map(|i| {
+            Ok(r.tensor4(&format!("input.features.{i}"), &device)?
+                .require_grad())
+        })
         .collect::<Result<Vec<_>>>()?;
     let labels = {
-        let v = r
-            .st
-            .tensor("input.label")
-            .map_err(|e| bad(path, format!("tensor `input.label`: {e}")))?;
+        let v =
+            r.st.tensor("input.label")
+                .map_err(|e| bad(path, format!("tensor `input.label`: {e}")))?;
         let data = tensor_to_i64(&v).map_err(|e| bad(path, format!("input.label: {e}")))?;
         let shape: [usize; 3] = v
             .shape()
@@ -196,12 +200,11 @@ pub fn run_upernet_reference(path: &Path) -> Result<ParityReport> {
 
     let grads = loss.loss.backward();
     let ours: BTreeMap<String, (Vec<f32>, Vec<usize>)> = gradients_by_key(&model, &grads)?;
-    let mut names: Vec<&str> = r
-        .st
-        .names()
-        .into_iter()
-        .filter(|n| n.starts_with("grad."))
-        .collect();
+    let mut names: Vec<&str> =
+        r.st.names()
+            .into_iter()
+            .filter(|n| n.starts_with("grad."))
+            .collect();
     names.sort_unstable();
     for name in &names {
         let key = &name["grad.".len()..];

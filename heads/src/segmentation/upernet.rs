@@ -62,7 +62,9 @@ impl UPerHead {
         init: &mut Init,
     ) -> Result<Self> {
         let Some((&top, lower)) = in_channels.split_last() else {
-            return Err(HeadsError::Config("UPerHead needs at least one level".into()));
+            return Err(HeadsError::Config(
+                "UPerHead needs at least one level".into(),
+            ));
         };
         if pool_scales.contains(&0) {
             return Err(HeadsError::Config("a PPM pool scale must be ≥ 1".into()));
@@ -91,13 +93,8 @@ impl UPerHead {
             .iter()
             .map(|_| ConvModule::new(channels, channels, 3, bn_eps, init))
             .collect();
-        let fpn_bottleneck = ConvModule::new(
-            in_channels.len() * channels,
-            channels,
-            3,
-            bn_eps,
-            init,
-        );
+        let fpn_bottleneck =
+            ConvModule::new(in_channels.len() * channels, channels, 3, bn_eps, init);
         Ok(Self {
             psp_modules,
             bottleneck,
