@@ -32,6 +32,7 @@
 //! given machine and thread count.
 
 pub mod attentive;
+pub mod batch_norm;
 pub mod data;
 pub mod detection;
 pub mod error;
@@ -41,10 +42,12 @@ pub mod head;
 pub mod knn;
 pub mod linear;
 pub mod metrics;
+pub mod neck;
 pub mod norm;
 pub mod optim;
 pub mod probe;
 pub mod schedule;
+pub mod segmentation;
 pub mod train_head;
 
 pub use error::HeadsError;

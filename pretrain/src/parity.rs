@@ -12,7 +12,7 @@
 //! Files are dispatched on their name: `cae_*`, `dvae_*`, `beit_*`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, bridge};
@@ -172,6 +172,32 @@ impl<'a> Reference<'a> {
     }
 }
 
+/// The reference folder: `$CAE_REFERENCE_DIR` when set, else the workspace's
+/// `tests/fixtures/reference/`.
+pub fn reference_dir() -> PathBuf {
+    match std::env::var_os("CAE_REFERENCE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference"),
+    }
+}
+
+/// The `*.safetensors` files of `dir` whose names start with one of `prefixes`, sorted.
+pub fn reference_files(dir: &Path, prefixes: &[&str]) -> Result<Vec<PathBuf>, PretrainError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| PretrainError::io(dir, e))? {
+        let path = entry.map_err(|e| PretrainError::io(dir, e))?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".safetensors") && prefixes.iter().any(|p| name.starts_with(p)) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Runs the reference file at `path` (kind from its file name).
 pub fn run_reference(path: &Path) -> Result<ParityReport, PretrainError> {
     let name = path
@@ -193,8 +219,9 @@ pub fn run_reference(path: &Path) -> Result<ParityReport, PretrainError> {
     }
 }
 
-/// Compares float data.
-fn compare(
+/// Compares float data: the largest absolute difference against `tol` (a shape mismatch or a
+/// NaN fails).
+pub fn compare(
     name: &str,
     ours: &[f32],
     ours_shape: &[usize],

@@ -32,6 +32,12 @@ impl ForwardCtx {
         }
     }
 
+    /// The generator of a training pass (`None` in inference), for other stochastic layers
+    /// (e.g. the segmentation heads' channel dropout) to draw from the same stream.
+    pub fn rng_mut(&mut self) -> Option<&mut ChaCha8Rng> {
+        self.rng.as_mut()
+    }
+
     /// Applies drop path with rate `p` to a residual branch `x: [B, N, D]`.
     pub fn drop_path(&mut self, x: Tensor<3>, p: f64) -> Tensor<3> {
         if !self.train || p <= 0.0 {

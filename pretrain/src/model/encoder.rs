@@ -209,6 +209,47 @@ impl VisionTransformerEncoder {
         (x, tapped)
     }
 
+    /// The outputs of the blocks listed in `taps` (0-based, before the final norm) on
+    /// `[cls] + all patches`, one per entry of `taps` in its order (repeats allowed); blocks
+    /// after the last tap are not run. Dense heads (segmentation, detection) read these.
+    ///
+    /// # Shapes
+    /// `x: [B, C, H, W]` → each `[B, 1+N, D]`
+    ///
+    /// # Panics
+    /// If a tap is not below the depth (callers check it against `blocks.len()`).
+    pub fn forward_taps(
+        &self,
+        x: Tensor<4>,
+        taps: &[usize],
+        ctx: &mut ForwardCtx,
+    ) -> Vec<Tensor<3>> {
+        let Some(&last) = taps.iter().max() else {
+            return Vec::new();
+        };
+        assert!(
+            last < self.blocks.len(),
+            "tap block {last} is past the encoder's {} blocks",
+            self.blocks.len()
+        );
+        let mut x = self.with_cls_and_pos(self.patch_tokens(x), None);
+        let shared = self.rel_pos_bias.as_ref().map(|r| r.forward());
+        let mut out: Vec<Option<Tensor<3>>> = vec![None; taps.len()];
+        for (i, blk) in self.blocks.iter().enumerate().take(last + 1) {
+            let bias = match (blk.attn.own_bias(), shared.clone()) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            x = blk.forward(x, bias, ctx);
+            for (slot, _) in out.iter_mut().zip(taps).filter(|(_, t)| **t == i) {
+                *slot = Some(x.clone());
+            }
+        }
+        out.into_iter()
+            .map(|t| t.expect("every tap is at most the last block run"))
+            .collect()
+    }
+
     /// CAE's encoder pass: `[cls] + the selected patches` through the blocks and the final norm.
     ///
     /// # Shapes
@@ -230,5 +271,33 @@ impl VisionTransformerEncoder {
     pub fn forward_features(&self, x: Tensor<4>, ctx: &mut ForwardCtx) -> Tensor<3> {
         let tokens = self.patch_tokens(x);
         self.run_blocks(self.with_cls_and_pos(tokens, None), ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CaeConfig;
+    use crate::model::init::LinearInit;
+
+    #[test]
+    fn taps_are_the_unnormed_block_outputs_in_the_order_asked() {
+        let dev = Device::flex();
+        let cfg = CaeConfig::test().encoder;
+        let enc = VisionTransformerEncoder::new(&cfg, &mut Init::new(0, LinearInit::Xavier, &dev));
+        let x = Tensor::<4>::ones([1, 3, cfg.img_size, cfg.img_size], &dev).mul_scalar(0.5);
+        let depth = enc.blocks.len();
+        let tokens = enc.with_cls_and_pos(enc.patch_tokens(x.clone()), None);
+        let (_, all) = enc.run_blocks_unnormed(
+            tokens,
+            &mut ForwardCtx::eval(),
+            Some(&(0..depth).collect::<Vec<_>>()),
+        );
+        let taps = enc.forward_taps(x, &[depth - 1, 0, 0], &mut ForwardCtx::eval());
+        assert_eq!(taps.len(), 3);
+        let v = |t: &Tensor<3>| t.clone().try_into_vec_as::<f32>().unwrap();
+        assert_eq!(v(&taps[0]), v(&all[depth - 1]));
+        assert_eq!(v(&taps[1]), v(&all[0]));
+        assert_eq!(v(&taps[2]), v(&all[0]));
     }
 }

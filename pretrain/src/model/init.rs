@@ -64,6 +64,19 @@ impl Init {
             .collect()
     }
 
+    /// `n` samples of a normal(0, std) (Box–Muller, one of each pair; e.g. mmcv's
+    /// `kaiming_init` and `normal_init` for the segmentation heads).
+    pub fn normal(&mut self, n: usize, std: f64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let u1: f64 = self.rng.random::<f64>().max(f64::MIN_POSITIVE);
+                let u2: f64 = self.rng.random::<f64>();
+                let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                (z * std) as f32
+            })
+            .collect()
+    }
+
     /// `n` samples of U(−a, a).
     pub fn uniform(&mut self, n: usize, a: f64) -> Vec<f32> {
         (0..n)
