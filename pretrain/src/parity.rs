@@ -681,33 +681,3 @@ fn run_beit(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
         checks,
     })
 }
-
-/// The folder of reference files: `$CAE_REFERENCE_DIR` when set, else the workspace's
-/// `tests/fixtures/reference`.
-pub fn reference_dir() -> std::path::PathBuf {
-    match std::env::var_os("CAE_REFERENCE_DIR") {
-        Some(dir) => std::path::PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/reference"),
-    }
-}
-
-/// The `.safetensors` files of `dir` whose names start with one of `prefixes`, sorted.
-pub fn reference_files(
-    dir: &Path,
-    prefixes: &[&str],
-) -> Result<Vec<std::path::PathBuf>, PretrainError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| PretrainError::io(dir, e))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| PretrainError::io(dir, e))?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.ends_with(".safetensors") && prefixes.iter().any(|p| name.starts_with(p)) {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
-}

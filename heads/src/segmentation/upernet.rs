@@ -23,6 +23,9 @@ use crate::error::{HeadsError, Result};
 
 /// One PPM branch entry (`nn.Sequential(AdaptiveAvgPool2d, ConvModule)` in mmseg; the variant
 /// names are not part of the keys).
+// One value per PPM branch, built once: the size difference between variants costs nothing, and
+// boxing would put a `Box` between burn's module derive and the keys.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum PpmStage {
     /// `AdaptiveAvgPool2d(s)`.
