@@ -176,6 +176,10 @@ pub struct GroupKey {
     pub protocol: String,
     /// Dataset folder, as recorded.
     pub dataset: Option<String>,
+    /// The data's fingerprint (`dataset.fingerprint`), when recorded: two worlds written in turn
+    /// to one folder are two datasets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_fingerprint: Option<String>,
     /// Fraction of labels used.
     pub label_fraction: Option<f64>,
     /// Pretraining method of the encoder (`cae`, `random`, …); `-` without an encoder.
@@ -240,6 +244,7 @@ impl GroupKey {
         Self {
             protocol: p.name.clone(),
             dataset: r.dataset.as_ref().map(|d| d.path.clone()),
+            data_fingerprint: r.dataset.as_ref().and_then(|d| d.fingerprint.clone()),
             label_fraction: p.label_fraction,
             method,
             arch,
@@ -273,6 +278,7 @@ impl GroupKey {
         self.protocol
             .cmp(&o.protocol)
             .then_with(|| self.dataset.cmp(&o.dataset))
+            .then_with(|| self.data_fingerprint.cmp(&o.data_fingerprint))
             .then_with(|| f(self.label_fraction, o.label_fraction))
             .then_with(|| self.method.cmp(&o.method))
             .then_with(|| self.arch.cmp(&o.arch))

@@ -296,3 +296,20 @@ fn the_same_seed_twice_in_a_row_is_flagged_everywhere() {
     assert!(!lb.to_markdown().contains("## Duplicate seeds"));
     assert!(lb.duplicate_lines().is_empty());
 }
+
+#[test]
+fn two_datasets_written_in_turn_to_one_folder_are_two_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = two_encoders(dir.path());
+    let runs = dir.path().join("runs");
+    for (world, fp) in [("old", "content:10:100:aa"), ("new", "content:12:120:bb")] {
+        for seed in 0..2 {
+            let mut r = probe_record(Some(&a), "linear", &[], &LINEAR, seed, 20.0 + seed as f64);
+            r.dataset.as_mut().unwrap().fingerprint = Some(fp.into());
+            write(&runs, &format!("{world}/linear/seed-{seed}"), &r);
+        }
+    }
+    let lb = Leaderboard::from_dir(&runs, &LeaderboardOptions::default()).unwrap();
+    assert_eq!(lb.rows.len(), 2, "{}", lb.to_markdown());
+    assert!(lb.rows.iter().all(|r| r.n == 2));
+}
