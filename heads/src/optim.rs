@@ -249,7 +249,14 @@ impl ModuleMapper for Update<'_> {
 /// position bias, the final norms, the head) is layer `depth + 1`. `path` is the parameter's path
 /// in the fine-tuning model, whose encoder sits under `encoder.`.
 pub fn layer_id(path: &str, depth: usize) -> usize {
-    let Some(p) = path.strip_prefix("encoder.") else {
+    layer_id_under(path, "encoder.", depth)
+}
+
+/// [`layer_id`] for a model whose encoder sits under `prefix` (`encoder.` when fine-tuning,
+/// `backbone.` in a segmentor or detector): layer 0 for the patch embedding and the tokens,
+/// `i + 1` for `blocks.i`, `depth + 1` for everything else, inside the encoder or not.
+pub fn layer_id_under(path: &str, prefix: &str, depth: usize) -> usize {
+    let Some(p) = path.strip_prefix(prefix) else {
         return depth + 1;
     };
     if matches!(p, "cls_token" | "mask_token" | "pos_embed") || p.starts_with("patch_embed.") {

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use cae_heads::detection::parity::run_detops_reference;
-use cae_pretrain::parity::{reference_dir, reference_files};
+use cae_pretrain::parity::{add_to_f32, check_reference_files, edited_reference_copy};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 fn shipped_reference() -> std::path::PathBuf {
@@ -17,75 +17,12 @@ fn shipped_reference() -> std::path::PathBuf {
 
 #[test]
 fn detops_reference_files_match_torchvision() {
-    let dir = reference_dir();
-    let files = reference_files(&dir, &["detops_"]).expect("reading the reference folder");
-    if files.is_empty() && std::env::var_os("CAE_REFERENCE_DIR").is_some() {
-        // A user folder may hold only other kinds of reference files.
-        eprintln!("no detops_ files in {}", dir.display());
-        return;
-    }
-    assert!(
-        !files.is_empty(),
-        "no detops_ reference files in {}",
-        dir.display()
-    );
-    let mut failures = Vec::new();
-    for file in &files {
-        match run_detops_reference(file) {
-            Ok(report) => {
-                eprintln!("{}: {}", file.display(), report.summary());
-                assert!(
-                    report.checks.len() >= 25,
-                    "only {} checks",
-                    report.checks.len()
-                );
-                if !report.failures().is_empty() {
-                    failures.push(format!("{}:\n{}", file.display(), report.summary()));
-                }
-            }
-            Err(e) => failures.push(format!("{}: {e}", file.display())),
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "parity failures:\n{}",
-        failures.join("\n")
-    );
+    check_reference_files(&["detops_"], 25, run_detops_reference).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Writes a copy of `src` to `dst` with `edit` applied to the raw bytes of tensor `name`.
 fn edited_copy(src: &Path, dst: &Path, name: &str, edit: impl Fn(Dtype, &mut [u8])) {
-    let bytes = std::fs::read(src).unwrap();
-    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
-        .collect();
-    let entry = owned
-        .iter_mut()
-        .find(|(n, ..)| n == name)
-        .unwrap_or_else(|| panic!("{name} in the reference file"));
-    edit(entry.1, &mut entry.3[..]);
-    let views: Vec<(String, TensorView<'_>)> = owned
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    std::fs::write(
-        dst,
-        safetensors::serialize(views, meta.metadata().clone()).unwrap(),
-    )
-    .unwrap();
-}
-
-fn add_to_f32(at: usize, delta: f32) -> impl Fn(Dtype, &mut [u8]) {
-    move |dtype, data| {
-        assert_eq!(dtype, Dtype::F32);
-        let bytes = &mut data[4 * at..4 * at + 4];
-        let v = f32::from_le_bytes((&*bytes).try_into().unwrap()) + delta;
-        bytes.copy_from_slice(&v.to_le_bytes());
-    }
+    edited_reference_copy(src, dst, name, edit).unwrap();
 }
 
 fn add_to_first_f32(delta: f32) -> impl Fn(Dtype, &mut [u8]) {

@@ -198,6 +198,106 @@ pub fn reference_files(dir: &Path, prefixes: &[&str]) -> Result<Vec<PathBuf>, Pr
     Ok(files)
 }
 
+/// Runs `run` on every reference file of the reference folder ([`reference_dir`]) whose name
+/// starts with one of `prefixes`, and requires each to pass with at least `min_checks`
+/// comparisons. Returns the files run, or one message naming every file that failed (or could not
+/// be run) with its summary. No matching file is an error for the shipped folder, and an empty
+/// result for a folder set with `$CAE_REFERENCE_DIR` (it may hold other kinds only). What every
+/// parity test does; prints each file's summary on stderr.
+pub fn check_reference_files<E: std::fmt::Display>(
+    prefixes: &[&str],
+    min_checks: usize,
+    run: impl Fn(&Path) -> Result<ParityReport, E>,
+) -> Result<Vec<PathBuf>, String> {
+    let dir = reference_dir();
+    let files = reference_files(&dir, prefixes)
+        .map_err(|e| format!("reading the reference folder {}: {e}", dir.display()))?;
+    if files.is_empty() {
+        if std::env::var_os("CAE_REFERENCE_DIR").is_some() {
+            eprintln!("no {prefixes:?} files in {}", dir.display());
+            return Ok(files);
+        }
+        return Err(format!(
+            "no {prefixes:?} reference files in {}",
+            dir.display()
+        ));
+    }
+    let mut failures = Vec::new();
+    for file in &files {
+        match run(file) {
+            Ok(report) => {
+                eprintln!("{}: {}", file.display(), report.summary());
+                if report.checks.len() < min_checks {
+                    failures.push(format!(
+                        "{}: only {} checks (at least {min_checks} expected)",
+                        file.display(),
+                        report.checks.len()
+                    ));
+                } else if !report.failures().is_empty() {
+                    failures.push(format!("{}:\n{}", file.display(), report.summary()));
+                }
+            }
+            Err(e) => failures.push(format!("{}: {e}", file.display())),
+        }
+    }
+    if failures.is_empty() {
+        Ok(files)
+    } else {
+        Err(format!("parity failures:\n{}", failures.join("\n")))
+    }
+}
+
+/// Writes a copy of the reference file `src` to `dst` with `edit` applied to the raw
+/// little-endian bytes of tensor `name` (given its dtype), metadata kept: how the parity tests
+/// check that a perturbed reference fails.
+pub fn edited_reference_copy(
+    src: &Path,
+    dst: &Path,
+    name: &str,
+    edit: impl Fn(safetensors::Dtype, &mut [u8]),
+) -> Result<(), PretrainError> {
+    use safetensors::tensor::TensorView;
+    let bad = |message: String| PretrainError::Safetensors {
+        path: src.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(src).map_err(|e| PretrainError::io(src, e))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    let entry = owned
+        .iter_mut()
+        .find(|(n, ..)| n == name)
+        .ok_or_else(|| bad(format!("no tensor `{name}`")))?;
+    edit(entry.1, &mut entry.3[..]);
+    let views = owned
+        .iter()
+        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b)?)))
+        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let out =
+        safetensors::serialize(views, meta.metadata().clone()).map_err(|e| bad(e.to_string()))?;
+    crate::weights::write_atomic(dst, &out)
+}
+
+/// An [`edited_reference_copy`] edit: adds `delta` to the f32 element `at`.
+pub fn add_to_f32(at: usize, delta: f32) -> impl Fn(safetensors::Dtype, &mut [u8]) {
+    move |dtype, data| {
+        assert_eq!(
+            dtype,
+            safetensors::Dtype::F32,
+            "add_to_f32 on a {dtype:?} tensor"
+        );
+        let bytes = &mut data[4 * at..4 * at + 4];
+        let v = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) + delta;
+        bytes.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
 /// Runs the reference file at `path` (kind from its file name).
 pub fn run_reference(path: &Path) -> Result<ParityReport, PretrainError> {
     let name = path

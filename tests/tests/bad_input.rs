@@ -12,7 +12,8 @@ use cae_pretrain::CaeConfig;
 use cae_pretrain::config::TargetConfig;
 use common::{cli, run_ok, world};
 
-fn pretrain(data: &Path, out: &Path, extra: &[&str]) -> Output {
+/// `pretrain --data DATA --out OUT --no-progress EXTRA…`.
+fn pretrain_args<'a>(data: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "pretrain",
         "--data",
@@ -22,7 +23,19 @@ fn pretrain(data: &Path, out: &Path, extra: &[&str]) -> Output {
         "--no-progress",
     ];
     args.extend_from_slice(extra);
-    cli().args(&args).output().expect("starting cae-bench")
+    args
+}
+
+fn pretrain(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    cli()
+        .args(pretrain_args(data, out, extra))
+        .output()
+        .expect("starting cae-bench")
+}
+
+/// [`pretrain`] that must succeed.
+fn pretrain_ok(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    run_ok(&pretrain_args(data, out, extra))
 }
 
 /// Fails cleanly: non-zero exit, no panic, every needle in stderr. Returns stderr.
@@ -150,38 +163,10 @@ fn resuming_a_finished_run_keeps_a_readable_complete_record() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_world(dir.path());
     let out = dir.path().join("run");
-    run_ok(&[
-        "pretrain",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-        "--preset",
-        "test",
-        "--steps",
-        "2",
-        "--batch",
-        "8",
-    ]);
+    pretrain_ok(&data, &out, &FAST);
     let encoder = std::fs::read(out.join("encoder.safetensors")).unwrap();
     // --resume at the final step: nothing left to train, the same encoder, a finite final loss.
-    let res = run_ok(&[
-        "pretrain",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-        "--preset",
-        "test",
-        "--steps",
-        "2",
-        "--batch",
-        "8",
-        "--resume",
-        "--json",
-    ]);
+    let res = pretrain_ok(&data, &out, &[&FAST[..], &["--resume", "--json"]].concat());
     let summary: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
     assert_eq!(summary["resumed_from"], 2);
     assert!(summary["final_loss"].as_f64().unwrap().is_finite());
@@ -214,20 +199,7 @@ fn resume_with_a_different_config_is_refused_and_the_run_is_left_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_world(dir.path());
     let out = dir.path().join("run");
-    run_ok(&[
-        "pretrain",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-        "--preset",
-        "test",
-        "--steps",
-        "2",
-        "--batch",
-        "8",
-    ]);
+    pretrain_ok(&data, &out, &FAST);
     let record = std::fs::read(out.join("record.json")).unwrap();
     let res = pretrain(
         &data,
@@ -243,20 +215,7 @@ fn an_output_folder_holding_another_run_is_refused_without_resume() {
     let dir = tempfile::tempdir().unwrap();
     let data = tiny_world(dir.path());
     let out = dir.path().join("taken");
-    run_ok(&[
-        "pretrain",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-        "--preset",
-        "test",
-        "--steps",
-        "2",
-        "--batch",
-        "8",
-    ]);
+    pretrain_ok(&data, &out, &FAST);
     let before: Vec<Vec<u8>> = ["record.json", "config.toml", "encoder.safetensors"]
         .iter()
         .map(|f| std::fs::read(out.join(f)).unwrap())

@@ -12,23 +12,11 @@
 //! the full name `backbone.cls_token` with bare names and never matches, so the 3-D `cls_token`
 //! and the relative position tables are decayed; the sin-cos `pos_embed` is frozen anyway).
 
-use crate::optim::ParamGroup;
+use crate::optim::{ParamGroup, layer_id_under};
 
 /// The layer id of a segmentor parameter (its path in [`super::UperNet`]).
 pub fn seg_layer_id(path: &str, depth: usize) -> usize {
-    let Some(p) = path.strip_prefix("backbone.") else {
-        return depth + 1;
-    };
-    if matches!(p, "cls_token" | "mask_token" | "pos_embed") || p.starts_with("patch_embed.") {
-        0
-    } else if let Some(rest) = p.strip_prefix("blocks.") {
-        rest.split('.')
-            .next()
-            .and_then(|i| i.parse::<usize>().ok())
-            .map_or(depth + 1, |i| i + 1)
-    } else {
-        depth + 1
-    }
+    layer_id_under(path, "backbone.", depth)
 }
 
 /// The group of a segmentor parameter: `lr_scale = decay^(depth + 1 − layer)`, weight decay
