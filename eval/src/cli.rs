@@ -38,6 +38,9 @@ pub enum Command {
     Pretrain(Box<commands::pretrain::PretrainArgs>),
     /// Measure an encoder: linear / attentive probe, kNN, or (low-label) fine-tuning.
     LinearProbe(Box<commands::linear_probe::LinearProbeArgs>),
+    /// ADE20K semantic segmentation: UperNet fine-tune (or a linear head on the frozen encoder),
+    /// mIoU scored as `ade-eval` does.
+    Segment(Box<commands::segment::SegmentArgs>),
     /// Convert an official CAE / BEiT / MAE (or timm) checkpoint into an encoder file.
     Import(commands::import::ImportArgs),
     /// Mean ± std over seeds of every complete run (record.json) under a folder, as Markdown or CSV.
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Pretrain(args) => commands::pretrain::run_pretrain(*args),
         Command::LinearProbe(args) => commands::linear_probe::run(*args, cli.threads),
+        Command::Segment(args) => commands::segment::run(*args),
         Command::Import(args) => commands::import::run(args),
         Command::Leaderboard(args) => commands::leaderboard::run(args),
         Command::Quickstart(args) => commands::quickstart::run(args),

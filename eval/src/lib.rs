@@ -6,4 +6,5 @@
 pub mod cli;
 pub mod commands;
 pub mod metrics;
+pub mod protocols;
 pub mod suite;

@@ -54,7 +54,7 @@ impl HeadsError {
 pub type Result<T> = std::result::Result<T, HeadsError>;
 
 /// Reads a float tensor back as `f32`s.
-pub(crate) fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
+pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>> {
     t.try_into_vec_as::<f32>()
         .map_err(|e| HeadsError::Backend(format!("{e:?}")))
 }

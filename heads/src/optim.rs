@@ -22,6 +22,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use cae_pretrain::optim::{AdamWConfig, Moments, adamw_update};
 
+use crate::error::{HeadsError, Result, to_vec};
+
 /// A parameter's learning-rate scale and weight decay.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct ParamGroup {
@@ -61,6 +63,10 @@ pub enum Rule {
         eps: f64,
     },
 }
+
+/// An optimizer's state for a checkpoint: `(key, flat values)` buffers and per-parameter update
+/// counts ([`Optimizer::state_buffers`]).
+pub type StateBuffers = (Vec<(String, Vec<f32>)>, BTreeMap<String, u64>);
 
 /// One parameter's optimizer state (flattened).
 #[derive(Debug, Clone)]
@@ -121,6 +127,66 @@ impl Optimizer {
     /// The group of a parameter.
     pub fn group(&self, path: &str, ndim: usize) -> ParamGroup {
         (self.groups)(path, ndim)
+    }
+
+    /// The state as flat `f32` buffers keyed `<parameter path>.<k>` (AdamW: 0 = first
+    /// moment, 1 = second; LARS and SGD: 0 = momentum), and each parameter's update count, for
+    /// checkpoints. Keys are sorted, so the same state gives the same bytes.
+    pub fn state_buffers(&self) -> Result<StateBuffers> {
+        let mut buffers = Vec::new();
+        let mut steps = BTreeMap::new();
+        for (path, st) in &self.state {
+            for (k, b) in st.buffers.iter().enumerate() {
+                buffers.push((format!("{path}.{k}"), to_vec(b.clone())?));
+            }
+            steps.insert(path.clone(), st.steps);
+        }
+        Ok((buffers, steps))
+    }
+
+    /// Restores a state written by [`Self::state_buffers`] (buffers on `device`'s plain
+    /// backend, where the updates compute them). A parameter without its update count or with
+    /// a missing buffer is an error naming it.
+    pub fn load_state_buffers(
+        &mut self,
+        mut buffers: BTreeMap<String, Vec<f32>>,
+        steps: &BTreeMap<String, u64>,
+        device: &burn::tensor::Device,
+    ) -> Result<()> {
+        let plain = device.clone().without_autodiff();
+        let per_param = match self.rule {
+            Rule::AdamW { .. } => 2,
+            Rule::Lars { .. } | Rule::Sgd { .. } => 1,
+        };
+        let mut state = BTreeMap::new();
+        for (path, &n) in steps {
+            let mut bufs = Vec::with_capacity(per_param);
+            for k in 0..per_param {
+                let key = format!("{path}.{k}");
+                let values = buffers.remove(&key).ok_or_else(|| {
+                    HeadsError::Config(format!("optimizer state lacks buffer `{key}`"))
+                })?;
+                let len = values.len();
+                bufs.push(Tensor::<1>::from_data(
+                    burn::tensor::TensorData::new(values, [len]),
+                    &plain,
+                ));
+            }
+            state.insert(
+                path.clone(),
+                State {
+                    buffers: bufs,
+                    steps: n,
+                },
+            );
+        }
+        if let Some(extra) = buffers.keys().next() {
+            return Err(HeadsError::Config(format!(
+                "optimizer state buffer `{extra}` has no update count"
+            )));
+        }
+        self.state = state;
+        Ok(())
     }
 
     /// One update with learning rate `lr`; consumes the gradients.

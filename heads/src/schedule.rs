@@ -5,6 +5,9 @@
 //!   to `min_lr` (linear probing).
 //! * [`CosineSchedule`] (from `cae_pretrain`): the BEiT/CAE `utils.cosine_scheduler` per step
 //!   (`np.linspace` warmup from 0), used by the attentive probe and fine-tuning.
+//! * [`PolySchedule`]: mmcv 1.x's `PolyLrUpdaterHook` with linear warmup, per iteration, as the
+//!   BEiT / CAE segmentation fine-tunes ran it (mmseg 0.x `lr_config = dict(policy='poly',
+//!   warmup='linear', warmup_iters=1500, warmup_ratio=1e-6, power=1.0, min_lr=0.0)`).
 
 pub use cae_pretrain::train::schedule::CosineSchedule;
 
@@ -36,9 +39,67 @@ impl MaeSchedule {
     }
 }
 
+/// mmcv's poly decay with linear warmup, in iterations (0-based: iteration `i` is the `i`-th
+/// update):
+///
+/// * regular: `lr_i = (lr − min_lr)·(1 − i/total)^power + min_lr`;
+/// * for `i < warmup`: `lr_i · (1 − (1 − i/warmup)·(1 − warmup_ratio))` (mmcv's `'linear'`
+///   warmup scales the regular value, it does not ramp to the peak).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PolySchedule {
+    /// Base learning rate.
+    pub lr: f64,
+    /// Final learning rate.
+    pub min_lr: f64,
+    /// Exponent (1.0).
+    pub power: f64,
+    /// Total iterations.
+    pub total: u64,
+    /// Warmup iterations (1500).
+    pub warmup: u64,
+    /// Starting fraction of the warmup (1e-6).
+    pub warmup_ratio: f64,
+}
+
+impl PolySchedule {
+    /// The learning rate of iteration `i`.
+    pub fn at(&self, i: u64) -> f64 {
+        let progress = (i as f64 / self.total.max(1) as f64).min(1.0);
+        let regular = (self.lr - self.min_lr) * (1.0 - progress).powf(self.power) + self.min_lr;
+        if i < self.warmup {
+            let k = (1.0 - i as f64 / self.warmup as f64) * (1.0 - self.warmup_ratio);
+            regular * (1.0 - k)
+        } else {
+            regular
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// mmcv by hand: lr 1e-4, 160k iterations, warmup 1500 from 1e-6.
+    #[test]
+    fn poly_with_linear_warmup_by_hand() {
+        let s = PolySchedule {
+            lr: 1e-4,
+            min_lr: 0.0,
+            power: 1.0,
+            total: 160_000,
+            warmup: 1500,
+            warmup_ratio: 1e-6,
+        };
+        // i = 0: regular 1e-4, k = 1 − 1e-6 → 1e-4 · 1e-6.
+        assert!((s.at(0) / 1e-10 - 1.0).abs() < 1e-9);
+        // i = 750: regular 1e-4·(1 − 750/160000), k = 0.5·(1 − 1e-6).
+        let want = 1e-4 * (1.0 - 750.0 / 160_000.0) * (1.0 - 0.5 * (1.0 - 1e-6));
+        assert!((s.at(750) / want - 1.0).abs() < 1e-12);
+        // After warmup: plain poly.
+        assert!((s.at(1500) - 1e-4 * (1.0 - 1500.0 / 160_000.0)).abs() < 1e-18);
+        assert!((s.at(80_000) - 0.5e-4).abs() < 1e-18);
+        assert_eq!(s.at(160_000), 0.0);
+    }
 
     #[test]
     fn mae_schedule_by_hand() {

@@ -240,6 +240,19 @@ pub struct RunRecord {
     /// device), set by callers that reuse finished runs (`quickstart`, `calibrate`, `ablate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_key: Option<String>,
+    /// Per-class results of the final evaluation (segmentation: IoU and Acc per class, in
+    /// percent, `None` where undefined), beside the headline [`Self::metrics`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_class: Vec<ClassResult>,
+}
+
+/// One class's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassResult {
+    /// Class name.
+    pub name: String,
+    /// Named values (`IoU`, `Acc`), `None` (JSON null) where undefined (no pixel of the class).
+    pub values: BTreeMap<String, Option<f64>>,
 }
 
 impl RunRecord {
@@ -277,6 +290,7 @@ impl RunRecord {
                 env!("CARGO_PKG_VERSION").to_string(),
             )]),
             request_key: None,
+            per_class: Vec::new(),
         }
     }
 

@@ -10,3 +10,4 @@ pub mod leaderboard;
 pub mod linear_probe;
 pub mod pretrain;
 pub mod quickstart;
+pub mod segment;

@@ -18,8 +18,10 @@
 pub mod conv_module;
 pub mod fcn;
 pub mod layer_decay;
+pub mod linear;
 pub mod loss;
 pub mod parity;
+pub mod slide;
 pub mod upernet;
 
 use burn::module::Module;
@@ -31,7 +33,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{HeadsError, Result};
 use crate::neck::{Feature2Pyramid, tap_blocks, tokens_to_map};
 pub use fcn::FCNHead;
+pub use linear::{BNHead, LinearSegmentor};
 pub use loss::{SegLoss, label_tensor, seg_cross_entropy, upernet_loss};
+pub use slide::{Window, count_matrix, slide_logits, windows};
 pub use upernet::UPerHead;
 
 /// The auxiliary FCN head's settings.

@@ -1,0 +1,1487 @@
+//! ADE20K semantic segmentation (protocols.md §2, cae.md §5b): `cae-bench segment`.
+//!
+//! Two protocols on one data path:
+//!
+//! * **`upernet`** (the papers' number): the whole encoder fine-tuned under the
+//!   [`Feature2Pyramid`](cae_heads::neck::Feature2Pyramid) neck, UPerHead and the auxiliary
+//!   FCNHead ([`UperNet`]); AdamW with layer-wise lr decay ([`seg_param_group`]), mmcv's poly
+//!   schedule after linear warmup ([`PolySchedule`]), drop path, per-block zero-initialised
+//!   relative position bias (CAE's segmentation backbone).
+//! * **`linear`** (DINOv2's frozen-feature evaluation): the encoder frozen, a BatchNorm + 1×1
+//!   conv on the normed patch tokens of the last block (or the last four concatenated)
+//!   ([`LinearSegmentor`]).
+//!
+//! Data: mmseg's ADE20K pipeline ([`SegTrainTransform`]: random resize 0.5–2, crop with
+//! `cat_max_ratio` 0.75, flip, photometric distortion, pad with 255), `reduce_zero_label`. The
+//! sampler is mmseg's infinite one: sample `k` of the run is `perm_{k / n}[k mod n]`, a fresh
+//! permutation of the `n` training images per pass, drawn from `(seed, pass)`; the
+//! augmentation of sample `k` draws from `(seed, k)`, and dropout / drop path of iteration `i`
+//! from `(seed, i)`. So a checkpoint (model with BatchNorm statistics, AdamW moments and counts,
+//! the iteration) is all a resume needs, and a resumed run writes the same bytes as one that
+//! never stopped.
+//!
+//! Test: resize to the test scale keeping the ratio, sliding window ([`slide_logits`]), logits
+//! resized bilinearly to the original size, argmax. The last evaluation writes one PNG per
+//! validation image in ADE20K's encoding (class + 1) to `RUN/predictions/`, named as its
+//! annotation, and the numbers in the record are those of
+//! [`evaluate_folders`](crate::metrics::semseg::evaluate_folders) on that folder — the
+//! code of `cae-bench ade-eval`. The in-memory count of the same pass must agree with it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use cae_datasets::io::{LabelMap, save_label_png};
+use cae_datasets::loader::derive_seed;
+use cae_datasets::{AdeDataset, AdeSplit, SegTestTransform, SegTrainTransform, load_label_map};
+use cae_heads::error::to_vec;
+use cae_heads::optim::{Optimizer, ParamGroup, Rule};
+use cae_heads::schedule::PolySchedule;
+use cae_heads::segmentation::conv_module::resize_bilinear;
+use cae_heads::segmentation::layer_decay::seg_param_group;
+use cae_heads::segmentation::{
+    LinearSegmentor, SEG_IGNORED_KEYS, UperNet, UperNetConfig, seg_cross_entropy, slide_logits,
+};
+use cae_pretrain::config::CaeConfig;
+use cae_pretrain::model::drop_path::drop_path_schedule;
+use cae_pretrain::model::init::{Init, LinearInit};
+use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
+use cae_pretrain::train::step::salted_step_rng;
+use cae_pretrain::weights::{
+    LoadOptions, collect_tensors, f32_bytes, load_safetensors_bytes, read_file, tensor_to_f32,
+    write_safetensors_atomic,
+};
+use cae_reports::record::{
+    ClassResult, DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter,
+    RunRecord, request_key,
+};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::encoder::{EncoderSource, resolve_encoder};
+use super::error::{ProtocolError, Result};
+use crate::metrics::semseg::{FolderEvalConfig, evaluate_folders};
+use crate::metrics::semseg::{LabelEncoding, SegConfusion, SegMetrics};
+
+/// The two segmentation protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegProtocol {
+    /// UperNet, whole encoder fine-tuned (BEiT / CAE / MAE).
+    Upernet,
+    /// BatchNorm + 1×1 conv on frozen patch tokens (DINOv2).
+    Linear,
+}
+
+impl SegProtocol {
+    /// `upernet` / `linear`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SegProtocol::Upernet => "upernet",
+            SegProtocol::Linear => "linear",
+        }
+    }
+
+    /// The protocol name in records (`ade20k-upernet`, `ade20k-linear`).
+    pub fn record_name(self) -> String {
+        format!("ade20k-{}", self.name())
+    }
+}
+
+/// A resolved recipe: every setting of a run but the seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegRecipe {
+    /// Preset name (`ade20k-paper`, `mini`, `test`).
+    pub preset: String,
+    /// Protocol.
+    pub protocol: SegProtocol,
+    /// Encoder preset of `--encoder random` (and the fallback config of a file without one).
+    pub encoder_preset: String,
+    /// UperNet heads preset ([`UperNetConfig::preset`]); the width of the neck follows the
+    /// encoder.
+    pub heads: String,
+    /// Classes (150 for ADE20K; after `reduce_zero_label`).
+    pub num_classes: usize,
+    /// Training crop side (and sliding-window crop).
+    pub crop: usize,
+    /// Test resize bounds `(long, short)`, keep ratio.
+    pub test_scale: (u32, u32),
+    /// Sliding-window stride.
+    pub stride: usize,
+    /// Training iterations.
+    pub iters: u64,
+    /// Images per iteration.
+    pub batch: usize,
+    /// Base learning rate.
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Layer-wise lr decay (1 = none).
+    pub layer_decay: f64,
+    /// Linear warmup iterations.
+    pub warmup_iters: u64,
+    /// Starting fraction of the warmup.
+    pub warmup_ratio: f64,
+    /// Poly power.
+    pub power: f64,
+    /// Final learning rate.
+    pub min_lr: f64,
+    /// Stochastic depth of the last block (linearly increasing).
+    pub drop_path: f64,
+    /// Give each block a zero-initialised relative position bias (CAE's segmentation backbone).
+    pub rel_pos_bias: bool,
+    /// `linear`: how many last blocks are concatenated (1, or 4 for DINOv2's "+ms" head input).
+    pub linear_blocks: usize,
+    /// Evaluate every this many iterations (0: only at the end).
+    pub eval_every: u64,
+    /// Write a checkpoint every this many iterations (and at the end).
+    pub checkpoint_every: u64,
+    /// Photometric distortion in training.
+    pub photometric: bool,
+}
+
+/// Changes to a preset from the command line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SegOverrides {
+    /// Iterations.
+    pub iters: Option<u64>,
+    /// Batch.
+    pub batch: Option<usize>,
+    /// Base learning rate.
+    pub lr: Option<f64>,
+    /// Evaluation interval.
+    pub eval_every: Option<u64>,
+    /// Number of classes.
+    pub num_classes: Option<usize>,
+    /// `linear`: last blocks concatenated.
+    pub linear_blocks: Option<usize>,
+}
+
+/// The preset names.
+pub const SEG_PRESETS: &[&str] = &["ade20k-paper", "mini", "test"];
+
+impl SegRecipe {
+    /// The paper's recipe: CAE ViT-B UperNet on ADE20K (`cae.md` §5b: crop 512, 160k
+    /// iterations, batch 16, AdamW lr 1e-4 as for the 1600-epoch model, wd 0.05, layer decay
+    /// 0.65, 1500 warmup iterations from 1e-6, poly power 1 to 0, drop path 0.1, relative
+    /// position bias, slide 512 / 341); for `linear`, DINOv2's linear head (AdamW lr 1e-3, wd
+    /// 1e-4 on every parameter, 40k iterations, same warmup and poly).
+    pub fn paper(protocol: SegProtocol) -> Self {
+        let upernet = Self {
+            preset: "ade20k-paper".into(),
+            protocol,
+            encoder_preset: "vit_base_patch16".into(),
+            heads: "paper".into(),
+            num_classes: 150,
+            crop: 512,
+            test_scale: (2048, 512),
+            stride: 341,
+            iters: 160_000,
+            batch: 16,
+            lr: 1e-4,
+            weight_decay: 0.05,
+            layer_decay: 0.65,
+            warmup_iters: 1500,
+            warmup_ratio: 1e-6,
+            power: 1.0,
+            min_lr: 0.0,
+            drop_path: 0.1,
+            rel_pos_bias: true,
+            linear_blocks: 1,
+            eval_every: 16_000,
+            checkpoint_every: 16_000,
+            photometric: true,
+        };
+        match protocol {
+            SegProtocol::Upernet => upernet,
+            SegProtocol::Linear => Self {
+                iters: 40_000,
+                lr: 1e-3,
+                weight_decay: 1e-4,
+                layer_decay: 1.0,
+                drop_path: 0.0,
+                rel_pos_bias: false,
+                eval_every: 4_000,
+                checkpoint_every: 4_000,
+                ..upernet
+            },
+        }
+    }
+
+    /// The paper's recipe scaled to the `mini` encoder (32-px images, patch 4, width 128, 4
+    /// blocks) and the synthetic world (8 classes) on 2 CPU cores: crop 32, stride 21 (the
+    /// paper's 2/3), 64-wide UPerHead; iterations, warmup and evaluation interval shrunk so a
+    /// run takes minutes; a larger lr for the short schedule.
+    pub fn mini(protocol: SegProtocol) -> Self {
+        let base = Self {
+            preset: "mini".into(),
+            encoder_preset: "mini".into(),
+            heads: "mini".into(),
+            num_classes: 8,
+            crop: 32,
+            test_scale: (128, 32),
+            stride: 21,
+            iters: 300,
+            batch: 16,
+            warmup_iters: 30,
+            eval_every: 100,
+            checkpoint_every: 100,
+            ..Self::paper(protocol)
+        };
+        match protocol {
+            SegProtocol::Upernet => Self { lr: 1e-3, ..base },
+            SegProtocol::Linear => Self { lr: 1e-2, ..base },
+        }
+    }
+
+    /// For tests: the `test` encoder (16 px), 4 iterations of 2 images.
+    pub fn test(protocol: SegProtocol) -> Self {
+        Self {
+            preset: "test".into(),
+            encoder_preset: "test".into(),
+            heads: "test".into(),
+            num_classes: 8,
+            crop: 16,
+            test_scale: (64, 16),
+            stride: 11,
+            iters: 4,
+            batch: 2,
+            warmup_iters: 1,
+            eval_every: 2,
+            checkpoint_every: 2,
+            ..Self::mini(protocol)
+        }
+    }
+
+    /// A preset with overrides applied, checked.
+    pub fn resolve(preset: &str, protocol: SegProtocol, o: &SegOverrides) -> Result<Self> {
+        let mut r = match preset {
+            "ade20k-paper" | "paper" => Self::paper(protocol),
+            "mini" => Self::mini(protocol),
+            "test" => Self::test(protocol),
+            other => {
+                return Err(ProtocolError::Config(format!(
+                    "unknown segmentation preset `{other}` ({})",
+                    SEG_PRESETS.join(", ")
+                )));
+            }
+        };
+        if let Some(v) = o.iters {
+            r.iters = v;
+            r.warmup_iters = r.warmup_iters.min(v);
+        }
+        if let Some(v) = o.batch {
+            r.batch = v;
+        }
+        if let Some(v) = o.lr {
+            r.lr = v;
+        }
+        if let Some(v) = o.eval_every {
+            r.eval_every = v;
+        }
+        if let Some(v) = o.num_classes {
+            r.num_classes = v;
+        }
+        if let Some(v) = o.linear_blocks {
+            r.linear_blocks = v;
+        }
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ProtocolError::Config(m));
+        if self.iters == 0 || self.batch == 0 || self.crop == 0 || self.stride == 0 {
+            return bad("iterations, batch, crop and stride must be ≥ 1".into());
+        }
+        if self.batch < 2 {
+            return bad("BatchNorm needs a batch of at least 2 images".into());
+        }
+        if self.stride > self.crop {
+            return bad(format!(
+                "stride {} is larger than the crop {}",
+                self.stride, self.crop
+            ));
+        }
+        if self.num_classes == 0 || self.num_classes > 254 {
+            return bad(format!(
+                "{} classes: ADE-format label maps hold 1..=254 classes",
+                self.num_classes
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("learning rate {} is not positive", self.lr));
+        }
+        if self.linear_blocks == 0 {
+            return bad("the linear head needs at least one block".into());
+        }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint interval must be ≥ 1".into());
+        }
+        Ok(())
+    }
+
+    /// The lr schedule.
+    pub fn schedule(&self) -> PolySchedule {
+        PolySchedule {
+            lr: self.lr,
+            min_lr: self.min_lr,
+            power: self.power,
+            total: self.iters,
+            warmup: self.warmup_iters,
+            warmup_ratio: self.warmup_ratio,
+        }
+    }
+
+    /// The settings a leaderboard row is keyed by.
+    pub fn settings(&self) -> BTreeMap<String, serde_json::Value> {
+        let v = serde_json::to_value(self).expect("a recipe serialises");
+        v.as_object()
+            .expect("a recipe is an object")
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "eval_every" | "checkpoint_every"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Everything a segmentation run needs.
+#[derive(Debug, Clone)]
+pub struct SegRequest {
+    /// The encoder.
+    pub encoder: EncoderSource,
+    /// The `ADEChallengeData2016` folder (or the folder holding it).
+    pub data: PathBuf,
+    /// Preset name.
+    pub preset: String,
+    /// Protocol.
+    pub protocol: SegProtocol,
+    /// Changes to the preset.
+    pub overrides: SegOverrides,
+    /// Seed.
+    pub seed: u64,
+    /// Continue from the newest checkpoint in `out`.
+    pub resume: bool,
+    /// Device (`cpu`, `cuda:0`, …).
+    pub device: String,
+    /// Run folder: `record.json`, `checkpoints/`, `predictions/`.
+    pub out: PathBuf,
+    /// Progress bar on stderr.
+    pub progress: bool,
+    /// The command line, for the record.
+    pub command: Vec<String>,
+    /// Encoder label in records.
+    pub label: Option<String>,
+    /// Stop (as a kill would) after this iteration's checkpoint; for tests of resume.
+    pub stop_after: Option<u64>,
+}
+
+impl SegRequest {
+    /// A request with defaults: `mini`, UperNet, seed 0, CPU, no progress bar.
+    pub fn new(encoder: EncoderSource, data: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        Self {
+            encoder,
+            data: data.into(),
+            preset: "mini".into(),
+            protocol: SegProtocol::Upernet,
+            overrides: SegOverrides::default(),
+            seed: 0,
+            resume: false,
+            device: "cpu".into(),
+            out: out.into(),
+            progress: false,
+            command: Vec::new(),
+            label: None,
+            stop_after: None,
+        }
+    }
+}
+
+/// What a run gave.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegOutcome {
+    /// Mean IoU, percent (`None` when stopped early).
+    #[serde(rename = "mIoU")]
+    pub m_iou: Option<f64>,
+    /// Mean accuracy, percent.
+    #[serde(rename = "mAcc")]
+    pub m_acc: Option<f64>,
+    /// Pixel accuracy, percent.
+    #[serde(rename = "aAcc")]
+    pub a_acc: Option<f64>,
+    /// mIoU of predicting the most frequent training class everywhere, percent.
+    pub majority_miou: f64,
+    /// Iterations done.
+    pub iters: u64,
+    /// Iteration the run resumed from (0: fresh).
+    pub resumed_from: u64,
+    /// The run finished (false: stopped by `stop_after`).
+    pub complete: bool,
+    /// The record.
+    pub record: PathBuf,
+    /// The predictions folder.
+    pub predictions: PathBuf,
+    /// Wall time of this invocation, seconds.
+    pub seconds: f64,
+}
+
+/// The checkpoint format tag.
+pub const SEG_CHECKPOINT_FORMAT: &str = "cae-bench-seg-checkpoint-v1";
+const SALT_AUG: u64 = 0x5e6_a06;
+const SALT_STEP: u64 = 0x5e6_57e9;
+const SALT_ORDER: u64 = 0x5e6_0d3;
+
+/// What a checkpoint holds besides tensors (one metadata entry, so the bytes are stable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SegCheckpointState {
+    format: String,
+    iter: u64,
+    seed: u64,
+    request_key: String,
+    optim_steps: BTreeMap<String, u64>,
+    /// Mean training loss since the last evaluation, and its count.
+    loss_sum: f64,
+    loss_count: u64,
+}
+
+/// The model of either protocol.
+#[allow(clippy::large_enum_variant)]
+enum SegModel {
+    Upernet(UperNet, UperNetConfig),
+    Linear(LinearSegmentor),
+}
+
+/// Sample `k` of the run's infinite sampler over `n` images.
+pub fn sample_index(seed: u64, n: usize, k: u64) -> usize {
+    let pass = k / n as u64;
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.shuffle(&mut ChaCha8Rng::from_seed(derive_seed(&[
+        seed, SALT_ORDER, pass,
+    ])));
+    perm[(k % n as u64) as usize]
+}
+
+/// The training images of iteration `it`.
+fn batch_indices(seed: u64, n: usize, batch: usize, it: u64) -> Vec<usize> {
+    let start = it * batch as u64;
+    // One permutation per pass, shared by the samples of a batch that fall in it.
+    let mut out = Vec::with_capacity(batch);
+    let mut cache: Option<(u64, Vec<usize>)> = None;
+    for k in start..start + batch as u64 {
+        let pass = k / n as u64;
+        if cache.as_ref().is_none_or(|(p, _)| *p != pass) {
+            let mut perm: Vec<usize> = (0..n).collect();
+            perm.shuffle(&mut ChaCha8Rng::from_seed(derive_seed(&[
+                seed, SALT_ORDER, pass,
+            ])));
+            cache = Some((pass, perm));
+        }
+        let (_, perm) = cache.as_ref().expect("just filled");
+        out.push(perm[(k % n as u64) as usize]);
+    }
+    out
+}
+
+/// What the preflight learned about the data.
+struct DataSummary {
+    train: AdeDataset,
+    val: AdeDataset,
+    /// Most frequent training class (after `reduce_zero_label`).
+    majority: usize,
+    /// mIoU of predicting it everywhere on the validation split, percent.
+    majority_miou: f64,
+}
+
+/// Opens both splits and checks every pair before anything is trained: the annotation exists,
+/// has its image's size, and holds only `0..=K` or 255. Errors name the file.
+fn preflight_data(root: &Path, num_classes: usize) -> Result<DataSummary> {
+    let k = num_classes as u8;
+    let train = AdeDataset::open(root, AdeSplit::Training)?.with_num_classes(k);
+    let val = AdeDataset::open(root, AdeSplit::Validation)?.with_num_classes(k);
+    let check = |pair: &cae_datasets::AdePair| -> Result<Vec<u8>> {
+        let (iw, ih) = image::image_dimensions(&pair.image).map_err(|e| ProtocolError::Input {
+            path: pair.image.clone(),
+            message: format!("cannot read the image: {e}"),
+        })?;
+        let mut label = load_label_map(&pair.annotation)?;
+        if (iw, ih) != (label.width, label.height) {
+            return Err(cae_datasets::DatasetError::SizeMismatch {
+                annotation: pair.annotation.clone(),
+                image: pair.image.clone(),
+                label_width: label.width,
+                label_height: label.height,
+                image_width: iw,
+                image_height: ih,
+            }
+            .into());
+        }
+        cae_datasets::ade::check_label_values(&pair.annotation, &label, k)?;
+        cae_datasets::reduce_zero_label(&mut label.data);
+        Ok(label.data)
+    };
+    let hists: Vec<Vec<u64>> = train
+        .samples
+        .par_iter()
+        .map(|p| {
+            let data = check(p)?;
+            let mut h = vec![0u64; 256];
+            for v in data {
+                h[v as usize] += 1;
+            }
+            Ok(h)
+        })
+        .collect::<Result<_>>()?;
+    let mut hist = vec![0u64; num_classes];
+    for h in &hists {
+        for (c, n) in hist.iter_mut().enumerate() {
+            *n += h[c];
+        }
+    }
+    let majority = (0..num_classes)
+        .max_by_key(|&c| (hist[c], std::cmp::Reverse(c)))
+        .unwrap_or(0);
+    let partial: Vec<SegConfusion> = val
+        .samples
+        .par_iter()
+        .map(|p| {
+            let data = check(p)?;
+            let mut c = SegConfusion::new(num_classes, 255)?;
+            c.update(&vec![majority as u8; data.len()], &data)?;
+            Ok(c)
+        })
+        .collect::<Result<_>>()?;
+    let mut conf = SegConfusion::new(num_classes, 255)?;
+    for c in &partial {
+        conf.merge(c)?;
+    }
+    Ok(DataSummary {
+        train,
+        val,
+        majority,
+        majority_miou: conf.compute().m_iou * 100.0,
+    })
+}
+
+fn images_tensor(images: Vec<Vec<f32>>, side: [usize; 2], device: &Device) -> Tensor<4> {
+    let b = images.len();
+    let flat: Vec<f32> = images.into_iter().flatten().collect();
+    Tensor::from_data(TensorData::new(flat, [b, 3, side[0], side[1]]), device)
+}
+
+impl SegModel {
+    fn build(
+        recipe: &SegRecipe,
+        mut encoder: VisionTransformerEncoder,
+        seed: u64,
+        ad: &Device,
+    ) -> Result<Self> {
+        match recipe.protocol {
+            SegProtocol::Upernet => {
+                let depth = encoder.blocks.len();
+                for (block, dp) in encoder
+                    .blocks
+                    .iter_mut()
+                    .zip(drop_path_schedule(recipe.drop_path, depth))
+                {
+                    block.drop_path = dp;
+                }
+                let has_rpb = encoder.rel_pos_bias.is_some()
+                    || encoder
+                        .blocks
+                        .first()
+                        .is_some_and(|b| b.attn.relative_position_bias_table.is_some());
+                if recipe.rel_pos_bias && !has_rpb {
+                    let p = encoder.patch_embed.proj.kernel_size[0];
+                    let init = Init::new(seed ^ 0x5e6_b1a5, LinearInit::TruncNormal, ad);
+                    for block in encoder.blocks.iter_mut() {
+                        block.attn = block.attn.clone().with_rel_pos_bias(recipe.crop / p, &init);
+                    }
+                }
+                let d = encoder.embed_dim();
+                let mut cfg = UperNetConfig::preset(&recipe.heads)?;
+                if cfg.channels == cfg.in_channels {
+                    // The paper's heads are as wide as the encoder.
+                    cfg.channels = d;
+                }
+                cfg.in_channels = d;
+                cfg.num_classes = recipe.num_classes;
+                let model = UperNet::new(&cfg, seed, ad)?.with_backbone(&cfg, encoder.fork(ad))?;
+                Ok(SegModel::Upernet(model, cfg))
+            }
+            SegProtocol::Linear => {
+                let depth = encoder.blocks.len();
+                if recipe.linear_blocks > depth {
+                    return Err(ProtocolError::Config(format!(
+                        "{} blocks asked for the linear head; the encoder has {depth}",
+                        recipe.linear_blocks
+                    )));
+                }
+                let blocks = (depth - recipe.linear_blocks..depth).collect();
+                Ok(SegModel::Linear(LinearSegmentor::new(
+                    encoder,
+                    blocks,
+                    recipe.num_classes,
+                    1e-5,
+                    seed,
+                    ad,
+                )?))
+            }
+        }
+    }
+
+    fn optimizer(&self, recipe: &SegRecipe) -> Optimizer {
+        let rule = Rule::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        };
+        let wd = recipe.weight_decay;
+        match self {
+            SegModel::Upernet(m, _) => {
+                let depth = m.backbone.as_ref().map_or(0, |b| b.blocks.len());
+                let decay = recipe.layer_decay;
+                Optimizer::new(
+                    rule,
+                    Box::new(move |p, nd| seg_param_group(p, nd, depth, decay, wd)),
+                )
+            }
+            // mmcv's default constructor: one group, decay on every parameter.
+            SegModel::Linear(_) => Optimizer::new(
+                rule,
+                Box::new(move |_, _| ParamGroup {
+                    lr_scale: 1.0,
+                    weight_decay: wd,
+                }),
+            ),
+        }
+    }
+
+    /// One iteration: loss, backward, update. Returns the loss.
+    fn train_step(
+        self,
+        images: Tensor<4>,
+        labels: Tensor<3, Int>,
+        ctx: &mut ForwardCtx,
+        opt: &mut Optimizer,
+        lr: f64,
+    ) -> Result<(Self, f64)> {
+        match self {
+            SegModel::Upernet(mut m, cfg) => {
+                let out = m.forward(images, ctx)?;
+                let loss = m.loss(&cfg, &out, labels).loss;
+                let value = f64::from(to_vec(loss.clone())?[0]);
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                Ok((SegModel::Upernet(opt.step(m, grads, lr), cfg), value))
+            }
+            SegModel::Linear(mut m) => {
+                let logits = m.forward(images, true)?;
+                let loss = seg_cross_entropy(logits, labels, 255, false);
+                let value = f64::from(to_vec(loss.clone())?[0]);
+                let grads = GradientsParams::from_grads(loss.backward(), &m);
+                Ok((SegModel::Linear(opt.step(m, grads, lr)), value))
+            }
+        }
+    }
+
+    fn tensors(&self) -> Result<Vec<cae_pretrain::weights::RawTensor>> {
+        Ok(match self {
+            SegModel::Upernet(m, _) => collect_tensors(m, None, "model.")?,
+            SegModel::Linear(m) => collect_tensors(m, None, "model.")?,
+        })
+    }
+
+    fn load(&mut self, bytes: &[u8], path: &Path) -> Result<()> {
+        let opts = LoadOptions {
+            prefix: Some("model."),
+            ignore: SEG_IGNORED_KEYS,
+            ..Default::default()
+        };
+        match self {
+            SegModel::Upernet(m, _) => {
+                load_safetensors_bytes(m, bytes, path, &opts)?;
+            }
+            SegModel::Linear(m) => {
+                load_safetensors_bytes(m, bytes, path, &opts)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An evaluation copy (no autodiff) that maps a crop to logits at the crop's size.
+    fn predictor(&self) -> Predictor {
+        match self {
+            SegModel::Upernet(m, _) => Predictor::Upernet(m.valid()),
+            SegModel::Linear(m) => Predictor::Linear(m.valid()),
+        }
+    }
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Predictor {
+    Upernet(UperNet),
+    Linear(LinearSegmentor),
+}
+
+impl Predictor {
+    fn crop_logits(&mut self, crop: Tensor<4>) -> cae_heads::error::Result<Tensor<4>> {
+        let [_, _, h, w] = crop.dims();
+        let logits = match self {
+            Predictor::Upernet(m) => m.forward(crop, &mut ForwardCtx::eval())?.logits,
+            Predictor::Linear(m) => m.forward(crop, false)?,
+        };
+        Ok(resize_bilinear(logits, [h, w]))
+    }
+}
+
+/// Evaluates on the validation split; with `write`, saves each prediction (ADE encoding) under
+/// `write`'s folder.
+fn evaluate(
+    model: &SegModel,
+    recipe: &SegRecipe,
+    val: &AdeDataset,
+    device: &Device,
+    write: Option<&Path>,
+    pb: &indicatif::ProgressBar,
+) -> Result<SegMetrics> {
+    let mut predictor = model.predictor();
+    let tf = SegTestTransform {
+        scale: recipe.test_scale,
+        ..SegTestTransform::for_crop(recipe.crop as u32)
+    };
+    let mut conf = SegConfusion::new(recipe.num_classes, 255)?;
+    let plain = device.clone().without_autodiff();
+    for (i, pair) in val.samples.iter().enumerate() {
+        let (img, label) = val.load(i)?;
+        let s = tf.apply(&img);
+        let x = images_tensor(vec![s.image], [s.height as usize, s.width as usize], &plain);
+        let logits = slide_logits(x, [recipe.crop; 2], [recipe.stride; 2], |c| {
+            predictor.crop_logits(c)
+        })?;
+        let full = resize_bilinear(logits, [s.ori_height as usize, s.ori_width as usize]);
+        let pred: Vec<u8> = full
+            .argmax(1)
+            .try_into_vec_as::<i64>()
+            .map_err(|e| ProtocolError::Config(format!("backend: {e:?}")))?
+            .into_iter()
+            .map(|v| v as u8)
+            .collect();
+        conf.update(&pred, &label.data)?;
+        if let Some(dir) = write {
+            let name = pair
+                .annotation
+                .file_name()
+                .expect("an annotation file has a name");
+            let map = LabelMap {
+                width: s.ori_width,
+                height: s.ori_height,
+                data: pred.iter().map(|&v| v + 1).collect(),
+            };
+            save_label_png(&dir.join(name), &map)?;
+        }
+        pb.tick();
+    }
+    Ok(conf.compute())
+}
+
+fn pct(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v * 100.0)
+}
+
+fn headline(m: &SegMetrics) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (k, v) in [("mIoU", m.m_iou), ("mAcc", m.m_acc), ("aAcc", m.a_acc)] {
+        if let Some(v) = pct(v) {
+            out.insert(k.to_string(), v);
+        }
+    }
+    out
+}
+
+fn class_names(n: usize) -> Vec<String> {
+    if n == cae_datasets::ADE20K_CLASSES.len() {
+        cae_datasets::ADE20K_CLASSES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        (0..n).map(|i| format!("class_{i}")).collect()
+    }
+}
+
+/// The class names of the data: ADE20K's for 150 classes, the synthetic world's
+/// (`world.json` two folders up) when there, `class_<i>` otherwise.
+fn data_class_names(root: &Path, n: usize) -> Vec<String> {
+    let world = root
+        .ancestors()
+        .take(3)
+        .map(|d| d.join("world.json"))
+        .find(|p| p.is_file());
+    if let Some(path) = world
+        && let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        && let Some(names) = v.get("classes").and_then(|c| c.as_array())
+        && names.len() == n
+    {
+        return names
+            .iter()
+            .map(|s| s.as_str().unwrap_or_default().to_string())
+            .collect();
+    }
+    class_names(n)
+}
+
+fn checkpoint_path(dir: &Path, iter: u64) -> PathBuf {
+    dir.join(format!("ckpt-{iter:08}.safetensors"))
+}
+
+fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| ProtocolError::Input {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    for e in entries.flatten() {
+        let p = e.path();
+        let iter = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("ckpt-"))
+            .and_then(|n| n.strip_suffix(".safetensors"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(i) = iter {
+            out.push((i, p));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    model: &SegModel,
+    opt: &Optimizer,
+    state: &SegCheckpointState,
+) -> Result<PathBuf> {
+    let mut tensors = model.tensors()?;
+    let (buffers, steps) = opt.state_buffers()?;
+    for (name, values) in buffers {
+        tensors.push((
+            format!("optim.{name}"),
+            vec![values.len()],
+            f32_bytes(&values),
+        ));
+    }
+    let state = SegCheckpointState {
+        optim_steps: steps,
+        ..state.clone()
+    };
+    let meta = std::collections::HashMap::from([(
+        "checkpoint".to_string(),
+        serde_json::to_string(&state).expect("the state serialises"),
+    )]);
+    let path = checkpoint_path(dir, state.iter);
+    write_safetensors_atomic(&path, &tensors, &meta)?;
+    // Keep the newest two.
+    let all = list_checkpoints(dir)?;
+    if all.len() > 2 {
+        for (_, old) in &all[..all.len() - 2] {
+            std::fs::remove_file(old).map_err(|e| ProtocolError::Input {
+                path: old.clone(),
+                message: format!("cannot remove an old checkpoint: {e}"),
+            })?;
+        }
+    }
+    Ok(path)
+}
+
+fn load_checkpoint(
+    path: &Path,
+    model: &mut SegModel,
+    opt: &mut Optimizer,
+    key: &str,
+    device: &Device,
+) -> Result<SegCheckpointState> {
+    let bytes = read_file(path)?;
+    let bad = |m: String| ProtocolError::Input {
+        path: path.to_path_buf(),
+        message: m,
+    };
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors checkpoint: {e}")))?;
+    let state: SegCheckpointState = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("checkpoint"))
+        .ok_or_else(|| bad("not a cae-bench segmentation checkpoint (no metadata)".into()))
+        .and_then(|s| {
+            serde_json::from_str(s).map_err(|e| bad(format!("checkpoint metadata: {e}")))
+        })?;
+    if state.format != SEG_CHECKPOINT_FORMAT {
+        return Err(bad(format!("unknown checkpoint format `{}`", state.format)));
+    }
+    if state.request_key != key {
+        return Err(bad(
+            "this checkpoint belongs to another request (encoder, data, preset, protocol, \
+             overrides, seed or device differ); resume with the same arguments, or choose \
+             another --out"
+                .into(),
+        ));
+    }
+    model.load(&bytes, path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a safetensors checkpoint: {e}")))?;
+    let mut buffers = BTreeMap::new();
+    for name in st.names() {
+        if let Some(key) = name.strip_prefix("optim.") {
+            let view = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
+            buffers.insert(
+                key.to_string(),
+                tensor_to_f32(&view).map_err(|e| bad(format!("{name}: {e}")))?,
+            );
+        }
+    }
+    opt.load_state_buffers(buffers, &state.optim_steps, device)?;
+    Ok(state)
+}
+
+/// The request's identity: everything that changes its numbers (seed included: a checkpoint
+/// belongs to one seed).
+fn identity(
+    req: &SegRequest,
+    recipe: &SegRecipe,
+    encoder: &EncoderInfo,
+    fingerprint: &str,
+) -> String {
+    request_key(&serde_json::json!({
+        "protocol": recipe.protocol.record_name(),
+        "recipe": recipe,
+        "encoder": encoder.sha256.clone().unwrap_or_else(|| format!("random:{}", encoder.arch)),
+        "data": fingerprint,
+        "device": req.device,
+        "seed": req.seed,
+    }))
+}
+
+/// Runs `cae-bench segment` (see the module docs).
+pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
+    let started = Instant::now();
+    let recipe = SegRecipe::resolve(&req.preset, req.protocol, &req.overrides)?;
+    let device = cae_pretrain::device::parse_device(&req.device)?;
+    let ckpt_dir = req.out.join("checkpoints");
+    let record_path = req.out.join("record.json");
+    let existing = list_checkpoints(&ckpt_dir)?;
+    if !req.resume && (record_path.exists() || !existing.is_empty()) {
+        return Err(ProtocolError::Input {
+            path: req.out.clone(),
+            message: "this run folder holds a run already: pass --resume to continue it, or \
+                      choose another --out"
+                .into(),
+        });
+    }
+    let data = preflight_data(&req.data, recipe.num_classes)?;
+    let (encoder, model_cfg, encoder_info) = resolve_encoder(
+        &req.encoder,
+        Some(&recipe.encoder_preset),
+        req.label.as_deref(),
+        req.seed,
+        &device,
+    )?;
+    check_encoder_fits(req, &recipe, &model_cfg)?;
+    let fingerprint = cae_datasets::fingerprint_dir(&req.data)?.to_string();
+    let key = identity(req, &recipe, &encoder_info, &fingerprint);
+
+    let ad = device.clone().autodiff();
+    let mut model = SegModel::build(&recipe, encoder, req.seed, &ad)?;
+    let mut opt = model.optimizer(&recipe);
+    let mut start = 0u64;
+    let (mut loss_sum, mut loss_count) = (0.0f64, 0u64);
+    if req.resume
+        && let Some((_, path)) = existing.last()
+    {
+        let st = load_checkpoint(path, &mut model, &mut opt, &key, &device)?;
+        start = st.iter;
+        (loss_sum, loss_count) = (st.loss_sum, st.loss_count);
+        tracing::info!("resuming from {} (iteration {start})", path.display());
+    }
+
+    let mut writer = start_record(
+        req,
+        &recipe,
+        &model_cfg,
+        &encoder_info,
+        &data,
+        &fingerprint,
+        &key,
+        start,
+    )?;
+    let result = train_and_evaluate(
+        req,
+        &recipe,
+        &data,
+        model,
+        &mut opt,
+        &device,
+        &ad,
+        start,
+        (loss_sum, loss_count),
+        &key,
+        &mut writer,
+    );
+    match result {
+        Ok((metrics, iters, complete)) => {
+            let predictions = req.out.join("predictions");
+            let (m_iou, m_acc, a_acc) = match &metrics {
+                Some(m) => (pct(m.m_iou), pct(m.m_acc), pct(m.a_acc)),
+                None => (None, None, None),
+            };
+            if let Some(m) = &metrics {
+                let names = data_class_names(&req.data, recipe.num_classes);
+                writer.record.per_class = names
+                    .into_iter()
+                    .enumerate()
+                    .map(|(c, name)| ClassResult {
+                        name,
+                        values: BTreeMap::from([
+                            ("IoU".to_string(), pct(m.iou[c])),
+                            ("Acc".to_string(), pct(m.acc[c])),
+                        ]),
+                    })
+                    .collect();
+                writer.complete(headline(m))?;
+            } else {
+                writer.update()?;
+            }
+            Ok(SegOutcome {
+                m_iou,
+                m_acc,
+                a_acc,
+                majority_miou: data.majority_miou,
+                iters,
+                resumed_from: start,
+                complete,
+                record: record_path,
+                predictions,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        }
+        Err(e) => {
+            let _ = writer.fail(&e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// The encoder must tile the crop with whole patches and, until its position table is
+/// resampled, have been built for the crop's size.
+fn check_encoder_fits(req: &SegRequest, recipe: &SegRecipe, cfg: &CaeConfig) -> Result<()> {
+    let what = match &req.encoder {
+        EncoderSource::File(p) => p.display().to_string(),
+        EncoderSource::Random => format!("the random `{}` encoder", recipe.encoder_preset),
+    };
+    let e = &cfg.encoder;
+    if !recipe.crop.is_multiple_of(e.patch_size) {
+        return Err(ProtocolError::Config(format!(
+            "{what}: {}-px patches do not tile the {} preset's {}-px crop",
+            e.patch_size, recipe.preset, recipe.crop
+        )));
+    }
+    if e.img_size != recipe.crop {
+        return Err(ProtocolError::Config(format!(
+            "{what}: the encoder was built for {} px images, the {} preset trains on {} px crops",
+            e.img_size, recipe.preset, recipe.crop
+        )));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_record(
+    req: &SegRequest,
+    recipe: &SegRecipe,
+    model_cfg: &CaeConfig,
+    encoder: &EncoderInfo,
+    data: &DataSummary,
+    fingerprint: &str,
+    key: &str,
+    start: u64,
+) -> Result<RecordWriter> {
+    let mut details = BTreeMap::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        details.insert(k.to_string(), v);
+    };
+    put("majority_class_mIoU", serde_json::json!(data.majority_miou));
+    put("majority_class", serde_json::json!(data.majority));
+    put(
+        "train_pipeline",
+        serde_json::json!(format!(
+            "RandomResize(scale=({}, {}), ratio 0.5-2.0) + RandomCrop({}, cat_max_ratio 0.75) + flip 0.5{} + pad 255; reduce_zero_label",
+            4 * recipe.crop,
+            recipe.crop,
+            recipe.crop,
+            if recipe.photometric {
+                " + PhotoMetricDistortion"
+            } else {
+                ""
+            }
+        )),
+    );
+    put(
+        "test",
+        serde_json::json!(format!(
+            "Resize({:?}, keep ratio) + slide {} / stride {} + bilinear resize to the original size; single scale, no flip",
+            recipe.test_scale, recipe.crop, recipe.stride
+        )),
+    );
+    put(
+        "batchnorm",
+        serde_json::json!("batch statistics over the whole batch on one device (SyncBN's result)"),
+    );
+    match recipe.protocol {
+        SegProtocol::Upernet => put(
+            "loss",
+            serde_json::json!("CE(ignore 255, mean over all pixels) + 0.4 CE(aux)"),
+        ),
+        SegProtocol::Linear => put(
+            "features",
+            serde_json::json!(format!(
+                "patch tokens of the last {} block(s) after the final LayerNorm, frozen",
+                recipe.linear_blocks
+            )),
+        ),
+    }
+    let protocol = ProtocolInfo {
+        name: recipe.protocol.record_name(),
+        pooling: None,
+        layer: None,
+        epochs: Some(recipe.iters),
+        effective_batch: Some(recipe.batch),
+        lr: Some(recipe.lr),
+        lr_rule: Some("absolute (no batch scaling)".into()),
+        optimizer: Some("adamw".into()),
+        cached_features: Some(false),
+        label_fraction: Some(1.0),
+        details,
+        settings: recipe.settings(),
+        seed_varies: Some({
+            let mut v = Vec::new();
+            if matches!(req.encoder, EncoderSource::Random) {
+                v.push("encoder init".to_string());
+            }
+            v.push("head init, data order, augmentation, dropout".to_string());
+            v
+        }),
+    };
+    let config = serde_json::json!({
+        "segment": recipe,
+        "model": model_cfg,
+        "data": req.data.display().to_string(),
+        "device": req.device,
+    });
+    let mut record = RunRecord::start(
+        "segment",
+        req.command.clone(),
+        config,
+        req.seed,
+        protocol,
+        MachineInfo::current(&req.device, None),
+    );
+    record.encoder = Some(encoder.clone());
+    record.dataset = Some(DatasetInfo {
+        path: req.data.display().to_string(),
+        train_images: Some(data.train.len()),
+        val_images: Some(data.val.len()),
+        classes: Some(recipe.num_classes),
+        fingerprint: Some(fingerprint.to_string()),
+    });
+    record.request_key = Some(key.to_string());
+    record
+        .versions
+        .insert("cae-bench".into(), env!("CARGO_PKG_VERSION").into());
+    record
+        .versions
+        .insert("burn".into(), cae_pretrain::BURN_VERSION.into());
+    if start > 0
+        && let Ok(text) = std::fs::read_to_string(req.out.join("record.json"))
+        && let Ok(old) = serde_json::from_str::<RunRecord>(&text)
+    {
+        record.per_epoch = old
+            .per_epoch
+            .into_iter()
+            .filter(|e| e.epoch <= start)
+            .collect();
+    }
+    Ok(RecordWriter::create(&req.out, record)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_and_evaluate(
+    req: &SegRequest,
+    recipe: &SegRecipe,
+    data: &DataSummary,
+    mut model: SegModel,
+    opt: &mut Optimizer,
+    device: &Device,
+    ad: &Device,
+    start: u64,
+    (mut loss_sum, mut loss_count): (f64, u64),
+    key: &str,
+    writer: &mut RecordWriter,
+) -> Result<(Option<SegMetrics>, u64, bool)> {
+    let schedule = recipe.schedule();
+    let tf = SegTrainTransform {
+        photometric: if recipe.photometric {
+            SegTrainTransform::for_crop(recipe.crop as u32).photometric
+        } else {
+            None
+        },
+        ..SegTrainTransform::for_crop(recipe.crop as u32)
+    };
+    let n = data.train.len();
+    let pb = cae_pretrain::progress::bar(req.progress, recipe.iters, start, "iters");
+    let ckpt_dir = req.out.join("checkpoints");
+    let c = recipe.crop;
+    let mut lr = schedule.at(start);
+    for it in start..recipe.iters {
+        let idx = batch_indices(req.seed, n, recipe.batch, it);
+        let first = it * recipe.batch as u64;
+        let samples: Vec<cae_datasets::SegSample> = idx
+            .par_iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                let (img, label) = data.train.load(i)?;
+                let mut rng =
+                    ChaCha8Rng::from_seed(derive_seed(&[req.seed, SALT_AUG, first + j as u64]));
+                Ok(tf.apply(&img, &label, &mut rng)?)
+            })
+            .collect::<Result<_>>()?;
+        let labels: Vec<u8> = samples
+            .iter()
+            .flat_map(|s| s.label.iter().copied())
+            .collect();
+        let images = images_tensor(samples.into_iter().map(|s| s.image).collect(), [c, c], ad);
+        let labels = cae_heads::segmentation::label_tensor(
+            &labels,
+            [recipe.batch, c, c],
+            recipe.num_classes,
+            255,
+            ad,
+        )?;
+        lr = schedule.at(it);
+        let mut ctx = ForwardCtx::train(salted_step_rng(req.seed, SALT_STEP, it));
+        let (next, loss) = model.train_step(images, labels, &mut ctx, opt, lr)?;
+        model = next;
+        if !loss.is_finite() {
+            pb.abandon();
+            return Err(ProtocolError::NonFinite {
+                iter: it + 1,
+                value: loss,
+            });
+        }
+        loss_sum += loss;
+        loss_count += 1;
+        pb.inc(1);
+        pb.set_message(format!("loss {loss:.4}"));
+        let done = it + 1;
+        let last = done == recipe.iters;
+        if !last && recipe.eval_every > 0 && done.is_multiple_of(recipe.eval_every) {
+            let m = evaluate(&model, recipe, &data.val, device, None, &pb)?;
+            report(
+                writer,
+                recipe,
+                done,
+                &m,
+                loss_sum / loss_count.max(1) as f64,
+                lr,
+                &pb,
+            )?;
+            (loss_sum, loss_count) = (0.0, 0);
+        }
+        if last || done.is_multiple_of(recipe.checkpoint_every) {
+            let state = SegCheckpointState {
+                format: SEG_CHECKPOINT_FORMAT.into(),
+                iter: done,
+                seed: req.seed,
+                request_key: key.to_string(),
+                optim_steps: BTreeMap::new(),
+                loss_sum,
+                loss_count,
+            };
+            save_checkpoint(&ckpt_dir, &model, opt, &state)?;
+        }
+        if req.stop_after == Some(done) && !last {
+            pb.abandon();
+            return Ok((None, done, false));
+        }
+    }
+    // The final evaluation writes the predictions and is scored from the files.
+    let pred_dir = req.out.join("predictions");
+    if pred_dir.exists() {
+        std::fs::remove_dir_all(&pred_dir).map_err(|e| ProtocolError::Input {
+            path: pred_dir.clone(),
+            message: format!("cannot clear old predictions: {e}"),
+        })?;
+    }
+    std::fs::create_dir_all(&pred_dir).map_err(|e| ProtocolError::Input {
+        path: pred_dir.clone(),
+        message: e.to_string(),
+    })?;
+    pb.set_message("evaluating");
+    let in_memory = evaluate(&model, recipe, &data.val, device, Some(&pred_dir), &pb)?;
+    let gt_dir = data
+        .val
+        .root
+        .join("annotations")
+        .join(AdeSplit::Validation.name());
+    let scored = evaluate_folders(
+        &gt_dir,
+        &pred_dir,
+        &FolderEvalConfig {
+            num_classes: recipe.num_classes,
+            encoding: LabelEncoding::ReduceZeroLabel,
+            ignore_index: 255,
+        },
+    )?;
+    if scored.metrics.areas != in_memory.areas {
+        return Err(ProtocolError::Config(format!(
+            "the predictions written to {} score differently from the evaluation that wrote \
+             them (a bug: please report it)",
+            pred_dir.display()
+        )));
+    }
+    report(
+        writer,
+        recipe,
+        recipe.iters,
+        &scored.metrics,
+        loss_sum / loss_count.max(1) as f64,
+        lr,
+        &pb,
+    )?;
+    pb.finish_and_clear();
+    Ok((Some(scored.metrics), recipe.iters, true))
+}
+
+fn report(
+    writer: &mut RecordWriter,
+    recipe: &SegRecipe,
+    iter: u64,
+    m: &SegMetrics,
+    loss: f64,
+    lr: f64,
+    pb: &indicatif::ProgressBar,
+) -> Result<()> {
+    let mut metrics = headline(m);
+    metrics.insert("loss".into(), loss);
+    metrics.insert("lr".into(), lr);
+    let line = format!(
+        "{} iter {iter}/{}: mIoU {:.2}  mAcc {:.2}  aAcc {:.2}  loss {loss:.4}",
+        recipe.protocol.record_name(),
+        recipe.iters,
+        m.m_iou * 100.0,
+        m.m_acc * 100.0,
+        m.a_acc * 100.0
+    );
+    if pb.is_hidden() {
+        tracing::debug!("{line}");
+    } else {
+        pb.suspend(|| tracing::info!("{line}"));
+    }
+    writer.record.push_epoch(
+        EpochMetrics {
+            epoch: iter,
+            metrics,
+        },
+        "mIoU",
+    );
+    writer.update()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paper preset, value by value (cae.md §5b, protocols.md §2.4 and §2.7).
+    #[test]
+    fn paper_preset_values() {
+        let r = SegRecipe::resolve(
+            "ade20k-paper",
+            SegProtocol::Upernet,
+            &SegOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(r.encoder_preset, "vit_base_patch16");
+        assert_eq!(r.heads, "paper");
+        assert_eq!(r.num_classes, 150);
+        assert_eq!(r.crop, 512);
+        assert_eq!(r.test_scale, (2048, 512));
+        assert_eq!(r.stride, 341);
+        assert_eq!(r.iters, 160_000);
+        assert_eq!(r.batch, 16);
+        assert_eq!(r.lr, 1e-4);
+        assert_eq!(r.weight_decay, 0.05);
+        assert_eq!(r.layer_decay, 0.65);
+        assert_eq!(r.warmup_iters, 1500);
+        assert_eq!(r.warmup_ratio, 1e-6);
+        assert_eq!(r.power, 1.0);
+        assert_eq!(r.min_lr, 0.0);
+        assert_eq!(r.drop_path, 0.1);
+        assert!(r.rel_pos_bias);
+        assert!(r.photometric);
+        let heads = UperNetConfig::preset(&r.heads).unwrap();
+        assert_eq!((heads.channels, heads.num_classes), (768, 150));
+        let aux = heads.aux.unwrap();
+        assert_eq!((aux.channels, aux.in_index, aux.loss_weight), (256, 2, 0.4));
+        assert_eq!(heads.pool_scales, vec![1, 2, 3, 6]);
+        assert_eq!(heads.dropout, 0.1);
+        // DINOv2's linear head.
+        let l = SegRecipe::paper(SegProtocol::Linear);
+        assert_eq!(
+            (l.iters, l.lr, l.weight_decay, l.layer_decay),
+            (40_000, 1e-3, 1e-4, 1.0)
+        );
+        assert_eq!((l.crop, l.batch, l.warmup_iters), (512, 16, 1500));
+        // Overrides and validation.
+        let o = SegOverrides {
+            iters: Some(100),
+            ..Default::default()
+        };
+        let r = SegRecipe::resolve("ade20k-paper", SegProtocol::Upernet, &o).unwrap();
+        assert_eq!((r.iters, r.warmup_iters), (100, 100));
+        let o = SegOverrides {
+            batch: Some(1),
+            ..Default::default()
+        };
+        assert!(SegRecipe::resolve("mini", SegProtocol::Upernet, &o).is_err());
+        assert!(
+            SegRecipe::resolve("nope", SegProtocol::Upernet, &SegOverrides::default()).is_err()
+        );
+    }
+
+    #[test]
+    fn sampler_is_a_permutation_per_pass() {
+        let n = 7;
+        let pass0: Vec<usize> = (0..n as u64).map(|k| sample_index(3, n, k)).collect();
+        let mut sorted = pass0.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>());
+        let pass1: Vec<usize> = (n as u64..2 * n as u64)
+            .map(|k| sample_index(3, n, k))
+            .collect();
+        assert_ne!(pass0, pass1, "each pass draws its own order");
+        // Batches straddling a pass boundary read the same samples.
+        let b: Vec<usize> = (0..5).flat_map(|it| batch_indices(3, n, 3, it)).collect();
+        let k: Vec<usize> = (0..15).map(|k| sample_index(3, n, k)).collect();
+        assert_eq!(b, k);
+    }
+}

@@ -1,0 +1,256 @@
+//! `cae-bench segment` end to end on a tiny synthetic world: a run writes its predictions and a
+//! complete record scored from them; a run stopped after a checkpoint and resumed writes the same
+//! checkpoint bytes as one that never stopped; the linear protocol and the leaderboard; and bad
+//! input (missing annotation, annotation of another size, label values out of range, an empty
+//! split, an encoder that does not fit) is refused naming the file, with no complete record.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use cae_bench::protocols::ade20k::{SegProtocol, SegRequest, run_segment};
+use cae_bench::protocols::encoder::EncoderSource;
+use common::{Run, cae_bench, copy_tree};
+
+/// A 32-px world of 48 scenes; its `ade/` folder.
+fn world(dir: &Path) -> PathBuf {
+    let out = dir.join("w");
+    let run = cae_bench(&[
+        "data",
+        "synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--images",
+        "48",
+        "--size",
+        "32",
+        "--seed",
+        "4",
+    ]);
+    assert!(run.ok, "data synth failed: {}", run.stderr);
+    out.join("ade")
+}
+
+fn refused(run: &Run, needles: &[&str]) {
+    assert!(!run.ok, "expected a failure, got stdout {:?}", run.stdout);
+    assert!(!run.stderr.contains("panicked"), "a panic: {}", run.stderr);
+    for n in needles {
+        assert!(run.stderr.contains(n), "stderr lacks {n:?}: {}", run.stderr);
+    }
+}
+
+fn status(run: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(run.join("record.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    Some(v["status"].as_str().unwrap().to_string())
+}
+
+fn request(data: &Path, out: &Path, protocol: SegProtocol) -> SegRequest {
+    let mut r = SegRequest::new(EncoderSource::Random, data, out);
+    r.preset = "test".into();
+    r.protocol = protocol;
+    r.seed = 1;
+    r
+}
+
+#[test]
+fn segment_scores_its_predictions_and_resumes_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = world(dir.path());
+    let a = dir.path().join("a");
+    let full = run_segment(&request(&data, &a, SegProtocol::Upernet)).unwrap();
+    assert!(full.complete);
+    let miou = full.m_iou.expect("a complete run has an mIoU");
+    assert!((0.0..=100.0).contains(&miou));
+    assert_eq!(status(&a).as_deref(), Some("complete"));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("record.json")).unwrap()).unwrap();
+    assert_eq!(record["protocol"]["name"], "ade20k-upernet");
+    assert_eq!(record["metrics"]["mIoU"].as_f64().unwrap(), miou);
+    assert_eq!(record["per_class"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        record["per_class"][0]["name"], "disc",
+        "the world's class names"
+    );
+    assert!(record["protocol"]["details"]["majority_class_mIoU"].is_number());
+    // One prediction per validation image, named as its annotation; `ade-eval` agrees.
+    let val = data.join("ADEChallengeData2016/annotations/validation");
+    let n_val = std::fs::read_dir(&val).unwrap().count();
+    assert_eq!(
+        std::fs::read_dir(a.join("predictions")).unwrap().count(),
+        n_val
+    );
+    let eval = cae_bench(&[
+        "ade-eval",
+        "--gt",
+        val.to_str().unwrap(),
+        "--pred",
+        a.join("predictions").to_str().unwrap(),
+        "--num-classes",
+        "8",
+        "--json",
+    ]);
+    assert!(eval.ok, "{}", eval.stderr);
+    let scored: serde_json::Value = serde_json::from_str(&eval.stdout).unwrap();
+    assert_eq!(scored["mIoU"].as_f64().unwrap(), miou);
+
+    // Stopped after iteration 2's checkpoint (a kill), then resumed: the same bytes.
+    let b = dir.path().join("b");
+    let mut stop = request(&data, &b, SegProtocol::Upernet);
+    stop.stop_after = Some(2);
+    let part = run_segment(&stop).unwrap();
+    assert!(!part.complete && part.m_iou.is_none());
+    assert_eq!(status(&b).as_deref(), Some("running"));
+    let mut again = request(&data, &b, SegProtocol::Upernet);
+    again.resume = true;
+    let resumed = run_segment(&again).unwrap();
+    assert_eq!(resumed.resumed_from, 2);
+    assert_eq!(resumed.m_iou, full.m_iou);
+    let ckpt = "checkpoints/ckpt-00000004.safetensors";
+    assert!(
+        std::fs::read(a.join(ckpt)).unwrap() == std::fs::read(b.join(ckpt)).unwrap(),
+        "kill + resume must write the same checkpoint bytes"
+    );
+    // A finished folder is not overwritten without --resume.
+    let err = run_segment(&request(&data, &a, SegProtocol::Upernet)).unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+    // Another seed does not resume this one's checkpoint.
+    let mut other = request(&data, &b, SegProtocol::Upernet);
+    other.resume = true;
+    other.seed = 2;
+    let err = run_segment(&other).unwrap_err();
+    assert!(err.to_string().contains("another request"), "{err}");
+}
+
+#[test]
+fn linear_protocol_through_the_cli_and_the_leaderboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = world(dir.path());
+    let runs = dir.path().join("runs");
+    for seed in ["0", "1"] {
+        let out = runs.join(format!("linear-{seed}"));
+        let run = cae_bench(&[
+            "segment",
+            "--encoder",
+            "random",
+            "--preset",
+            "test",
+            "--protocol",
+            "linear",
+            "--data",
+            data.to_str().unwrap(),
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(run.ok, "{}", run.stderr);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert!(v["mIoU"].as_f64().is_some());
+        assert_eq!(status(&out).as_deref(), Some("complete"));
+    }
+    let board = cae_bench(&["leaderboard", "--runs", runs.to_str().unwrap()]);
+    assert!(board.ok, "{}", board.stderr);
+    assert!(board.stdout.contains("ade20k-linear"), "{}", board.stdout);
+    assert!(board.stdout.contains("mIoU"), "{}", board.stdout);
+}
+
+/// Runs `segment` on `data` and expects a refusal naming `needles`.
+fn refuse(data: &Path, out: &Path, encoder: &str, needles: &[&str]) {
+    let run = cae_bench(&[
+        "segment",
+        "--encoder",
+        encoder,
+        "--preset",
+        "test",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    refused(&run, needles);
+    assert_ne!(status(out).as_deref(), Some("complete"));
+}
+
+#[test]
+fn bad_input_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = world(dir.path());
+    let variant = |name: &str| {
+        let d = dir.path().join(name);
+        copy_tree(&clean, &d);
+        d
+    };
+    let ann = |root: &Path, split: &str, stem: &str| {
+        root.join(format!(
+            "ADEChallengeData2016/annotations/{split}/{stem}.png"
+        ))
+    };
+
+    // A missing annotation.
+    let d = variant("missing");
+    std::fs::remove_file(ann(&d, "training", "ADE_train_00000003")).unwrap();
+    refuse(
+        &d,
+        &dir.path().join("r1"),
+        "random",
+        &["ADE_train_00000003"],
+    );
+
+    // An annotation of another size than its image.
+    let d = variant("size");
+    let map = cae_datasets::io::LabelMap::filled(20, 32, 1);
+    cae_datasets::io::save_label_png(&ann(&d, "validation", "ADE_val_00000002"), &map).unwrap();
+    refuse(
+        &d,
+        &dir.path().join("r2"),
+        "random",
+        &["ADE_val_00000002.png"],
+    );
+
+    // Label values outside 0..=K and not 255.
+    let d = variant("values");
+    let mut map = cae_datasets::load_label_map(ann(&d, "training", "ADE_train_00000005")).unwrap();
+    map.data[7] = 200;
+    cae_datasets::io::save_label_png(&ann(&d, "training", "ADE_train_00000005"), &map).unwrap();
+    refuse(
+        &d,
+        &dir.path().join("r3"),
+        "random",
+        &["ADE_train_00000005.png", "200"],
+    );
+
+    // An empty split.
+    let d = variant("empty");
+    for split in ["images", "annotations"] {
+        let folder = d.join(format!("ADEChallengeData2016/{split}/validation"));
+        std::fs::remove_dir_all(&folder).unwrap();
+        std::fs::create_dir_all(&folder).unwrap();
+    }
+    refuse(&d, &dir.path().join("r4"), "random", &["validation"]);
+
+    // Encoders that do not fit: a damaged file, and patches that do not tile the crop.
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"\x07\x00\x00\x00\x00\x00\x00\x00{oops}").unwrap();
+    refuse(
+        &clean,
+        &dir.path().join("r5"),
+        garbage.to_str().unwrap(),
+        &["garbage.safetensors"],
+    );
+    let mut cfg = cae_pretrain::config::CaeConfig::test();
+    cfg.encoder.patch_size = 6;
+    cfg.encoder.img_size = 18;
+    let enc = cae_pretrain::encoder_file::random_encoder(&cfg, 0, &burn::tensor::Device::flex());
+    let odd = dir.path().join("patch6.safetensors");
+    cae_pretrain::encoder_file::save_encoder(&enc, &cfg, &odd, &HashMap::new()).unwrap();
+    refuse(
+        &clean,
+        &dir.path().join("r6"),
+        odd.to_str().unwrap(),
+        &["patch6.safetensors", "6-px patches"],
+    );
+}
