@@ -53,6 +53,10 @@ pub struct SegmentArgs {
     /// `--protocol linear`: concatenate the last N blocks (1, or 4 as DINOv2's "+ms").
     #[arg(long)]
     pub linear_blocks: Option<usize>,
+    /// Any other recipe setting, `NAME=VALUE` (JSON values: `--set layer_decay=0.75`,
+    /// `--set resize_ratio=[1.0,1.5]`); repeatable. The record keeps the resolved recipe.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -106,6 +110,15 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             eval_every: args.eval_every,
             num_classes: args.num_classes,
             linear_blocks: args.linear_blocks,
+            set: args
+                .set
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("--set {kv}: expected NAME=VALUE"))
+                })
+                .collect::<anyhow::Result<_>>()?,
         },
         seed: args.seed,
         resume: args.resume,
