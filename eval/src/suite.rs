@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use cae_heads::probe::{EncoderSource, ProbeOverrides, ProbeRequest, Protocol, run_probe};
+use crate::protocols::classification::{
+    EncoderSource, ProbeOverrides, ProbeRequest, Protocol, run_probe,
+};
 use cae_reports::record::{RunRecord, request_key, sha256_file};
 
 /// One protocol of a suite, with its settings.

@@ -157,6 +157,29 @@ fn linear_protocol_through_the_cli_and_the_leaderboard() {
     assert!(board.stdout.contains("mIoU"), "{}", board.stdout);
 }
 
+#[test]
+fn an_encoder_built_for_another_size_is_moved_to_the_crop() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = world(dir.path());
+    // The `mini` encoder is built for 32 px; the `test` preset trains on 16-px crops.
+    let cfg = cae_pretrain::config::CaeConfig::preset("mini").unwrap();
+    let enc = cae_pretrain::encoder_file::random_encoder(&cfg, 0, &burn::tensor::Device::flex());
+    let file = dir.path().join("mini32.safetensors");
+    cae_pretrain::encoder_file::save_encoder(&enc, &cfg, &file, &HashMap::new()).unwrap();
+    let out = dir.path().join("run");
+    let mut req = request(&data, &out, SegProtocol::Linear);
+    req.encoder = EncoderSource::File(file);
+    let o = run_segment(&req).unwrap();
+    assert!(o.complete && o.m_iou.is_some());
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
+    assert_eq!(
+        record["protocol"]["details"]["position_table"],
+        "built for 32 px, sin-cos rebuilt for 16 px"
+    );
+    assert_eq!(record["config"]["model"]["encoder"]["img_size"], 16);
+}
+
 /// Runs `segment` on `data` and expects a refusal naming `needles`.
 fn refuse(data: &Path, out: &Path, encoder: &str, needles: &[&str]) {
     let run = cae_bench(&[

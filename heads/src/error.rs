@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Errors of the probing and fine-tuning protocols.
+/// Errors of the heads, their training steps and their data.
 #[derive(Debug, thiserror::Error)]
 pub enum HeadsError {
     /// A setting that cannot work (batch of 1 for BatchNorm, k = 0, a layer past the depth, …).
@@ -22,9 +22,6 @@ pub enum HeadsError {
     /// The encoder file or its config.
     #[error(transparent)]
     Encoder(#[from] cae_pretrain::PretrainError),
-    /// Writing the run record.
-    #[error(transparent)]
-    Record(#[from] cae_reports::ReportError),
     /// A non-finite training loss.
     #[error("non-finite loss ({value}) at epoch {epoch}, step {step}; lower the learning rate")]
     NonFinite {
@@ -35,6 +32,9 @@ pub enum HeadsError {
         /// The loss.
         value: f64,
     },
+    /// The caller's per-epoch callback failed (e.g. writing its record); its message.
+    #[error("{0}")]
+    Stopped(String),
     /// Reading tensor data back from the backend.
     #[error("backend: {0}")]
     Backend(String),

@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use cae_heads::probe::EncoderSource;
+use crate::protocols::classification::EncoderSource;
 use cae_pretrain::train::RunConfig;
 use cae_pretrain::train::run::MetricsLine;
 use cae_reports::calibration::{self, Observation};

@@ -1,15 +1,15 @@
 //! `cae-bench linear-probe`: linear / attentive probing, kNN and low-label fine-tuning of an
-//! encoder, a thin shell over [`cae_heads::probe::run_probe`].
+//! encoder, a thin shell over [`crate::protocols::classification::run_probe`].
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use cae_heads::Pooling;
-use cae_heads::probe::{
+use crate::protocols::classification::{
     EncoderSource, ProbeOutcome, ProbeOverrides, ProbeRequest, Protocol, Recipe, run_probe,
 };
+use cae_heads::Pooling;
 
 /// `--protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -25,8 +25,8 @@ use anyhow::Context;
 use clap::{Args, Parser};
 use serde::{Deserialize, Serialize};
 
+use crate::protocols::classification::EncoderSource;
 use cae_datasets::synth::{SynthConfig, WorldSummary, write_world};
-use cae_heads::probe::EncoderSource;
 use cae_pretrain::CaeConfig;
 use cae_pretrain::device::parse_device;
 use cae_pretrain::train::bench::bench_pretrain_step;

@@ -1025,7 +1025,7 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
         });
     }
     let data = preflight_data(&req.data, recipe.num_classes)?;
-    let (encoder, model_cfg, encoder_info) = resolve_encoder(
+    let (encoder, mut model_cfg, encoder_info) = resolve_encoder(
         &req.encoder,
         Some(&recipe.encoder_preset),
         req.label.as_deref(),
@@ -1033,6 +1033,20 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
         &device,
     )?;
     check_encoder_fits(req, &recipe, &model_cfg)?;
+    let built_for = model_cfg.encoder.img_size;
+    let encoder = encoder
+        .at_resolution(&mut model_cfg.encoder, [recipe.crop; 2])
+        .map_err(|e| ProtocolError::Config(format!("{}: {e}", encoder_name(req, &recipe))))?;
+    if built_for != recipe.crop {
+        tracing::info!(
+            "the encoder was built for {built_for} px; its position table is {} for {} px crops",
+            match model_cfg.encoder.pos_embed {
+                cae_pretrain::config::PosEmbed::Learned => "resampled (bicubic)",
+                _ => "rebuilt",
+            },
+            recipe.crop
+        );
+    }
     let fingerprint = cae_datasets::fingerprint_dir(&req.data)?.to_string();
     let key = identity(req, &recipe, &encoder_info, &fingerprint);
 
@@ -1060,6 +1074,23 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
         &key,
         start,
     )?;
+    writer.record.protocol.details.insert(
+        "position_table".into(),
+        serde_json::json!(if built_for == recipe.crop {
+            format!("as built ({built_for} px)")
+        } else {
+            format!(
+                "built for {built_for} px, {} for {} px",
+                match model_cfg.encoder.pos_embed {
+                    cae_pretrain::config::PosEmbed::Learned => "resampled bicubically",
+                    cae_pretrain::config::PosEmbed::SinCos => "sin-cos rebuilt",
+                    cae_pretrain::config::PosEmbed::None => "none; nothing to move",
+                },
+                recipe.crop
+            )
+        }),
+    );
+    writer.update()?;
     let result = train_and_evaluate(
         req,
         &recipe,
@@ -1117,24 +1148,22 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
     }
 }
 
-/// The encoder must tile the crop with whole patches and, until its position table is
-/// resampled, have been built for the crop's size.
-fn check_encoder_fits(req: &SegRequest, recipe: &SegRecipe, cfg: &CaeConfig) -> Result<()> {
-    let what = match &req.encoder {
+fn encoder_name(req: &SegRequest, recipe: &SegRecipe) -> String {
+    match &req.encoder {
         EncoderSource::File(p) => p.display().to_string(),
         EncoderSource::Random => format!("the random `{}` encoder", recipe.encoder_preset),
-    };
+    }
+}
+
+/// The encoder must tile the crop with whole patches (its position table is then moved to the
+/// crop's grid: `VisionTransformerEncoder::at_resolution`).
+fn check_encoder_fits(req: &SegRequest, recipe: &SegRecipe, cfg: &CaeConfig) -> Result<()> {
+    let what = encoder_name(req, recipe);
     let e = &cfg.encoder;
     if !recipe.crop.is_multiple_of(e.patch_size) {
         return Err(ProtocolError::Config(format!(
             "{what}: {}-px patches do not tile the {} preset's {}-px crop",
             e.patch_size, recipe.preset, recipe.crop
-        )));
-    }
-    if e.img_size != recipe.crop {
-        return Err(ProtocolError::Config(format!(
-            "{what}: the encoder was built for {} px images, the {} preset trains on {} px crops",
-            e.img_size, recipe.preset, recipe.crop
         )));
     }
     Ok(())

@@ -13,13 +13,16 @@ use super::error::{ProtocolError, Result};
 /// Which encoder to measure.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EncoderSource {
-    /// An encoder file.
+    /// An encoder file (`cae-bench pretrain` / `cae-bench import`, or a pretraining checkpoint).
     File(PathBuf),
-    /// A fresh initialisation drawn with the run's seed.
+    /// A fresh initialisation (the CAE starting point), drawn with the run's seed.
     Random,
 }
 
-/// The encoder, its config and its description.
+/// The encoder, its config and its description: a file (with `preset` as the fallback config
+/// of a file without one; a file's own config wins, with a warning), or a random
+/// initialisation of `preset` drawn from `seed`. `label` names it in records [default:
+/// `random-init-<preset>`, or the file's stem].
 pub fn resolve_encoder(
     source: &EncoderSource,
     preset: Option<&str>,
@@ -46,6 +49,17 @@ pub fn resolve_encoder(
         }
         EncoderSource::File(path) => {
             let loaded = load_encoder(path, preset.as_ref(), device)?;
+            if let Some(p) = &preset
+                && loaded.config_from_file
+                && p.encoder != loaded.config.encoder
+            {
+                tracing::warn!(
+                    "{}: the file carries its own config ({}); --preset {} is ignored",
+                    path.display(),
+                    loaded.config.preset,
+                    p.preset
+                );
+            }
             let info = EncoderInfo {
                 label: label.map(str::to_string).unwrap_or_else(|| {
                     path.file_stem()

@@ -1,5 +1,15 @@
-//! The protocols: recipe resolution, the run, its record.
+//! The protocols: what a run of each does, from its recipe to its record. `heads` holds the
+//! modules and their losses; these files resolve the recipes, run them, score them and write
+//! `record.json`.
+//!
+//! | protocol | file | command |
+//! |---|---|---|
+//! | linear / attentive probe, kNN, (low-label) fine-tuning | [`classification`] | `cae-bench linear-probe` |
+//! | ADE20K semantic segmentation (UperNet, linear head) | [`ade20k`] | `cae-bench segment` |
 
 pub mod ade20k;
+pub mod classification;
 pub mod encoder;
 pub mod error;
+
+pub use error::{ProtocolError, Result};

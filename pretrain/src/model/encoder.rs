@@ -15,6 +15,7 @@ use super::patch_embed::PatchEmbed;
 use super::pos_embed::sincos_2d_with_cls;
 use super::rel_pos_bias::RelativePositionBias;
 use crate::config::{EncoderConfig, PosEmbed, RelPosBias};
+use crate::error::PretrainError;
 use crate::fused;
 
 /// The patches each sample keeps, as gather indices (every sample keeps the same number).
@@ -138,6 +139,73 @@ impl VisionTransformerEncoder {
             norm,
             norm_eps: cfg.layer_norm_eps,
         }
+    }
+
+    /// The encoder for images of `img_size` (`[H, W]`, whole patches): a fixed sin-cos table is
+    /// rebuilt for the new grid, a learned one resampled bicubically as PyTorch does (cls slot
+    /// kept; [`super::pos_embed::resample_with_cls`]), and `cfg.img_size` is updated (square
+    /// images; a non-square size keeps `cfg` as it is). Relative position bias tables are tied
+    /// to their window: an encoder that has them can only keep its grid (BEiT's resampling of
+    /// those tables is not implemented, so it is an error rather than a silently wrong bias).
+    /// The same grid is a no-op.
+    pub fn at_resolution(
+        mut self,
+        cfg: &mut EncoderConfig,
+        img_size: [usize; 2],
+    ) -> Result<Self, PretrainError> {
+        let p = cfg.patch_size;
+        let [h, w] = img_size;
+        if h == 0 || w == 0 || !h.is_multiple_of(p) || !w.is_multiple_of(p) {
+            return Err(PretrainError::Config(format!(
+                "a {h}×{w} image is not a whole number of {p}-px patches"
+            )));
+        }
+        let old = (cfg.grid_size(), cfg.grid_size());
+        let new = (h / p, w / p);
+        if old == new {
+            return Ok(self);
+        }
+        let has_rpb = self.rel_pos_bias.is_some()
+            || self
+                .blocks
+                .iter()
+                .any(|b| b.attn.relative_position_bias_table.is_some());
+        if has_rpb {
+            return Err(PretrainError::Config(format!(
+                "this encoder has relative position bias tables for a {}×{} grid; moving them to \
+                 {}×{} (BEiT's table resampling) is not implemented",
+                old.0, old.1, new.0, new.1
+            )));
+        }
+        let d = self.embed_dim();
+        if let Some(pos) = self.pos_embed.take() {
+            let device = pos.val().device();
+            let values = match cfg.pos_embed {
+                PosEmbed::SinCos => sincos_2d_with_cls(new.0, new.1, d),
+                _ => {
+                    let table = pos
+                        .val()
+                        .try_into_vec_as::<f32>()
+                        .map_err(|e| PretrainError::Config(format!("reading pos_embed: {e:?}")))?;
+                    super::pos_embed::resample_with_cls(&table, old, d, new)
+                }
+            };
+            let fixed = cfg.pos_embed == PosEmbed::SinCos;
+            let t = Tensor::<3>::from_data(
+                burn::tensor::TensorData::new(values, [1, 1 + new.0 * new.1, d]),
+                &device,
+            );
+            let param = Param::from_tensor(t);
+            self.pos_embed = Some(if fixed {
+                param.set_require_grad(false)
+            } else {
+                param
+            });
+        }
+        if h == w {
+            cfg.img_size = h;
+        }
+        Ok(self)
     }
 
     /// Width `D`.
@@ -299,5 +367,49 @@ mod tests {
         assert_eq!(v(&taps[0]), v(&all[depth - 1]));
         assert_eq!(v(&taps[1]), v(&all[0]));
         assert_eq!(v(&taps[2]), v(&all[0]));
+    }
+
+    #[test]
+    fn at_resolution_rebuilds_sincos_resamples_learned_and_refuses_what_it_cannot() {
+        let dev = Device::flex();
+        let mut cfg = CaeConfig::test().encoder; // 16 px, patch 4: a 4×4 grid, sin-cos
+        let enc = VisionTransformerEncoder::new(&cfg, &mut Init::new(0, LinearInit::Xavier, &dev));
+        let same = enc.clone().at_resolution(&mut cfg, [16, 16]).unwrap();
+        let v = |t: Tensor<3>| t.try_into_vec_as::<f32>().unwrap();
+        let pos = |e: &VisionTransformerEncoder| v(e.pos_embed.as_ref().unwrap().val());
+        assert_eq!(pos(&same), pos(&enc), "the same grid changes nothing");
+        // Sin-cos: rebuilt for 12×16, frozen, and the encoder runs on 48×64 images.
+        let mut c = cfg.clone();
+        let big = enc.clone().at_resolution(&mut c, [48, 64]).unwrap();
+        assert_eq!(pos(&big), sincos_2d_with_cls(12, 16, cfg.embed_dim));
+        assert!(!big.pos_embed.as_ref().unwrap().val().is_require_grad());
+        let x = Tensor::<4>::ones([1, 3, 48, 64], &dev);
+        let taps = big.forward_taps(x, &[0], &mut ForwardCtx::eval());
+        assert_eq!(taps[0].dims(), [1, 1 + 12 * 16, cfg.embed_dim]);
+        let mut c = cfg.clone();
+        let _ = enc.clone().at_resolution(&mut c, [32, 32]).unwrap();
+        assert_eq!(c.img_size, 32);
+        // Learned: the bicubic resampling of its own table.
+        let mut lc = cfg.clone();
+        lc.pos_embed = PosEmbed::Learned;
+        let learned =
+            VisionTransformerEncoder::new(&lc, &mut Init::new(1, LinearInit::Xavier, &dev));
+        let before = pos(&learned);
+        let moved = learned.at_resolution(&mut lc, [24, 24]).unwrap();
+        assert_eq!(
+            pos(&moved),
+            super::super::pos_embed::resample_with_cls(&before, (4, 4), cfg.embed_dim, (6, 6))
+        );
+        // Not whole patches; relative position tables tied to their window.
+        assert!(
+            enc.clone()
+                .at_resolution(&mut cfg.clone(), [18, 16])
+                .is_err()
+        );
+        let mut rc = cfg.clone();
+        rc.rel_pos_bias = RelPosBias::PerBlock;
+        let rel = VisionTransformerEncoder::new(&rc, &mut Init::new(0, LinearInit::Xavier, &dev));
+        let err = rel.at_resolution(&mut rc, [32, 32]).unwrap_err();
+        assert!(err.to_string().contains("relative position bias"), "{err}");
     }
 }

@@ -4,6 +4,12 @@
 //! `c = p % W`: `pe[p] = [sin(r·ω), cos(r·ω), sin(c·ω), cos(c·ω)]`. The official code calls the first
 //! half "w" but, through `meshgrid`'s `ij` indexing, it encodes the row (MoCo v3 layout). A zero
 //! vector is prepended for the cls slot.
+//!
+//! [`resample_with_cls`] moves a *learned* table to another patch grid as the BEiT / CAE / timm
+//! downstream backbones do at load time: the cls slot is kept and the patch part is resized
+//! with PyTorch's bicubic interpolation (`F.interpolate(size, mode='bicubic',
+//! align_corners=False)`: `A = −0.75`, source `(i + 0.5)·in/out − 0.5`, taps clamped to the
+//! border), checked against torch by `pretrain/tests/parity_posinterp.rs`.
 
 /// The table as row-major `[1 + rows·cols, dim]` values (row 0 is the zero cls slot).
 ///
@@ -33,6 +39,73 @@ pub fn sincos_2d_with_cls(rows: usize, cols: usize, dim: usize) -> Vec<f32> {
             }
         }
     }
+    out
+}
+
+/// PyTorch's cubic convolution weights of the four taps around a fractional offset `t`.
+fn cubic_weights(t: f32) -> [f32; 4] {
+    const A: f32 = -0.75;
+    let near = |x: f32| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f32| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+}
+
+/// The taps (clamped source indices) and weights of each output index along one axis.
+fn cubic_axis(input: usize, output: usize) -> Vec<([usize; 4], [f32; 4])> {
+    let scale = input as f32 / output as f32;
+    (0..output)
+        .map(|o| {
+            let src = scale * (o as f32 + 0.5) - 0.5;
+            let base = src.floor();
+            let w = cubic_weights(src - base);
+            let b = base as isize;
+            let idx = [b - 1, b, b + 1, b + 2].map(|i| i.clamp(0, input as isize - 1) as usize);
+            (idx, w)
+        })
+        .collect()
+}
+
+/// Resizes a row-major `[rows·cols, dim]` grid of vectors to `[new_rows·new_cols, dim]` with
+/// PyTorch's bicubic interpolation (`align_corners = False`), rows first then columns (the
+/// result is the same separable sum PyTorch computes).
+pub fn bicubic_resize(
+    grid: &[f32],
+    (rows, cols): (usize, usize),
+    dim: usize,
+    (new_rows, new_cols): (usize, usize),
+) -> Vec<f32> {
+    assert_eq!(grid.len(), rows * cols * dim, "grid size");
+    let ry = cubic_axis(rows, new_rows);
+    let rx = cubic_axis(cols, new_cols);
+    let mut out = vec![0.0f32; new_rows * new_cols * dim];
+    for (oy, (iy, wy)) in ry.iter().enumerate() {
+        for (ox, (ix, wx)) in rx.iter().enumerate() {
+            let dst = &mut out[(oy * new_cols + ox) * dim..(oy * new_cols + ox + 1) * dim];
+            for (a, &y) in iy.iter().enumerate() {
+                // PyTorch interpolates each source row along x first, then the rows along y.
+                for (d, v) in dst.iter_mut().enumerate() {
+                    let mut row = 0.0f32;
+                    for (b, &x) in ix.iter().enumerate() {
+                        row += grid[(y * cols + x) * dim + d] * wx[b];
+                    }
+                    *v += row * wy[a];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A `[1 + rows·cols, dim]` table with its cls slot first, moved to a `new_rows × new_cols` grid:
+/// the cls slot is kept, the patch part resized by [`bicubic_resize`].
+pub fn resample_with_cls(
+    table: &[f32],
+    grid: (usize, usize),
+    dim: usize,
+    new_grid: (usize, usize),
+) -> Vec<f32> {
+    let mut out = table[..dim].to_vec();
+    out.extend(bicubic_resize(&table[dim..], grid, dim, new_grid));
     out
 }
 

@@ -14,7 +14,7 @@
 //! | linear | cls, BN + Linear, LARS blr 0.1 (lr = blr·batch/256 = 6.4 at 16384), 90 ep, 10 warmup, fresh RRC+flip every epoch | cls, 100 ep on cached features, batch 128, lr 6.4, 10 warmup |
 //! | attentive | Nesterov SGD lr 0.4, batch 8192, 90 ep, 10 warmup, min lr 1e-6, fresh augmentation | 30 ep on cached tokens, batch 128, lr 0.4, 3 warmup |
 //! | knn | k 20, T 0.07, cls, features once | same |
-//! | finetune | mean + fc_norm, AdamW lr 8e-3 @ 4096, layer decay 0.65, wd 0.05, drop path 0.1, smoothing 0.1, 100 ep / 5 warmup (ViT-L: lr 2e-3, decay 0.75, drop path 0.2, 50 ep) | 30 ep, batch 32, lr 2e-3, 3 warmup, layer decay 0.65, drop path 0.1 |
+//! | finetune | mean + fc_norm, AdamW lr 8e-3 @ 4096, layer decay 0.65, wd 0.05, drop path 0.1, smoothing 0.1, 100 ep / 5 warmup (ViT-L: lr 2e-3, decay 0.75, drop path 0.2, 50 ep) | 30 ep, batch 16, lr 2e-3, 3 warmup, layer decay 0.65, drop path 0.1 |
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,28 +26,31 @@ use burn::tensor::Device;
 use cae_datasets::{Loader, ProbeEvalTransform, ProbeTrainTransform};
 use cae_pretrain::CaeConfig;
 use cae_pretrain::config::EncoderConfig;
-use cae_pretrain::encoder_file::{LoadedEncoder, load_encoder, random_encoder};
 use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
 use cae_pretrain::train::salted_step_rng;
 use cae_reports::record::{
     DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter, RunRecord,
-    sha256_file,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::attentive::{ATTENTIVE_BN_EPS, AttentiveProbe};
-use crate::data::{Splits, label_subset};
-use crate::error::{HeadsError, Result, to_vec};
-use crate::features::{
+use cae_heads::HeadsError;
+use cae_heads::classification::attentive::{ATTENTIVE_BN_EPS, AttentiveProbe};
+use cae_heads::data::{Splits, label_subset};
+use cae_heads::error::to_vec;
+
+use super::error::{ProtocolError, Result};
+use cae_heads::classification::features::{
     AugmentedFeed, FeatureKind, FeatureSpec, Pooling, check_layer, extract_eval, images_tensor,
 };
-use crate::finetune::{FinetuneBuild, FinetuneModel, accumulate};
-use crate::knn::{KnnConfig, knn_accuracy};
-use crate::linear::LinearProbe;
-use crate::metrics::TopK;
-use crate::optim::{Optimizer, Rule, layer_decay_group};
-use crate::schedule::{CosineSchedule, MaeSchedule};
-use crate::train_head::{EpochResult, HeadTraining, LrSchedule, TrainFeed, train_head};
+use cae_heads::classification::finetune::{FinetuneBuild, FinetuneModel, accumulate};
+use cae_heads::classification::knn::{KnnConfig, knn_accuracy};
+use cae_heads::classification::linear::LinearProbe;
+use cae_heads::classification::train_head::{
+    EpochResult, HeadTraining, LrSchedule, TrainFeed, train_head,
+};
+use cae_heads::metrics::TopK;
+use cae_heads::optim::{Optimizer, Rule, layer_decay_group};
+use cae_heads::schedule::{CosineSchedule, MaeSchedule};
 
 /// The evaluation protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,9 +189,123 @@ pub struct ProbeOverrides {
     pub eval_every: Option<u64>,
 }
 
+/// One protocol's defaults under one recipe (the table in the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecipeDefaults {
+    /// Epochs.
+    pub epochs: u64,
+    /// Images per optimizer step.
+    pub batch: usize,
+    /// The learning rate, absolute or by the linear scaling rule.
+    pub lr: LrDefault,
+    /// Warmup epochs.
+    pub warmup_epochs: f64,
+    /// Final learning rate.
+    pub min_lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Momentum (SGD / LARS).
+    pub momentum: f64,
+    /// Train on features extracted once (no augmentation).
+    pub cache_features: bool,
+}
+
+impl RecipeDefaults {
+    /// MAE's linear probe (`main_linprobe.py`): LARS blr 0.1 at batch 16384, 90 epochs.
+    pub const LINEAR_PAPER: Self = Self {
+        epochs: 90,
+        batch: 16384,
+        lr: LrDefault::Base(0.1),
+        warmup_epochs: 10.0,
+        min_lr: 0.0,
+        weight_decay: 0.0,
+        momentum: 0.9,
+        cache_features: false,
+    };
+    /// The linear probe scaled to a CPU: cached features, batch 128.
+    pub const LINEAR_SMALL: Self = Self {
+        epochs: 100,
+        batch: 128,
+        lr: LrDefault::Absolute(6.4),
+        cache_features: true,
+        ..Self::LINEAR_PAPER
+    };
+    /// CAE's attentive probe: Nesterov SGD lr 0.4 at batch 8192, 90 epochs.
+    pub const ATTENTIVE_PAPER: Self = Self {
+        epochs: 90,
+        batch: 8192,
+        lr: LrDefault::Absolute(0.4),
+        warmup_epochs: 10.0,
+        min_lr: 1e-6,
+        weight_decay: 0.0,
+        momentum: 0.9,
+        cache_features: false,
+    };
+    /// The attentive probe scaled to a CPU: cached tokens, batch 128, 30 epochs.
+    pub const ATTENTIVE_SMALL: Self = Self {
+        epochs: 30,
+        batch: 128,
+        warmup_epochs: 3.0,
+        cache_features: true,
+        ..Self::ATTENTIVE_PAPER
+    };
+    /// kNN trains nothing: features once.
+    pub const KNN: Self = Self {
+        epochs: 0,
+        batch: 256,
+        lr: LrDefault::Absolute(0.0),
+        warmup_epochs: 0.0,
+        min_lr: 0.0,
+        weight_decay: 0.0,
+        momentum: 0.0,
+        cache_features: true,
+    };
+    /// CAE's ViT-B fine-tune: AdamW lr 8e-3 at batch 4096, 100 epochs.
+    pub const FINETUNE_PAPER: Self = Self {
+        epochs: 100,
+        batch: 4096,
+        lr: LrDefault::Absolute(8e-3),
+        warmup_epochs: 5.0,
+        min_lr: 1e-6,
+        weight_decay: 0.05,
+        momentum: 0.0,
+        cache_features: false,
+    };
+    /// CAE's ViT-L fine-tune: lr 2e-3, 50 epochs.
+    pub const FINETUNE_PAPER_LARGE: Self = Self {
+        epochs: 50,
+        lr: LrDefault::Absolute(2e-3),
+        ..Self::FINETUNE_PAPER
+    };
+    /// The fine-tune scaled to a CPU: batch 16, 30 epochs.
+    pub const FINETUNE_SMALL: Self = Self {
+        epochs: 30,
+        batch: 16,
+        lr: LrDefault::Absolute(2e-3),
+        warmup_epochs: 3.0,
+        ..Self::FINETUNE_PAPER
+    };
+
+    /// The defaults of `protocol` under the paper recipe (`paper`) or the small one, for a
+    /// ViT-L-deep encoder (`large`) or not.
+    pub fn of(protocol: Protocol, paper: bool, large: bool) -> Self {
+        match (protocol, paper) {
+            (Protocol::Linear, true) => Self::LINEAR_PAPER,
+            (Protocol::Linear, false) => Self::LINEAR_SMALL,
+            (Protocol::Attentive, true) => Self::ATTENTIVE_PAPER,
+            (Protocol::Attentive, false) => Self::ATTENTIVE_SMALL,
+            (Protocol::Knn, _) => Self::KNN,
+            (Protocol::Finetune, true) if large => Self::FINETUNE_PAPER_LARGE,
+            (Protocol::Finetune, true) => Self::FINETUNE_PAPER,
+            (Protocol::Finetune, false) => Self::FINETUNE_SMALL,
+        }
+    }
+}
+
 /// How the learning rate of a recipe is given.
-enum LrDefault {
-    /// `lr = blr × batch / 256`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LrDefault {
+    /// A base lr: `lr = blr × batch / 256`.
     Base(f64),
     /// An absolute value.
     Absolute(f64),
@@ -209,66 +326,16 @@ impl ProbeConfig {
         };
         let paper = recipe == Recipe::Paper;
         let large = encoder.depth >= 24;
-        // (epochs, batch, lr, warmup, min_lr, wd, momentum, cache)
-        let (epochs, batch, lr, warmup, min_lr, wd, momentum, cache) = match (protocol, paper) {
-            (Protocol::Linear, true) => {
-                (90, 16384, LrDefault::Base(0.1), 10.0, 0.0, 0.0, 0.9, false)
-            }
-            (Protocol::Linear, false) => (
-                100,
-                128,
-                LrDefault::Absolute(6.4),
-                10.0,
-                0.0,
-                0.0,
-                0.9,
-                true,
-            ),
-            (Protocol::Attentive, true) => (
-                90,
-                8192,
-                LrDefault::Absolute(0.4),
-                10.0,
-                1e-6,
-                0.0,
-                0.9,
-                false,
-            ),
-            (Protocol::Attentive, false) => {
-                (30, 128, LrDefault::Absolute(0.4), 3.0, 1e-6, 0.0, 0.9, true)
-            }
-            (Protocol::Knn, _) => (0, 256, LrDefault::Absolute(0.0), 0.0, 0.0, 0.0, 0.0, true),
-            (Protocol::Finetune, true) if large => (
-                50,
-                4096,
-                LrDefault::Absolute(2e-3),
-                5.0,
-                1e-6,
-                0.05,
-                0.0,
-                false,
-            ),
-            (Protocol::Finetune, true) => (
-                100,
-                4096,
-                LrDefault::Absolute(8e-3),
-                5.0,
-                1e-6,
-                0.05,
-                0.0,
-                false,
-            ),
-            (Protocol::Finetune, false) => (
-                30,
-                16,
-                LrDefault::Absolute(2e-3),
-                3.0,
-                1e-6,
-                0.05,
-                0.0,
-                false,
-            ),
-        };
+        let RecipeDefaults {
+            epochs,
+            batch,
+            lr,
+            warmup_epochs: warmup,
+            min_lr,
+            weight_decay: wd,
+            momentum,
+            cache_features: cache,
+        } = RecipeDefaults::of(protocol, paper, large);
         let batch = o.batch_size.unwrap_or(batch);
         let (lr, lr_rule) = match (o.lr, o.blr, lr) {
             (Some(lr), _, _) => (lr, format!("lr = {lr} (given)")),
@@ -322,7 +389,7 @@ impl ProbeConfig {
 
     /// Checks the settings against each other and the encoder.
     pub fn validate(&self, encoder: &EncoderConfig) -> Result<()> {
-        let bad = |m: String| Err(HeadsError::Config(m));
+        let bad = |m: String| Err(ProtocolError::Config(m));
         check_layer(self.layer, encoder.depth)?;
         if self.protocol != Protocol::Knn && self.epochs == 0 {
             return bad(format!("{} needs at least one epoch", self.protocol.name()));
@@ -463,14 +530,7 @@ fn recipe_name(r: Recipe) -> &'static str {
     }
 }
 
-/// Which encoder to measure.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EncoderSource {
-    /// An encoder file (`cae-bench pretrain` / `cae-bench import`).
-    File(PathBuf),
-    /// A fresh initialisation (the CAE starting point), drawn with the run's seed.
-    Random,
-}
+pub use super::encoder::EncoderSource;
 
 /// Everything [`run_probe`] needs.
 #[derive(Debug, Clone)]
@@ -565,58 +625,19 @@ pub struct ProbeOutcome {
     pub record: Option<PathBuf>,
 }
 
-/// The encoder of a request, its config and its description.
+/// The encoder of a request, its config and its description
+/// ([`super::encoder::resolve_encoder`] with the request's preset, label and seed).
 pub fn resolve_encoder(
     req: &ProbeRequest,
     device: &Device,
 ) -> Result<(VisionTransformerEncoder, CaeConfig, EncoderInfo)> {
-    let preset = req.preset.as_deref().map(CaeConfig::preset).transpose()?;
-    match &req.encoder {
-        EncoderSource::Random => {
-            let cfg = preset.ok_or_else(|| {
-                HeadsError::Config("a random encoder needs a preset (--preset)".into())
-            })?;
-            let info = EncoderInfo {
-                label: req
-                    .label
-                    .clone()
-                    .unwrap_or_else(|| format!("random-init-{}", cfg.preset)),
-                path: None,
-                sha256: None,
-                method: "random".into(),
-                arch: cfg.preset.clone(),
-                pretrain_steps: None,
-            };
-            Ok((random_encoder(&cfg, req.seed, device), cfg, info))
-        }
-        EncoderSource::File(path) => {
-            let loaded: LoadedEncoder = load_encoder(path, preset.as_ref(), device)?;
-            if let Some(p) = &preset
-                && loaded.config_from_file
-                && p.encoder != loaded.config.encoder
-            {
-                tracing::warn!(
-                    "{}: the file carries its own config ({}); --preset {} is ignored",
-                    path.display(),
-                    loaded.config.preset,
-                    p.preset
-                );
-            }
-            let info = EncoderInfo {
-                label: req.label.clone().unwrap_or_else(|| {
-                    path.file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                }),
-                path: Some(path.display().to_string()),
-                sha256: Some(sha256_file(path)?),
-                method: loaded.method(),
-                arch: loaded.config.preset.clone(),
-                pretrain_steps: loaded.metadata.get("steps").and_then(|s| s.parse().ok()),
-            };
-            Ok((loaded.encoder, loaded.config, info))
-        }
-    }
+    super::encoder::resolve_encoder(
+        &req.encoder,
+        req.preset.as_deref(),
+        req.label.as_deref(),
+        req.seed,
+        device,
+    )
 }
 
 /// Runs a protocol (see the module docs). With `req.out` the record is written at the start,
@@ -675,7 +696,7 @@ pub fn run_probe(req: &ProbeRequest) -> Result<ProbeOutcome> {
         Ok(per_epoch) => {
             let last = *per_epoch
                 .last()
-                .ok_or_else(|| HeadsError::Config("the run produced no evaluation".into()))?;
+                .ok_or_else(|| ProtocolError::Config("the run produced no evaluation".into()))?;
             let best = per_epoch
                 .iter()
                 .copied()
@@ -1000,10 +1021,18 @@ fn run_resolved(
         },
         steps_per_epoch,
     };
-    let mut on_epoch = |r: &EpochResult| report_epoch(cfg, r, writer, &mut per_epoch, &pb);
+    // The record's errors stop training; the first one is returned as it is.
+    let mut record_error: Option<ProtocolError> = None;
+    let mut on_epoch = |r: &EpochResult| {
+        report_epoch(cfg, r, writer, &mut per_epoch, &pb).map_err(|e| {
+            let message = e.to_string();
+            record_error.get_or_insert(e);
+            HeadsError::Stopped(message)
+        })
+    };
     let mut step_tick = || pb.inc(1);
     let d = encoder.embed_dim();
-    match cfg.protocol {
+    let trained = match cfg.protocol {
         Protocol::Linear => {
             let head = LinearProbe::new(val.shape[1], classes, cfg.seed, &ad);
             let mut opt = Optimizer::lars(cfg.momentum, 0.001, cfg.weight_decay);
@@ -1016,7 +1045,8 @@ fn run_resolved(
                 &training,
                 &mut on_epoch,
                 &mut step_tick,
-            )?;
+            )
+            .map(|_| ())
         }
         Protocol::Attentive => {
             let heads = encoder.blocks[0].attn.num_heads;
@@ -1031,9 +1061,13 @@ fn run_resolved(
                 &training,
                 &mut on_epoch,
                 &mut step_tick,
-            )?;
+            )
+            .map(|_| ())
         }
         Protocol::Knn | Protocol::Finetune => unreachable!("handled above"),
+    };
+    if let Err(e) = trained {
+        return Err(record_error.take().unwrap_or(ProtocolError::from(e)));
     }
     pb.finish_and_clear();
     Ok(per_epoch)
@@ -1145,7 +1179,8 @@ fn finetune(
                     epoch: epoch + 1,
                     step: global,
                     value: loss,
-                });
+                }
+                .into());
             }
             model = opt.step(model, grads, lr);
             loss_sum += loss;

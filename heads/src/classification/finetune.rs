@@ -24,7 +24,7 @@ use cae_pretrain::model::drop_path::drop_path_schedule;
 use cae_pretrain::model::init::{Init, LinearInit};
 use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
 
-use crate::features::Pooling;
+use crate::classification::features::Pooling;
 
 /// The fine-tuning model.
 #[derive(Module, Debug)]
@@ -138,7 +138,7 @@ fn grid_of(encoder: &VisionTransformerEncoder) -> usize {
 
 /// Gradients of one batch split into micro-batches (each loss scaled by its share, so the sum is
 /// the gradient of the batch mean).
-pub(crate) fn accumulate(
+pub fn accumulate(
     model: &FinetuneModel,
     parts: Vec<(Tensor<4>, Vec<usize>)>,
     smoothing: f64,

@@ -8,8 +8,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::classification::features::FeatureSet;
 use crate::error::{HeadsError, Result, to_vec};
-use crate::features::FeatureSet;
 use crate::metrics::TopK;
 
 /// Settings of the kNN classifier.

@@ -177,7 +177,7 @@ impl FeatureSet {
 pub const EXTRACT_CHUNK: usize = 128;
 
 /// Converts a chunk of CHW images to a `[B, 3, S, S]` tensor.
-pub(crate) fn images_tensor(images: &[Vec<f32>], side: usize, device: &Device) -> Tensor<4> {
+pub fn images_tensor(images: &[Vec<f32>], side: usize, device: &Device) -> Tensor<4> {
     let b = images.len();
     let flat: Vec<f32> = images.iter().flatten().copied().collect();
     Tensor::from_data(TensorData::new(flat, [b, 3, side, side]), device)

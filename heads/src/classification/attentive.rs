@@ -18,8 +18,8 @@ use burn::tensor::{Device, Tensor};
 use cae_pretrain::model::cross_attention::CrossAttention;
 use cae_pretrain::model::init::{Init, LinearInit};
 
-use crate::head::ProbeHead;
-use crate::linear::classifier;
+use crate::classification::head::ProbeHead;
+use crate::classification::linear::classifier;
 
 /// LayerNorm eps of the attentive block (the encoder's `norm_layer`).
 pub const ATTENTIVE_LN_EPS: f64 = 1e-6;

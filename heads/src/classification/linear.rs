@@ -1,5 +1,5 @@
 //! The linear probe's classifier (MAE `main_linprobe.py`, CAE `tools/run_linear.py`):
-//! `BatchNorm1d(F, affine=False, eps=1e-6)` ([`crate::norm::BatchNormStats`]) then
+//! `BatchNorm1d(F, affine=False, eps=1e-6)` ([`crate::classification::norm::BatchNormStats`]) then
 //! `Linear(F, classes)`, weight trunc-normal(std 0.01) (MoCo v3; timm's bounds are ±2, so in
 //! effect a plain normal), bias 0. Trained with LARS ([`crate::optim::Rule::Lars`]).
 
@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::head::ProbeHead;
+use crate::classification::head::ProbeHead;
 
 /// `n` draws of normal(0, std) truncated to `[-2, 2]` (timm's `trunc_normal_` defaults), from a
 /// seeded ChaCha8 stream.

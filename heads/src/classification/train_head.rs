@@ -14,11 +14,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use cae_datasets::Loader;
 use cae_pretrain::model::VisionTransformerEncoder;
 
+use crate::classification::features::{AugmentedFeed, FeatureSet, FeatureSpec};
+use crate::classification::head::ProbeHead;
+use crate::classification::norm::BatchNormStats;
 use crate::error::{HeadsError, Result, to_vec};
-use crate::features::{AugmentedFeed, FeatureSet, FeatureSpec};
-use crate::head::ProbeHead;
 use crate::metrics::{TopK, cross_entropy};
-use crate::norm::BatchNormStats;
 use crate::optim::Optimizer;
 use crate::schedule::{CosineSchedule, MaeSchedule};
 
@@ -211,8 +211,8 @@ pub fn train_head<H: ProbeHead>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attentive::AttentiveProbe;
-    use crate::linear::LinearProbe;
+    use crate::classification::attentive::AttentiveProbe;
+    use crate::classification::linear::LinearProbe;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
