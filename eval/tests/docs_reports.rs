@@ -45,3 +45,54 @@ fn the_committed_quickstart_report_is_what_its_records_render() {
     assert_same(&dir.join("report.md"), &md);
     assert_same(&dir.join("leaderboard.csv"), &csv);
 }
+
+/// `docs/segment/`: the segmentation runs quoted in the README (`docs/segment/run.sh`, log in
+/// `run.log`). Their leaderboard is rendered again from the committed records
+/// (`cae-bench leaderboard --runs docs/segment/runs --out docs/segment/leaderboard.md`, run from
+/// the repository root), and every mIoU the README's segmentation table quotes is one of it.
+#[test]
+fn the_committed_segmentation_leaderboard_is_what_its_records_render() {
+    use cae_reports::leaderboard::{Leaderboard, LeaderboardOptions};
+    let dir = docs("segment");
+    let lb = Leaderboard::from_dir(&dir.join("runs"), &LeaderboardOptions::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    assert_eq!(lb.complete_runs, 8, "4 configurations × 2 seeds");
+    // The title names the folder as given on the command line; the rest must match exactly.
+    let rendered = lb.to_markdown();
+    let body = |t: &str| {
+        t.split_once('\n')
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    };
+    let committed_path = dir.join("leaderboard.md");
+    let committed = std::fs::read_to_string(&committed_path).unwrap();
+    assert!(committed.starts_with("# Leaderboard: runs under `docs/segment/runs`"));
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), body(&committed)).unwrap();
+    assert_same(tmp.path(), &body(&rendered));
+
+    // The README's segmentation numbers come from these rows.
+    let readme = std::fs::read_to_string(docs("").join("../README.md")).unwrap();
+    let section = readme
+        .split("## Semantic segmentation (ADE20K)")
+        .nth(1)
+        .expect("the README has a segmentation section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let quoted: Vec<&str> = section
+        .split('|')
+        .map(str::trim)
+        .filter(|c| c.ends_with("(n=2)"))
+        .collect();
+    assert!(
+        quoted.len() >= 4,
+        "the README quotes the segmentation rows: {quoted:?}"
+    );
+    for q in quoted {
+        assert!(
+            committed.contains(q),
+            "README quotes `{q}`, which docs/segment/leaderboard.md does not hold"
+        );
+    }
+}

@@ -142,12 +142,13 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     } else {
         let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
         println!(
-            "{}: mIoU {}  mAcc {}  aAcc {}  (most frequent class everywhere: mIoU {:.2})  {} iterations{}  {:.0} s\nrecord: {}\npredictions: {}",
+            "{}: mIoU {}  mAcc {}  aAcc {}  (most frequent class everywhere: mIoU {:.2}; uniform guess: {:.2})  {} iterations{}  {:.0} s\nrecord: {}\npredictions: {}",
             protocol.record_name(),
             f(o.m_iou),
             f(o.m_acc),
             f(o.a_acc),
             o.majority_miou,
+            o.uniform_miou,
             o.iters,
             if o.resumed_from > 0 {
                 format!(" (resumed from {})", o.resumed_from)

@@ -454,6 +454,8 @@ pub struct SegOutcome {
     pub a_acc: Option<f64>,
     /// mIoU of predicting the most frequent training class everywhere, percent.
     pub majority_miou: f64,
+    /// Expected mIoU of a uniformly random prediction, percent ([`uniform_guess_miou`]).
+    pub uniform_miou: f64,
     /// Iterations done.
     pub iters: u64,
     /// Iteration the run resumed from (0: fresh).
@@ -533,6 +535,8 @@ struct DataSummary {
     majority: usize,
     /// mIoU of predicting it everywhere on the validation split, percent.
     majority_miou: f64,
+    /// Expected mIoU of a uniformly random prediction on the validation split, percent.
+    uniform_miou: f64,
 }
 
 /// Opens both splits and checks every pair before anything is trained: the annotation exists,
@@ -597,12 +601,34 @@ fn preflight_data(root: &Path, num_classes: usize) -> Result<DataSummary> {
     for c in &partial {
         conf.merge(c)?;
     }
+    let label_areas = conf.areas().label;
     Ok(DataSummary {
         train,
         val,
         majority,
         majority_miou: conf.compute().m_iou * 100.0,
+        uniform_miou: uniform_guess_miou(&label_areas) * 100.0,
     })
+}
+
+/// The expected mIoU of predicting each labelled pixel uniformly at random among the `K`
+/// classes, from the label areas `L_c` (`T = ΣL`): class `c` gets `I = L_c/K`, `P = T/K`, so
+/// `IoU_c = (L_c/K) / (L_c + T/K − L_c/K)`; every class has `P > 0`, so all `K` enter the
+/// mean. (Per-pixel independence; for balanced classes this is `1/(2K − 1)`.)
+pub fn uniform_guess_miou(label_areas: &[u64]) -> f64 {
+    let k = label_areas.len() as f64;
+    let t: f64 = label_areas.iter().map(|&l| l as f64).sum();
+    if k == 0.0 || t == 0.0 {
+        return f64::NAN;
+    }
+    label_areas
+        .iter()
+        .map(|&l| {
+            let l = l as f64;
+            (l / k) / (l + t / k - l / k)
+        })
+        .sum::<f64>()
+        / k
 }
 
 fn images_tensor(images: Vec<Vec<f32>>, side: [usize; 2], device: &Device) -> Tensor<4> {
@@ -1133,6 +1159,7 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
                 m_acc,
                 a_acc,
                 majority_miou: data.majority_miou,
+                uniform_miou: data.uniform_miou,
                 iters,
                 resumed_from: start,
                 complete,
@@ -1185,6 +1212,7 @@ fn start_record(
         details.insert(k.to_string(), v);
     };
     put("majority_class_mIoU", serde_json::json!(data.majority_miou));
+    put("uniform_guess_mIoU", serde_json::json!(data.uniform_miou));
     put("majority_class", serde_json::json!(data.majority));
     put(
         "train_pipeline",
@@ -1230,7 +1258,8 @@ fn start_record(
         name: recipe.protocol.record_name(),
         pooling: None,
         layer: None,
-        epochs: Some(recipe.iters),
+        // Iterations, not epochs: they are in the settings (`iters`).
+        epochs: None,
         effective_batch: Some(recipe.batch),
         lr: Some(recipe.lr),
         lr_rule: Some("absolute (no batch scaling)".into()),
@@ -1586,6 +1615,16 @@ mod tests {
             ..Default::default()
         };
         assert!(SegRecipe::resolve("mini", SegProtocol::Upernet, &o).is_err());
+    }
+
+    #[test]
+    fn uniform_guess_by_hand() {
+        // Balanced: 1/(2K − 1).
+        assert!((uniform_guess_miou(&[10, 10, 10, 10]) - 1.0 / 7.0).abs() < 1e-12);
+        // K = 2, L = (3, 1), T = 4: IoU_0 = 1.5/(3 + 2 − 1.5) = 3/7, IoU_1 = 0.5/(1 + 2 − 0.5) = 1/5.
+        let want = (3.0 / 7.0 + 0.2) / 2.0;
+        assert!((uniform_guess_miou(&[3, 1]) - want).abs() < 1e-12);
+        assert!(uniform_guess_miou(&[0, 0]).is_nan());
     }
 
     #[test]
