@@ -151,6 +151,39 @@ fn linear_protocol_through_the_cli_and_the_leaderboard() {
         assert!(v["mIoU"].as_f64().is_some());
         assert_eq!(status(&out).as_deref(), Some("complete"));
     }
+    // Multi-scale + flip test through --set.
+    let out = runs.join("linear-tta");
+    let run = cae_bench(&[
+        "segment",
+        "--encoder",
+        "random",
+        "--preset",
+        "test",
+        "--protocol",
+        "linear",
+        "--data",
+        data.to_str().unwrap(),
+        "--seed",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "test_ratios=[0.75,1.0,1.5]",
+        "--set",
+        "test_flip=true",
+        "--json",
+    ]);
+    assert!(run.ok, "{}", run.stderr);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
+    assert!(
+        record["protocol"]["details"]["test"]
+            .as_str()
+            .unwrap()
+            .contains("softmax averaged over scales [0.75, 1.0, 1.5] and their flips"),
+        "{}",
+        record["protocol"]["details"]["test"]
+    );
     let board = cae_bench(&["leaderboard", "--runs", runs.to_str().unwrap()]);
     assert!(board.ok, "{}", board.stderr);
     assert!(board.stdout.contains("ade20k-linear"), "{}", board.stdout);

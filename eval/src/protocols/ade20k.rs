@@ -146,6 +146,17 @@ pub struct SegRecipe {
     pub photometric: bool,
     /// Range of the random resize ratio of training images (`(0.5, 2.0)`).
     pub resize_ratio: (f64, f64),
+    /// Test scales as ratios of `test_scale` (`[1.0]`: single scale; mmseg's multi-scale test:
+    /// `[0.5, 0.75, 1.0, 1.25, 1.5, 1.75]`).
+    #[serde(default = "single_scale")]
+    pub test_ratios: Vec<f64>,
+    /// Also test on the horizontally flipped image.
+    #[serde(default)]
+    pub test_flip: bool,
+}
+
+fn single_scale() -> Vec<f64> {
+    vec![1.0]
 }
 
 /// Changes to a preset from the command line.
@@ -202,6 +213,8 @@ impl SegRecipe {
             checkpoint_every: 16_000,
             photometric: true,
             resize_ratio: (0.5, 2.0),
+            test_ratios: single_scale(),
+            test_flip: false,
         };
         match protocol {
             SegProtocol::Upernet => upernet,
@@ -353,6 +366,12 @@ impl SegRecipe {
             return bad(format!(
                 "resize ratio range {:?} must satisfy 0 < min <= max",
                 self.resize_ratio
+            ));
+        }
+        if self.test_ratios.is_empty() || self.test_ratios.iter().any(|r| r.is_nan() || *r <= 0.0) {
+            return bad(format!(
+                "test ratios {:?} must be positive and at least one",
+                self.test_ratios
             ));
         }
         if self.linear_blocks == 0 {
@@ -813,20 +832,49 @@ fn evaluate(
     pb: &indicatif::ProgressBar,
 ) -> Result<SegMetrics> {
     let mut predictor = model.predictor();
-    let tf = SegTestTransform {
-        scale: recipe.test_scale,
-        ..SegTestTransform::for_crop(recipe.crop as u32)
-    };
     let mut conf = SegConfusion::new(recipe.num_classes, 255)?;
     let plain = device.clone().without_autodiff();
+    let single = recipe.test_ratios == [1.0] && !recipe.test_flip;
     for (i, pair) in val.samples.iter().enumerate() {
         let (img, label) = val.load(i)?;
-        let s = tf.apply(&img);
-        let x = images_tensor(vec![s.image], [s.height as usize, s.width as usize], &plain);
-        let logits = slide_logits(x, [recipe.crop; 2], [recipe.stride; 2], |c| {
-            predictor.crop_logits(c)
-        })?;
-        let full = resize_bilinear(logits, [s.ori_height as usize, s.ori_width as usize]);
+        let ori = [img.height() as usize, img.width() as usize];
+        // Single scale: the argmax of the logits. Multi-scale / flip (mmseg's aug_test): the
+        // mean of the softmax at the original size over every scale and flip.
+        let mut sum: Option<Tensor<4>> = None;
+        for &r in &recipe.test_ratios {
+            let tf = SegTestTransform {
+                scale: (
+                    (recipe.test_scale.0 as f64 * r) as u32,
+                    (recipe.test_scale.1 as f64 * r) as u32,
+                ),
+                ..SegTestTransform::for_crop(recipe.crop as u32)
+            };
+            let s = tf.apply(&img);
+            let x = images_tensor(vec![s.image], [s.height as usize, s.width as usize], &plain);
+            for flip in [false, true] {
+                if flip && !recipe.test_flip {
+                    continue;
+                }
+                let input = if flip { x.clone().flip([3]) } else { x.clone() };
+                let mut logits = slide_logits(input, [recipe.crop; 2], [recipe.stride; 2], |c| {
+                    predictor.crop_logits(c)
+                })?;
+                if flip {
+                    logits = logits.flip([3]);
+                }
+                let full = resize_bilinear(logits, ori);
+                let part = if single {
+                    full
+                } else {
+                    burn::tensor::activation::softmax(full, 1)
+                };
+                sum = Some(match sum {
+                    Some(acc) => acc + part,
+                    None => part,
+                });
+            }
+        }
+        let full = sum.expect("at least one test scale");
         let pred: Vec<u8> = full
             .argmax(1)
             .try_into_vec_as::<i64>()
@@ -841,8 +889,8 @@ fn evaluate(
                 .file_name()
                 .expect("an annotation file has a name");
             let map = LabelMap {
-                width: s.ori_width,
-                height: s.ori_height,
+                width: ori[1] as u32,
+                height: ori[0] as u32,
                 data: pred.iter().map(|&v| v + 1).collect(),
             };
             save_label_png(&dir.join(name), &map)?;
@@ -1233,8 +1281,17 @@ fn start_record(
     put(
         "test",
         serde_json::json!(format!(
-            "Resize({:?}, keep ratio) + slide {} / stride {} + bilinear resize to the original size; single scale, no flip",
-            recipe.test_scale, recipe.crop, recipe.stride
+            "Resize({:?}, keep ratio) + slide {} / stride {} + bilinear resize to the original size; {}",
+            recipe.test_scale,
+            recipe.crop,
+            recipe.stride,
+            match (recipe.test_ratios.as_slice(), recipe.test_flip) {
+                ([r], false) if *r == 1.0 => "single scale, no flip".to_string(),
+                (r, f) => format!(
+                    "softmax averaged over scales {r:?}{}",
+                    if f { " and their flips" } else { "" }
+                ),
+            }
         )),
     );
     put(
@@ -1535,6 +1592,7 @@ mod tests {
         assert_eq!(r.drop_path, 0.1);
         assert!(r.rel_pos_bias);
         assert!(r.photometric);
+        assert_eq!((r.test_ratios.clone(), r.test_flip), (vec![1.0], false));
         let heads = UperNetConfig::preset(&r.heads).unwrap();
         assert_eq!((heads.channels, heads.num_classes), (768, 150));
         let aux = heads.aux.unwrap();
