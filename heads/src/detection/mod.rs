@@ -21,6 +21,7 @@ pub mod anchors;
 pub mod box_coder;
 pub mod iou;
 pub mod level;
+pub mod multiscale;
 pub mod nms;
 pub mod parity;
 pub mod paste;
