@@ -6,41 +6,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Run, cae_bench, copy_tree};
+use common::{cae_bench, copy_tree, record_status, refused, small_world};
 
-/// A 32-px world of 48 scenes (the fewest with a val image per class), its ImageFolder root.
+/// The small synthetic world's `imagefolder` folder.
 fn world(dir: &Path) -> PathBuf {
-    let out = dir.join("w");
-    let run = cae_bench(&[
-        "data",
-        "synth",
-        "--out",
-        out.to_str().unwrap(),
-        "--images",
-        "48",
-        "--size",
-        "32",
-        "--seed",
-        "4",
-    ]);
-    assert!(run.ok, "data synth failed: {}", run.stderr);
-    out.join("imagefolder")
-}
-
-/// Fails cleanly: non-zero exit, no panic, every needle in stderr.
-fn refused(run: &Run, needles: &[&str]) {
-    assert!(!run.ok, "expected a failure, got stdout {:?}", run.stdout);
-    assert!(!run.stderr.contains("panicked"), "a panic: {}", run.stderr);
-    for n in needles {
-        assert!(run.stderr.contains(n), "stderr lacks {n:?}: {}", run.stderr);
-    }
-}
-
-/// The record's status in `run`, if it wrote one.
-fn status(run: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(run.join("record.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).expect("record.json is readable JSON");
-    Some(v["status"].as_str().unwrap().to_string())
+    small_world(dir).join("imagefolder")
 }
 
 #[test]
@@ -73,7 +43,7 @@ fn a_damaged_encoder_file_is_refused_naming_it() {
             out.to_str().unwrap(),
         ]);
         refused(&run, &[name]);
-        assert_ne!(status(&out).as_deref(), Some("complete"));
+        assert_ne!(record_status(&out).as_deref(), Some("complete"));
     }
 }
 
@@ -115,5 +85,5 @@ fn a_validation_class_missing_from_training_is_refused_naming_it() {
         out.to_str().unwrap(),
     ]);
     refused(&run, &["extra-class", "only in val: [zebra]"]);
-    assert_ne!(status(&out).as_deref(), Some("complete"));
+    assert_ne!(record_status(&out).as_deref(), Some("complete"));
 }

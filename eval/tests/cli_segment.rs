@@ -11,39 +11,11 @@ use std::path::{Path, PathBuf};
 
 use cae_bench::protocols::ade20k::{SegProtocol, SegRequest, run_segment};
 use cae_bench::protocols::encoder::EncoderSource;
-use common::{Run, cae_bench, copy_tree};
+use common::{cae_bench, copy_tree, record_status, refused, small_world};
 
-/// A 32-px world of 48 scenes; its `ade/` folder.
+/// The small synthetic world's `ade` folder.
 fn world(dir: &Path) -> PathBuf {
-    let out = dir.join("w");
-    let run = cae_bench(&[
-        "data",
-        "synth",
-        "--out",
-        out.to_str().unwrap(),
-        "--images",
-        "48",
-        "--size",
-        "32",
-        "--seed",
-        "4",
-    ]);
-    assert!(run.ok, "data synth failed: {}", run.stderr);
-    out.join("ade")
-}
-
-fn refused(run: &Run, needles: &[&str]) {
-    assert!(!run.ok, "expected a failure, got stdout {:?}", run.stdout);
-    assert!(!run.stderr.contains("panicked"), "a panic: {}", run.stderr);
-    for n in needles {
-        assert!(run.stderr.contains(n), "stderr lacks {n:?}: {}", run.stderr);
-    }
-}
-
-fn status(run: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(run.join("record.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    Some(v["status"].as_str().unwrap().to_string())
+    small_world(dir).join("ade")
 }
 
 fn request(data: &Path, out: &Path, protocol: SegProtocol) -> SegRequest {
@@ -63,7 +35,7 @@ fn segment_scores_its_predictions_and_resumes_byte_exact() {
     assert!(full.complete);
     let miou = full.m_iou.expect("a complete run has an mIoU");
     assert!((0.0..=100.0).contains(&miou));
-    assert_eq!(status(&a).as_deref(), Some("complete"));
+    assert_eq!(record_status(&a).as_deref(), Some("complete"));
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.join("record.json")).unwrap()).unwrap();
     assert_eq!(record["protocol"]["name"], "ade20k-upernet");
@@ -101,7 +73,7 @@ fn segment_scores_its_predictions_and_resumes_byte_exact() {
     stop.stop_after = Some(2);
     let part = run_segment(&stop).unwrap();
     assert!(!part.complete && part.m_iou.is_none());
-    assert_eq!(status(&b).as_deref(), Some("running"));
+    assert_eq!(record_status(&b).as_deref(), Some("running"));
     let mut again = request(&data, &b, SegProtocol::Upernet);
     again.resume = true;
     let resumed = run_segment(&again).unwrap();
@@ -149,7 +121,7 @@ fn linear_protocol_through_the_cli_and_the_leaderboard() {
         assert!(run.ok, "{}", run.stderr);
         let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
         assert!(v["mIoU"].as_f64().is_some());
-        assert_eq!(status(&out).as_deref(), Some("complete"));
+        assert_eq!(record_status(&out).as_deref(), Some("complete"));
     }
     // Multi-scale + flip test through --set.
     let out = runs.join("linear-tta");
@@ -228,7 +200,7 @@ fn refuse(data: &Path, out: &Path, encoder: &str, needles: &[&str]) {
         "--no-progress",
     ]);
     refused(&run, needles);
-    assert_ne!(status(out).as_deref(), Some("complete"));
+    assert_ne!(record_status(out).as_deref(), Some("complete"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! fixtures. (Each test file uses some of them.)
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What a run of the binary gave.
@@ -51,4 +51,40 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), dest).unwrap();
         }
     }
+}
+
+/// A 32-px synthetic world of 48 scenes (the fewest with a validation image per class) written
+/// by `cae-bench data synth` under `dir/w`; returns that folder (`imagefolder/`, `ade/`, `coco/`).
+pub fn small_world(dir: &Path) -> PathBuf {
+    let out = dir.join("w");
+    let run = cae_bench(&[
+        "data",
+        "synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--images",
+        "48",
+        "--size",
+        "32",
+        "--seed",
+        "4",
+    ]);
+    assert!(run.ok, "data synth failed: {}", run.stderr);
+    out
+}
+
+/// Fails cleanly: non-zero exit, no panic, every needle in stderr.
+pub fn refused(run: &Run, needles: &[&str]) {
+    assert!(!run.ok, "expected a failure, got stdout {:?}", run.stdout);
+    assert!(!run.stderr.contains("panicked"), "a panic: {}", run.stderr);
+    for n in needles {
+        assert!(run.stderr.contains(n), "stderr lacks {n:?}: {}", run.stderr);
+    }
+}
+
+/// The status of the record in `run`, if it wrote one.
+pub fn record_status(run: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(run.join("record.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).expect("record.json is readable JSON");
+    Some(v["status"].as_str().unwrap().to_string())
 }
