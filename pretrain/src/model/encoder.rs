@@ -178,6 +178,17 @@ impl VisionTransformerEncoder {
             )));
         }
         let d = self.embed_dim();
+        if let Some(pos) = &self.pos_embed {
+            // A non-square move leaves `cfg.img_size` behind: never resample from a stale grid.
+            let n = pos.dims()[1] - 1;
+            if n != old.0 * old.1 {
+                return Err(PretrainError::Config(format!(
+                    "the position table holds {n} patches but the config says a {}×{} grid; \
+                     move the encoder from its original size",
+                    old.0, old.1
+                )));
+            }
+        }
         if let Some(pos) = self.pos_embed.take() {
             let device = pos.val().device();
             let values = match cfg.pos_embed {
@@ -384,8 +395,10 @@ mod tests {
         assert_eq!(pos(&big), sincos_2d_with_cls(12, 16, cfg.embed_dim));
         assert!(!big.pos_embed.as_ref().unwrap().val().is_require_grad());
         let x = Tensor::<4>::ones([1, 3, 48, 64], &dev);
-        let taps = big.forward_taps(x, &[0], &mut ForwardCtx::eval());
+        let taps = big.clone().forward_taps(x, &[0], &mut ForwardCtx::eval());
         assert_eq!(taps[0].dims(), [1, 1 + 12 * 16, cfg.embed_dim]);
+        // Its config still says 16 px: a second move is refused, not resampled from 4×4.
+        assert!(big.at_resolution(&mut c, [32, 32]).is_err());
         let mut c = cfg.clone();
         let _ = enc.clone().at_resolution(&mut c, [32, 32]).unwrap();
         assert_eq!(c.img_size, 32);
