@@ -59,7 +59,7 @@ fn percent(v: f64) -> Option<f64> {
 }
 
 /// The class names: ADE20K's when there are 150 classes, `class_<i>` otherwise.
-fn class_names(num_classes: usize) -> Vec<String> {
+pub(crate) fn class_names(num_classes: usize) -> Vec<String> {
     if num_classes == cae_datasets::ADE20K_CLASSES.len() {
         cae_datasets::ADE20K_CLASSES
             .iter()

@@ -37,6 +37,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use cae_datasets::io::{LabelMap, save_label_png};
 use cae_datasets::loader::derive_seed;
 use cae_datasets::{AdeDataset, AdeSplit, SegTestTransform, SegTrainTransform, load_label_map};
+use cae_heads::classification::finetune::prepare_finetune_backbone;
 use cae_heads::error::to_vec;
 use cae_heads::optim::{Optimizer, ParamGroup, Rule};
 use cae_heads::schedule::PolySchedule;
@@ -46,9 +47,9 @@ use cae_heads::segmentation::{
     LinearSegmentor, SEG_IGNORED_KEYS, UperNet, UperNetConfig, seg_cross_entropy, slide_logits,
 };
 use cae_pretrain::config::CaeConfig;
-use cae_pretrain::model::drop_path::drop_path_schedule;
 use cae_pretrain::model::init::{Init, LinearInit};
 use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
+use cae_pretrain::train::checkpoint::{checkpoint_path, list_checkpoints};
 use cae_pretrain::train::step::salted_step_rng;
 use cae_pretrain::weights::{
     LoadOptions, collect_tensors, f32_bytes, load_safetensors_bytes, read_file, tensor_to_f32,
@@ -515,35 +516,33 @@ enum SegModel {
     Linear(LinearSegmentor),
 }
 
-/// Sample `k` of the run's infinite sampler over `n` images.
-pub fn sample_index(seed: u64, n: usize, k: u64) -> usize {
-    let pass = k / n as u64;
+/// The order of pass `pass` over `n` images: a permutation drawn from `(seed, pass)`.
+fn pass_order(seed: u64, n: usize, pass: u64) -> Vec<usize> {
     let mut perm: Vec<usize> = (0..n).collect();
     perm.shuffle(&mut ChaCha8Rng::from_seed(derive_seed(&[
         seed, SALT_ORDER, pass,
     ])));
-    perm[(k % n as u64) as usize]
+    perm
 }
 
-/// The training images of iteration `it`.
+/// Sample `k` of the run's infinite sampler over `n` images.
+pub fn sample_index(seed: u64, n: usize, k: u64) -> usize {
+    pass_order(seed, n, k / n as u64)[(k % n as u64) as usize]
+}
+
+/// The training images of iteration `it` (one permutation drawn per pass it touches).
 fn batch_indices(seed: u64, n: usize, batch: usize, it: u64) -> Vec<usize> {
     let start = it * batch as u64;
-    // One permutation per pass, shared by the samples of a batch that fall in it.
-    let mut out = Vec::with_capacity(batch);
-    let mut cache: Option<(u64, Vec<usize>)> = None;
-    for k in start..start + batch as u64 {
-        let pass = k / n as u64;
-        if cache.as_ref().is_none_or(|(p, _)| *p != pass) {
-            let mut perm: Vec<usize> = (0..n).collect();
-            perm.shuffle(&mut ChaCha8Rng::from_seed(derive_seed(&[
-                seed, SALT_ORDER, pass,
-            ])));
-            cache = Some((pass, perm));
-        }
-        let (_, perm) = cache.as_ref().expect("just filled");
-        out.push(perm[(k % n as u64) as usize]);
-    }
-    out
+    let mut order: Option<(u64, Vec<usize>)> = None;
+    (start..start + batch as u64)
+        .map(|k| {
+            let pass = k / n as u64;
+            if order.as_ref().is_none_or(|(p, _)| *p != pass) {
+                order = Some((pass, pass_order(seed, n, pass)));
+            }
+            order.as_ref().expect("just drawn").1[(k % n as u64) as usize]
+        })
+        .collect()
 }
 
 /// What the preflight learned about the data.
@@ -665,26 +664,14 @@ impl SegModel {
     ) -> Result<Self> {
         match recipe.protocol {
             SegProtocol::Upernet => {
-                let depth = encoder.blocks.len();
-                for (block, dp) in encoder
-                    .blocks
-                    .iter_mut()
-                    .zip(drop_path_schedule(recipe.drop_path, depth))
-                {
-                    block.drop_path = dp;
-                }
-                let has_rpb = encoder.rel_pos_bias.is_some()
-                    || encoder
-                        .blocks
-                        .first()
-                        .is_some_and(|b| b.attn.relative_position_bias_table.is_some());
-                if recipe.rel_pos_bias && !has_rpb {
-                    let p = encoder.patch_embed.proj.kernel_size[0];
-                    let init = Init::new(seed ^ 0x5e6_b1a5, LinearInit::TruncNormal, ad);
-                    for block in encoder.blocks.iter_mut() {
-                        block.attn = block.attn.clone().with_rel_pos_bias(recipe.crop / p, &init);
-                    }
-                }
+                let p = encoder.patch_embed.proj.kernel_size[0];
+                let init = Init::new(seed ^ 0x5e6_b1a5, LinearInit::TruncNormal, ad);
+                prepare_finetune_backbone(
+                    &mut encoder,
+                    recipe.drop_path,
+                    recipe.rel_pos_bias.then_some(recipe.crop / p),
+                    &init,
+                );
                 let d = encoder.embed_dim();
                 let mut cfg = UperNetConfig::preset(&recipe.heads)?;
                 if cfg.channels == cfg.in_channels {
@@ -914,17 +901,6 @@ fn headline(m: &SegMetrics) -> BTreeMap<String, f64> {
     out
 }
 
-fn class_names(n: usize) -> Vec<String> {
-    if n == cae_datasets::ADE20K_CLASSES.len() {
-        cae_datasets::ADE20K_CLASSES
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    } else {
-        (0..n).map(|i| format!("class_{i}")).collect()
-    }
-}
-
 /// The class names of the data: ADE20K's for 150 classes, the synthetic world's
 /// (`world.json` two folders up) when there, `class_<i>` otherwise.
 fn data_class_names(root: &Path, n: usize) -> Vec<String> {
@@ -944,36 +920,7 @@ fn data_class_names(root: &Path, n: usize) -> Vec<String> {
             .map(|s| s.as_str().unwrap_or_default().to_string())
             .collect();
     }
-    class_names(n)
-}
-
-fn checkpoint_path(dir: &Path, iter: u64) -> PathBuf {
-    dir.join(format!("ckpt-{iter:08}.safetensors"))
-}
-
-fn list_checkpoints(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let mut out = Vec::new();
-    if !dir.is_dir() {
-        return Ok(out);
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| ProtocolError::Input {
-        path: dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    for e in entries.flatten() {
-        let p = e.path();
-        let iter = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("ckpt-"))
-            .and_then(|n| n.strip_suffix(".safetensors"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(i) = iter {
-            out.push((i, p));
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::commands::ade_eval::class_names(n)
 }
 
 fn save_checkpoint(

@@ -59,26 +59,14 @@ pub struct FinetuneBuild {
 impl FinetuneModel {
     /// Wraps a pretrained encoder (already on the training device).
     pub fn new(mut encoder: VisionTransformerEncoder, b: &FinetuneBuild, device: &Device) -> Self {
-        let depth = encoder.blocks.len();
-        for (block, dp) in encoder
-            .blocks
-            .iter_mut()
-            .zip(drop_path_schedule(b.drop_path, depth))
-        {
-            block.drop_path = dp;
-        }
         let mut init = Init::new(b.seed ^ 0xf17e_7a9e, LinearInit::TruncNormal, device);
-        let has_rpb = encoder.rel_pos_bias.is_some()
-            || encoder
-                .blocks
-                .first()
-                .is_some_and(|blk| blk.attn.relative_position_bias_table.is_some());
-        if b.rel_pos_bias && !has_rpb {
-            let grid = grid_of(&encoder);
-            for block in encoder.blocks.iter_mut() {
-                block.attn = block.attn.clone().with_rel_pos_bias(grid, &init);
-            }
-        }
+        let grid = grid_of(&encoder);
+        prepare_finetune_backbone(
+            &mut encoder,
+            b.drop_path,
+            b.rel_pos_bias.then_some(grid),
+            &init,
+        );
         let d = encoder.embed_dim();
         // A copy with fresh parameter ids: a clone would share the final norm's ids, and its
         // gradients would be credited to the (unused) final norm.
@@ -117,6 +105,38 @@ impl FinetuneModel {
             None => enc.norm.forward(x.narrow(1, 0, 1)),
         };
         self.head.forward(pooled.reshape([b, d]))
+    }
+}
+
+/// Prepares an encoder for end-to-end fine-tuning as the official fine-tunes do (classification
+/// and segmentation alike): stochastic depth rising linearly to `drop_path` over the blocks, and,
+/// with `rel_pos_grid = Some(g)` and no relative position bias yet, a zero-initialised per-block
+/// table for a `g × g` patch grid.
+pub fn prepare_finetune_backbone(
+    encoder: &mut VisionTransformerEncoder,
+    drop_path: f64,
+    rel_pos_grid: Option<usize>,
+    init: &Init,
+) {
+    let depth = encoder.blocks.len();
+    for (block, dp) in encoder
+        .blocks
+        .iter_mut()
+        .zip(drop_path_schedule(drop_path, depth))
+    {
+        block.drop_path = dp;
+    }
+    let has_rpb = encoder.rel_pos_bias.is_some()
+        || encoder
+            .blocks
+            .first()
+            .is_some_and(|blk| blk.attn.relative_position_bias_table.is_some());
+    if let Some(grid) = rel_pos_grid
+        && !has_rpb
+    {
+        for block in encoder.blocks.iter_mut() {
+            block.attn = block.attn.clone().with_rel_pos_bias(grid, init);
+        }
     }
 }
 
