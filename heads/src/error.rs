@@ -35,6 +35,9 @@ pub enum HeadsError {
     /// The caller's per-epoch callback failed (e.g. writing its record); its message.
     #[error("{0}")]
     Stopped(String),
+    /// A detection building block refused its input.
+    #[error(transparent)]
+    Detection(#[from] crate::detection::DetectionError),
     /// Reading tensor data back from the backend.
     #[error("backend: {0}")]
     Backend(String),

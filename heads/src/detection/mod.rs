@@ -18,14 +18,19 @@
 //! lengths) is a [`DetectionError`], never a panic.
 
 pub mod anchors;
+pub mod assign;
 pub mod box_coder;
+pub mod fpn;
 pub mod iou;
 pub mod level;
+pub mod mask_rcnn;
 pub mod multiscale;
 pub mod nms;
 pub mod parity;
 pub mod paste;
 pub mod roi_align;
+pub mod roi_head;
+pub mod rpn;
 
 use std::path::PathBuf;
 
