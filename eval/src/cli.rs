@@ -41,6 +41,9 @@ pub enum Command {
     /// ADE20K semantic segmentation: UperNet fine-tune (or a linear head on the frozen encoder),
     /// mIoU scored as `ade-eval` does.
     Segment(Box<commands::segment::SegmentArgs>),
+    /// COCO detection and instance segmentation: Mask R-CNN on the fine-tuned encoder, box and
+    /// mask AP scored as `coco-eval` does.
+    Detect(Box<commands::detect::DetectArgs>),
     /// Convert an official CAE / BEiT / MAE (or timm) checkpoint into an encoder file.
     Import(commands::import::ImportArgs),
     /// Mean ± std over seeds of every complete run (record.json) under a folder, as Markdown or CSV.
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pretrain(args) => commands::pretrain::run_pretrain(*args),
         Command::LinearProbe(args) => commands::linear_probe::run(*args, cli.threads),
         Command::Segment(args) => commands::segment::run(*args),
+        Command::Detect(args) => commands::detect::run(*args),
         Command::Import(args) => commands::import::run(args),
         Command::Leaderboard(args) => commands::leaderboard::run(args),
         Command::Quickstart(args) => commands::quickstart::run(args),

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod coco_eval;
 pub mod data;
+pub mod detect;
 pub mod import;
 pub mod leaderboard;
 pub mod linear_probe;

@@ -49,12 +49,9 @@ use cae_heads::segmentation::{
 use cae_pretrain::config::CaeConfig;
 use cae_pretrain::model::init::{Init, LinearInit};
 use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
-use cae_pretrain::train::checkpoint::{checkpoint_path, list_checkpoints};
+use cae_pretrain::train::checkpoint::list_checkpoints;
 use cae_pretrain::train::step::salted_step_rng;
-use cae_pretrain::weights::{
-    LoadOptions, collect_tensors, f32_bytes, load_safetensors_bytes, read_file, tensor_to_f32,
-    write_safetensors_atomic,
-};
+use cae_pretrain::weights::{LoadOptions, collect_tensors, load_safetensors_bytes};
 use cae_reports::record::{
     ClassResult, DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter,
     RunRecord, request_key,
@@ -65,6 +62,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{self, CheckpointState};
 use super::encoder::{EncoderSource, resolve_encoder};
 use super::error::{ProtocolError, Result};
 use crate::metrics::semseg::{FolderEvalConfig, evaluate_folders};
@@ -496,19 +494,6 @@ const SALT_AUG: u64 = 0x5e6_a06;
 const SALT_STEP: u64 = 0x5e6_57e9;
 const SALT_ORDER: u64 = 0x5e6_0d3;
 
-/// What a checkpoint holds besides tensors (one metadata entry, so the bytes are stable).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct SegCheckpointState {
-    format: String,
-    iter: u64,
-    seed: u64,
-    request_key: String,
-    optim_steps: BTreeMap<String, u64>,
-    /// Mean training loss since the last evaluation, and its count.
-    loss_sum: f64,
-    loss_count: u64,
-}
-
 /// The model of either protocol.
 #[allow(clippy::large_enum_variant)]
 enum SegModel {
@@ -531,7 +516,7 @@ pub fn sample_index(seed: u64, n: usize, k: u64) -> usize {
 }
 
 /// The training images of iteration `it` (one permutation drawn per pass it touches).
-fn batch_indices(seed: u64, n: usize, batch: usize, it: u64) -> Vec<usize> {
+pub(crate) fn batch_indices(seed: u64, n: usize, batch: usize, it: u64) -> Vec<usize> {
     let start = it * batch as u64;
     let mut order: Option<(u64, Vec<usize>)> = None;
     (start..start + batch as u64)
@@ -923,94 +908,6 @@ fn data_class_names(root: &Path, n: usize) -> Vec<String> {
     crate::commands::ade_eval::class_names(n)
 }
 
-fn save_checkpoint(
-    dir: &Path,
-    model: &SegModel,
-    opt: &Optimizer,
-    state: &SegCheckpointState,
-) -> Result<PathBuf> {
-    let mut tensors = model.tensors()?;
-    let (buffers, steps) = opt.state_buffers()?;
-    for (name, values) in buffers {
-        tensors.push((
-            format!("optim.{name}"),
-            vec![values.len()],
-            f32_bytes(&values),
-        ));
-    }
-    let state = SegCheckpointState {
-        optim_steps: steps,
-        ..state.clone()
-    };
-    let meta = std::collections::HashMap::from([(
-        "checkpoint".to_string(),
-        serde_json::to_string(&state).expect("the state serialises"),
-    )]);
-    let path = checkpoint_path(dir, state.iter);
-    write_safetensors_atomic(&path, &tensors, &meta)?;
-    // Keep the newest two.
-    let all = list_checkpoints(dir)?;
-    if all.len() > 2 {
-        for (_, old) in &all[..all.len() - 2] {
-            std::fs::remove_file(old).map_err(|e| ProtocolError::Input {
-                path: old.clone(),
-                message: format!("cannot remove an old checkpoint: {e}"),
-            })?;
-        }
-    }
-    Ok(path)
-}
-
-fn load_checkpoint(
-    path: &Path,
-    model: &mut SegModel,
-    opt: &mut Optimizer,
-    key: &str,
-    device: &Device,
-) -> Result<SegCheckpointState> {
-    let bytes = read_file(path)?;
-    let bad = |m: String| ProtocolError::Input {
-        path: path.to_path_buf(),
-        message: m,
-    };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("not a safetensors checkpoint: {e}")))?;
-    let state: SegCheckpointState = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("checkpoint"))
-        .ok_or_else(|| bad("not a cae-bench segmentation checkpoint (no metadata)".into()))
-        .and_then(|s| {
-            serde_json::from_str(s).map_err(|e| bad(format!("checkpoint metadata: {e}")))
-        })?;
-    if state.format != SEG_CHECKPOINT_FORMAT {
-        return Err(bad(format!("unknown checkpoint format `{}`", state.format)));
-    }
-    if state.request_key != key {
-        return Err(bad(
-            "this checkpoint belongs to another request (encoder, data, preset, protocol, \
-             overrides, seed or device differ); resume with the same arguments, or choose \
-             another --out"
-                .into(),
-        ));
-    }
-    model.load(&bytes, path)?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| bad(format!("not a safetensors checkpoint: {e}")))?;
-    let mut buffers = BTreeMap::new();
-    for name in st.names() {
-        if let Some(key) = name.strip_prefix("optim.") {
-            let view = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
-            buffers.insert(
-                key.to_string(),
-                tensor_to_f32(&view).map_err(|e| bad(format!("{name}: {e}")))?,
-            );
-        }
-    }
-    opt.load_state_buffers(buffers, &state.optim_steps, device)?;
-    Ok(state)
-}
-
 /// The request's identity: everything that changes its numbers (seed included: a checkpoint
 /// belongs to one seed).
 fn identity(
@@ -1079,7 +976,14 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
     if req.resume
         && let Some((_, path)) = existing.last()
     {
-        let st = load_checkpoint(path, &mut model, &mut opt, &key, &device)?;
+        let st = checkpoint::load(
+            path,
+            SEG_CHECKPOINT_FORMAT,
+            &key,
+            &mut opt,
+            &device,
+            |bytes| model.load(bytes, path),
+        )?;
         start = st.iter;
         (loss_sum, loss_count) = (st.loss_sum, st.loss_count);
         tracing::info!("resuming from {} (iteration {start})", path.display());
@@ -1408,7 +1312,7 @@ fn train_and_evaluate(
             (loss_sum, loss_count) = (0.0, 0);
         }
         if last || done.is_multiple_of(recipe.checkpoint_every) {
-            let state = SegCheckpointState {
+            let state = CheckpointState {
                 format: SEG_CHECKPOINT_FORMAT.into(),
                 iter: done,
                 seed: req.seed,
@@ -1417,7 +1321,7 @@ fn train_and_evaluate(
                 loss_sum,
                 loss_count,
             };
-            save_checkpoint(&ckpt_dir, &model, opt, &state)?;
+            checkpoint::save(&ckpt_dir, model.tensors()?, opt, &state)?;
         }
         if req.stop_after == Some(done) && !last {
             pb.abandon();

@@ -31,6 +31,9 @@ pub enum ProtocolError {
     /// Segmentation metrics.
     #[error(transparent)]
     Semseg(#[from] crate::metrics::semseg::SemsegError),
+    /// COCO evaluation of a results file.
+    #[error(transparent)]
+    Coco(#[from] crate::metrics::coco::CocoError),
     /// A non-finite training loss.
     #[error("non-finite loss ({value}) at iteration {iter}; lower the learning rate")]
     NonFinite {

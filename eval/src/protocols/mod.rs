@@ -6,9 +6,12 @@
 //! |---|---|---|
 //! | linear / attentive probe, kNN, (low-label) fine-tuning | [`classification`] | `cae-bench linear-probe` |
 //! | ADE20K semantic segmentation (UperNet, linear head) | [`ade20k`] | `cae-bench segment` |
+//! | COCO detection and instance segmentation (Mask R-CNN) | [`coco`] | `cae-bench detect` |
 
 pub mod ade20k;
+pub mod checkpoint;
 pub mod classification;
+pub mod coco;
 pub mod encoder;
 pub mod error;
 

@@ -1,0 +1,1142 @@
+//! COCO object detection and instance segmentation with Mask R-CNN (protocols.md §3.1):
+//! `cae-bench detect`.
+//!
+//! Model: [`MaskRcnn`] — the encoder fine-tuned under the 4-scale neck, mmdet's FPN, RPN,
+//! 4conv1fc box head with GIoU, FCN mask head. Optimiser: AdamW with layer-wise lr decay
+//! ([`seg_param_group`]: patch embedding / cls / position at layer 0, blocks 1..L, every head
+//! at L + 1), no weight decay on biases and 1-D parameters; mmdet's step schedule after linear
+//! warmup ([`StepSchedule`]); drop path.
+//!
+//! Data: `COCO_ROOT/{train2017,val2017}` and `COCO_ROOT/annotations/instances_{train,val}2017
+//! .json`, read by [`CocoDataset`]. Training: resize keeping the ratio to a short side drawn
+//! from the recipe's list (bounded by `max_size`), flip 0.5, normalise, objects moved with the
+//! image ([`DetTrainTransform`]); crowd regions are not objects (mmdet's `gt_bboxes_ignore`:
+//! left out of the targets). Every image is then zero-padded to one square canvas, so the
+//! encoder keeps one position table (ViTDet's `square_pad`; the mmdet configs of BEiT / CAE pad
+//! to a multiple of 32 and resample the table per batch instead). Test: resize to the test
+//! short side, pad, detect, boxes scaled back to the original image, masks pasted into it and
+//! thresholded at 0.5, encoded as COCO RLE.
+//!
+//! The sampler and random streams are those of `segment`: sample `k` of the run comes from a
+//! permutation per pass drawn from `(seed, pass)`, its augmentation from `(seed, k)`, drop path
+//! and the RPN / RoI samplers of iteration `i` from `(seed, i)`; a checkpoint (model, BatchNorm
+//! statistics, AdamW state, iteration) is all a resume needs.
+//!
+//! Output: `RUN/detections_bbox.json` and `RUN/detections_segm.json` in the COCO results format;
+//! the record's numbers are [`evaluate_files`] on those files (the code of `cae-bench
+//! coco-eval`): the 12 bbox and 12 segm stats as fractions (`bbox_AP`, …, `segm_ARl`) and each
+//! category's AP.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use cae_datasets::loader::derive_seed;
+use cae_datasets::transforms::det::{DetSample, DetTestTransform, DetTrainTransform};
+use cae_datasets::{CocoDataset, CocoSplit};
+use cae_heads::classification::finetune::prepare_finetune_backbone;
+use cae_heads::detection::mask_rcnn::{MaskRcnn, MaskRcnnConfig};
+use cae_heads::detection::paste::{binarize, paste_masks_in_image};
+use cae_heads::detection::roi_head::BoxLoss;
+use cae_heads::detection::rpn::GtInstances;
+use cae_heads::error::to_vec;
+use cae_heads::optim::{Optimizer, Rule};
+use cae_heads::schedule::StepSchedule;
+use cae_heads::segmentation::SEG_IGNORED_KEYS;
+use cae_heads::segmentation::layer_decay::seg_param_group;
+use cae_pretrain::model::ForwardCtx;
+use cae_pretrain::model::init::{Init, LinearInit};
+use cae_pretrain::train::checkpoint::list_checkpoints;
+use cae_pretrain::train::step::salted_step_rng;
+use cae_pretrain::weights::{LoadOptions, collect_tensors, load_safetensors_bytes};
+use cae_reports::record::{
+    ClassResult, DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter,
+    RunRecord, request_key,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::ade20k::batch_indices;
+use super::checkpoint::{self, CheckpointState};
+use super::encoder::{EncoderSource, resolve_encoder};
+use super::error::{ProtocolError, Result};
+use crate::metrics::coco::{CocoEval, CocoStats, IouType, evaluate_files};
+
+/// A resolved recipe: every setting of a run but the seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetRecipe {
+    /// Preset name (`coco-1x-paper`, `mini`, `test`).
+    pub preset: String,
+    /// Encoder preset of `--encoder random`.
+    pub encoder_preset: String,
+    /// Detector preset ([`MaskRcnnConfig::preset`]); the widths follow the encoder, the
+    /// classes the data.
+    pub heads: String,
+    /// Short sides drawn from in training.
+    pub train_short_sides: Vec<u32>,
+    /// Short side at test time.
+    pub test_short_side: u32,
+    /// Bound on the long side.
+    pub max_size: u32,
+    /// Side of the square canvas every image is padded to (a multiple of the patch).
+    pub canvas: usize,
+    /// Horizontal flip probability.
+    pub flip_prob: f64,
+    /// Training iterations (used when `epochs` is `None`).
+    pub iters: u64,
+    /// Training epochs (iterations = ⌈epochs · train images / batch⌉).
+    pub epochs: Option<f64>,
+    /// Images per iteration.
+    pub batch: usize,
+    /// Base learning rate.
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Layer-wise lr decay.
+    pub layer_decay: f64,
+    /// Linear warmup iterations.
+    pub warmup_iters: u64,
+    /// Starting fraction of the warmup.
+    pub warmup_ratio: f64,
+    /// Where the lr drops by `gamma`, as fractions of the schedule (CAE: epochs 9 and 11 of 12).
+    pub lr_steps: Vec<f64>,
+    /// Decay factor at each step.
+    pub gamma: f64,
+    /// Stochastic depth of the last block.
+    pub drop_path: f64,
+    /// Per-block zero-initialised relative position bias (BEiT's detection backbone; CAE's
+    /// uses the absolute sin-cos table only).
+    pub rel_pos_bias: bool,
+    /// Box regression loss.
+    pub box_loss: BoxLoss,
+    /// Evaluate every this many iterations (0: only at the end).
+    pub eval_every: u64,
+    /// Write a checkpoint every this many iterations (and at the end).
+    pub checkpoint_every: u64,
+}
+
+/// Changes to a preset from the command line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetOverrides {
+    /// Iterations (clears `epochs`).
+    pub iters: Option<u64>,
+    /// Epochs.
+    pub epochs: Option<f64>,
+    /// Batch.
+    pub batch: Option<usize>,
+    /// Base learning rate.
+    pub lr: Option<f64>,
+    /// Evaluation interval.
+    pub eval_every: Option<u64>,
+    /// Any other field, `(name, JSON value)`.
+    pub set: Vec<(String, String)>,
+}
+
+/// The preset names.
+pub const DET_PRESETS: &[&str] = &["coco-1x-paper", "mini", "test"];
+
+impl DetRecipe {
+    /// The paper's recipe (CAE's `vit_base_giou_4conv1f_coco_maskrcnn_1x_cae_sincos_init0.1_
+    /// lr00003`): 12 epochs, batch 32 (16 GPUs × 2), AdamW lr 3e-4, wd 0.05, layer decay 0.75,
+    /// warmup 500 iterations from 0.001, ×0.1 at epochs 9 and 11, drop path 0.2, GIoU × 10,
+    /// multi-scale training (short side 480–800, max 1333), test at 800 / 1333. Deviations:
+    /// a square 1344 canvas (see the module docs) and no random-crop branch of the DETR-style
+    /// augmentation.
+    pub fn paper() -> Self {
+        Self {
+            preset: "coco-1x-paper".into(),
+            encoder_preset: "vit_base_patch16".into(),
+            heads: "paper".into(),
+            train_short_sides: (0..11).map(|i| 480 + 32 * i).collect(),
+            test_short_side: 800,
+            max_size: 1333,
+            canvas: 1344,
+            flip_prob: 0.5,
+            iters: 0,
+            epochs: Some(12.0),
+            batch: 32,
+            lr: 3e-4,
+            weight_decay: 0.05,
+            layer_decay: 0.75,
+            warmup_iters: 500,
+            warmup_ratio: 0.001,
+            lr_steps: vec![9.0 / 12.0, 11.0 / 12.0],
+            gamma: 0.1,
+            drop_path: 0.2,
+            rel_pos_bias: false,
+            box_loss: BoxLoss::Giou { weight: 10.0 },
+            eval_every: 0,
+            checkpoint_every: 1000,
+        }
+    }
+
+    /// The paper's recipe scaled to the `mini` encoder (patch 4, width 128) and the synthetic
+    /// world (32-px images, 8 classes) on 2 CPU cores: images resized to 64 px (the paper's
+    /// objects at a quarter of the scale, as the detector's geometry: see
+    /// [`MaskRcnnConfig`]), batch 4, a fixed number of iterations, lr 1e-3 for heads that start
+    /// from scratch in a few hundred steps, warmup 20 iterations.
+    pub fn mini() -> Self {
+        Self {
+            preset: "mini".into(),
+            encoder_preset: "mini".into(),
+            heads: "mini".into(),
+            train_short_sides: vec![64],
+            test_short_side: 64,
+            max_size: 64,
+            canvas: 64,
+            iters: 400,
+            epochs: None,
+            batch: 4,
+            lr: 1e-3,
+            warmup_iters: 20,
+            drop_path: 0.1,
+            eval_every: 0,
+            checkpoint_every: 50,
+            ..Self::paper()
+        }
+    }
+
+    /// For tests: the `test` encoder, 32-px canvas, 4 iterations of 2 images.
+    pub fn test() -> Self {
+        Self {
+            preset: "test".into(),
+            encoder_preset: "test".into(),
+            heads: "test".into(),
+            train_short_sides: vec![32],
+            test_short_side: 32,
+            max_size: 32,
+            canvas: 32,
+            iters: 4,
+            batch: 2,
+            warmup_iters: 1,
+            checkpoint_every: 2,
+            eval_every: 0,
+            ..Self::mini()
+        }
+    }
+
+    /// A preset with overrides applied, checked.
+    pub fn resolve(preset: &str, o: &DetOverrides) -> Result<Self> {
+        let mut r = match preset {
+            "coco-1x-paper" | "paper" => Self::paper(),
+            "mini" => Self::mini(),
+            "test" => Self::test(),
+            other => {
+                return Err(ProtocolError::Config(format!(
+                    "unknown detection preset `{other}` ({})",
+                    DET_PRESETS.join(", ")
+                )));
+            }
+        };
+        if let Some(v) = o.iters {
+            r.iters = v;
+            r.epochs = None;
+        }
+        if let Some(v) = o.epochs {
+            r.epochs = Some(v);
+        }
+        if let Some(v) = o.batch {
+            r.batch = v;
+        }
+        if let Some(v) = o.lr {
+            r.lr = v;
+        }
+        if let Some(v) = o.eval_every {
+            r.eval_every = v;
+        }
+        if !o.set.is_empty() {
+            let mut v = serde_json::to_value(&r).expect("a recipe serialises");
+            let fields = v.as_object_mut().expect("a recipe is an object");
+            for (name, value) in &o.set {
+                let Some(slot) = fields.get_mut(name) else {
+                    let mut names: Vec<&str> = fields.keys().map(|s| s.as_str()).collect();
+                    names.sort();
+                    return Err(ProtocolError::Config(format!(
+                        "--set {name}: no such recipe setting (settings: {})",
+                        names.join(", ")
+                    )));
+                };
+                *slot = serde_json::from_str(value)
+                    .unwrap_or_else(|_| serde_json::Value::String(value.clone()));
+            }
+            r = serde_json::from_value(v)
+                .map_err(|e| ProtocolError::Config(format!("--set: {e}")))?;
+        }
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(ProtocolError::Config(m));
+        if self.batch < 2 {
+            return bad("BatchNorm needs a batch of at least 2 images".into());
+        }
+        if self.epochs.is_none() && self.iters == 0 {
+            return bad("iterations (or epochs) must be ≥ 1".into());
+        }
+        if let Some(e) = self.epochs
+            && !(e > 0.0 && e.is_finite())
+        {
+            return bad(format!("epochs {e} must be > 0"));
+        }
+        if self.train_short_sides.is_empty() || self.train_short_sides.contains(&0) {
+            return bad("training short sides must be ≥ 1 and at least one".into());
+        }
+        if self.test_short_side == 0 || self.max_size == 0 || self.canvas == 0 {
+            return bad("test short side, max size and canvas must be ≥ 1".into());
+        }
+        if (self.max_size as usize) > self.canvas {
+            return bad(format!(
+                "images up to {} px do not fit the {}-px canvas",
+                self.max_size, self.canvas
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("learning rate {} is not positive", self.lr));
+        }
+        if self.lr_steps.iter().any(|s| !(0.0..=1.0).contains(s)) {
+            return bad(format!(
+                "lr steps {:?} must be fractions of the schedule",
+                self.lr_steps
+            ));
+        }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint interval must be ≥ 1".into());
+        }
+        Ok(())
+    }
+
+    /// Iterations of a run on `train_images` images.
+    pub fn total_iters(&self, train_images: usize) -> u64 {
+        match self.epochs {
+            Some(e) => ((e * train_images as f64) / self.batch as f64)
+                .ceil()
+                .max(1.0) as u64,
+            None => self.iters,
+        }
+    }
+
+    /// The lr schedule over `total` iterations.
+    pub fn schedule(&self, total: u64) -> StepSchedule {
+        StepSchedule {
+            lr: self.lr,
+            steps: self
+                .lr_steps
+                .iter()
+                .map(|f| (f * total as f64).round() as u64)
+                .collect(),
+            gamma: self.gamma,
+            warmup: self.warmup_iters.min(total),
+            warmup_ratio: self.warmup_ratio,
+        }
+    }
+
+    /// The settings a leaderboard row is keyed by.
+    pub fn settings(&self) -> BTreeMap<String, serde_json::Value> {
+        let v = serde_json::to_value(self).expect("a recipe serialises");
+        v.as_object()
+            .expect("a recipe is an object")
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "eval_every" | "checkpoint_every"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Everything a detection run needs.
+#[derive(Debug, Clone)]
+pub struct DetRequest {
+    /// The encoder.
+    pub encoder: EncoderSource,
+    /// `COCO_ROOT`.
+    pub data: PathBuf,
+    /// Preset name.
+    pub preset: String,
+    /// Changes to the preset.
+    pub overrides: DetOverrides,
+    /// Seed.
+    pub seed: u64,
+    /// Continue from the newest checkpoint in `out`.
+    pub resume: bool,
+    /// Device.
+    pub device: String,
+    /// Run folder.
+    pub out: PathBuf,
+    /// Progress bar on stderr.
+    pub progress: bool,
+    /// The command line, for the record.
+    pub command: Vec<String>,
+    /// Encoder label in records.
+    pub label: Option<String>,
+    /// Stop (as a kill would) after this iteration's checkpoint; for tests of resume.
+    pub stop_after: Option<u64>,
+}
+
+impl DetRequest {
+    /// A request with defaults: `mini`, seed 0, CPU, no progress bar.
+    pub fn new(encoder: EncoderSource, data: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        Self {
+            encoder,
+            data: data.into(),
+            preset: "mini".into(),
+            overrides: DetOverrides::default(),
+            seed: 0,
+            resume: false,
+            device: "cpu".into(),
+            out: out.into(),
+            progress: false,
+            command: Vec::new(),
+            label: None,
+            stop_after: None,
+        }
+    }
+}
+
+/// What a run gave.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetOutcome {
+    /// Box stats (fractions; `None` when stopped early).
+    pub bbox: Option<CocoStats>,
+    /// Mask stats.
+    pub segm: Option<CocoStats>,
+    /// Iterations done.
+    pub iters: u64,
+    /// Iteration the run resumed from (0: fresh).
+    pub resumed_from: u64,
+    /// The run finished.
+    pub complete: bool,
+    /// The record.
+    pub record: PathBuf,
+    /// The two results files.
+    pub results: [PathBuf; 2],
+    /// Wall time of this invocation, seconds.
+    pub seconds: f64,
+}
+
+/// The checkpoint format tag.
+pub const DET_CHECKPOINT_FORMAT: &str = "cae-bench-det-checkpoint-v1";
+const SALT_AUG: u64 = 0xde7_a06;
+const SALT_STEP: u64 = 0xde7_57e9;
+const SALT_SAMPLE: u64 = 0xde7_5a3;
+
+/// The two splits.
+struct Data {
+    train: CocoDataset,
+    val: CocoDataset,
+    val_json: PathBuf,
+}
+
+fn open_data(root: &Path) -> Result<Data> {
+    let open = |split: CocoSplit| -> Result<CocoDataset> {
+        let ds = CocoDataset::open(root, split)?;
+        if ds.is_empty() {
+            return Err(ProtocolError::Input {
+                path: ds.annotation_file.clone(),
+                message: format!("the {} split has no images", split.name()),
+            });
+        }
+        Ok(ds)
+    };
+    let train = open(CocoSplit::Train2017)?;
+    let val = open(CocoSplit::Val2017)?;
+    if train.cat_ids != val.cat_ids {
+        return Err(ProtocolError::Input {
+            path: val.annotation_file.clone(),
+            message: format!(
+                "its categories {:?} differ from the training split's {:?}",
+                val.cat_ids, train.cat_ids
+            ),
+        });
+    }
+    let val_json = val.annotation_file.clone();
+    Ok(Data {
+        train,
+        val,
+        val_json,
+    })
+}
+
+/// Pads a transformed sample onto the `canvas × canvas` input: the image with zeros, and its
+/// non-crowd objects as targets (masks on the canvas), crowd boxes apart.
+fn to_canvas(s: &DetSample, canvas: usize) -> Result<(Vec<f32>, GtInstances)> {
+    let (w, h) = (s.width as usize, s.height as usize);
+    if w > canvas || h > canvas {
+        return Err(ProtocolError::Config(format!(
+            "a {w}×{h} input does not fit the {canvas}-px canvas (raise `canvas` or lower \
+             `max_size`)"
+        )));
+    }
+    let mut image = vec![0f32; 3 * canvas * canvas];
+    for c in 0..3 {
+        for y in 0..h {
+            let src = &s.image[(c * h + y) * w..(c * h + y) * w + w];
+            image[(c * canvas + y) * canvas..(c * canvas + y) * canvas + w].copy_from_slice(src);
+        }
+    }
+    let mut gt = GtInstances {
+        boxes: Vec::new(),
+        labels: Vec::new(),
+        crowds: Vec::new(),
+        masks: Vec::new(),
+    };
+    let (vw, vh) = (s.valid_width as usize, s.valid_height as usize);
+    for inst in &s.instances {
+        if inst.crowd {
+            gt.crowds.push(inst.bbox);
+            continue;
+        }
+        let mut m = vec![0u8; canvas * canvas];
+        for y in 0..vh {
+            m[y * canvas..y * canvas + vw].copy_from_slice(&inst.mask[y * vw..(y + 1) * vw]);
+        }
+        gt.boxes.push(inst.bbox);
+        gt.labels.push(inst.label);
+        gt.masks.push(m);
+    }
+    Ok((image, gt))
+}
+
+fn images_tensor(images: Vec<Vec<f32>>, canvas: usize, device: &Device) -> Tensor<4> {
+    let b = images.len();
+    let flat: Vec<f32> = images.into_iter().flatten().collect();
+    Tensor::from_data(TensorData::new(flat, [b, 3, canvas, canvas]), device)
+}
+
+fn optimizer(model: &MaskRcnn, recipe: &DetRecipe) -> Optimizer {
+    let depth = model.backbone.blocks.len();
+    let (decay, wd) = (recipe.layer_decay, recipe.weight_decay);
+    Optimizer::new(
+        Rule::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        },
+        Box::new(move |p, nd| seg_param_group(p, nd, depth, decay, wd)),
+    )
+}
+
+fn load_model(model: &mut MaskRcnn, bytes: &[u8], path: &Path) -> Result<()> {
+    let opts = LoadOptions {
+        prefix: Some("model."),
+        ignore: SEG_IGNORED_KEYS,
+        ..Default::default()
+    };
+    load_safetensors_bytes(model, bytes, path, &opts)?;
+    Ok(())
+}
+
+fn identity(
+    req: &DetRequest,
+    recipe: &DetRecipe,
+    encoder: &EncoderInfo,
+    fingerprint: &str,
+) -> String {
+    request_key(&serde_json::json!({
+        "protocol": "coco-mask-rcnn",
+        "recipe": recipe,
+        "encoder": encoder.sha256.clone().unwrap_or_else(|| format!("random:{}", encoder.arch)),
+        "data": fingerprint,
+        "device": req.device,
+        "seed": req.seed,
+    }))
+}
+
+fn encoder_name(req: &DetRequest, recipe: &DetRecipe) -> String {
+    match &req.encoder {
+        EncoderSource::File(p) => p.display().to_string(),
+        EncoderSource::Random => format!("the random `{}` encoder", recipe.encoder_preset),
+    }
+}
+
+/// Runs `cae-bench detect` (see the module docs).
+pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
+    let started = Instant::now();
+    let recipe = DetRecipe::resolve(&req.preset, &req.overrides)?;
+    let device = cae_pretrain::device::parse_device(&req.device)?;
+    let ckpt_dir = req.out.join("checkpoints");
+    let record_path = req.out.join("record.json");
+    let existing = list_checkpoints(&ckpt_dir)?;
+    if !req.resume && (record_path.exists() || !existing.is_empty()) {
+        return Err(ProtocolError::Input {
+            path: req.out.clone(),
+            message: "this run folder holds a run already: pass --resume to continue it, or \
+                      choose another --out"
+                .into(),
+        });
+    }
+    let data = open_data(&req.data)?;
+    let (encoder, mut model_cfg, encoder_info) = resolve_encoder(
+        &req.encoder,
+        Some(&recipe.encoder_preset),
+        req.label.as_deref(),
+        req.seed,
+        &device,
+    )?;
+    let p = model_cfg.encoder.patch_size;
+    if !recipe.canvas.is_multiple_of(p) {
+        return Err(ProtocolError::Config(format!(
+            "{}: {p}-px patches do not tile the {} preset's {}-px canvas",
+            encoder_name(req, &recipe),
+            recipe.preset,
+            recipe.canvas
+        )));
+    }
+    let mut encoder = encoder
+        .at_resolution(&mut model_cfg.encoder, [recipe.canvas; 2])
+        .map_err(|e| ProtocolError::Config(format!("{}: {e}", encoder_name(req, &recipe))))?;
+    let fingerprint = cae_datasets::fingerprint_dir(&req.data)?.to_string();
+    let key = identity(req, &recipe, &encoder_info, &fingerprint);
+
+    let ad = device.clone().autodiff();
+    let encoder_ad = encoder.fork(&ad);
+    encoder = encoder_ad;
+    let init = Init::new(req.seed ^ 0xde7_b1a5, LinearInit::TruncNormal, &ad);
+    prepare_finetune_backbone(
+        &mut encoder,
+        recipe.drop_path,
+        recipe.rel_pos_bias.then_some(recipe.canvas / p),
+        &init,
+    );
+    let mut det_cfg = MaskRcnnConfig::preset(&recipe.heads)?;
+    det_cfg.in_channels = encoder.embed_dim();
+    det_cfg.patch_size = p;
+    det_cfg.num_classes = data.train.num_classes();
+    det_cfg.box_head.loss = recipe.box_loss;
+    let mut model = MaskRcnn::new(&det_cfg, encoder, req.seed, &ad)
+        .map_err(|e| ProtocolError::Config(format!("{}: {e}", encoder_name(req, &recipe))))?;
+    let mut opt = optimizer(&model, &recipe);
+    let total = recipe.total_iters(data.train.len());
+    let mut start = 0u64;
+    let (mut loss_sum, mut loss_count) = (0.0f64, 0u64);
+    if req.resume
+        && let Some((_, path)) = existing.last()
+    {
+        let st = checkpoint::load(path, DET_CHECKPOINT_FORMAT, &key, &mut opt, &device, |b| {
+            load_model(&mut model, b, path)
+        })?;
+        start = st.iter;
+        (loss_sum, loss_count) = (st.loss_sum, st.loss_count);
+        tracing::info!("resuming from {} (iteration {start})", path.display());
+    }
+    let mut writer = start_record(
+        req,
+        &recipe,
+        &det_cfg,
+        &model_cfg,
+        &encoder_info,
+        &data,
+        &fingerprint,
+        &key,
+        total,
+        start,
+    )?;
+    writer.update()?;
+    let ctx = RunCtx {
+        req,
+        recipe: &recipe,
+        cfg: &det_cfg,
+        data: &data,
+        device: &device,
+        ad: &ad,
+        key: &key,
+        total,
+    };
+    match train_and_evaluate(
+        &ctx,
+        model,
+        &mut opt,
+        start,
+        (loss_sum, loss_count),
+        &mut writer,
+    ) {
+        Ok((evals, iters, complete)) => {
+            let (bbox, segm) = match &evals {
+                Some((b, s)) => {
+                    writer.record.per_class = per_class(b, s);
+                    writer.complete(headline(b, s))?;
+                    (Some(b.stats), Some(s.stats))
+                }
+                None => {
+                    writer.update()?;
+                    (None, None)
+                }
+            };
+            Ok(DetOutcome {
+                bbox,
+                segm,
+                iters,
+                resumed_from: start,
+                complete,
+                record: record_path,
+                results: results_paths(&req.out),
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        }
+        Err(e) => {
+            let _ = writer.fail(&e.to_string());
+            Err(e)
+        }
+    }
+}
+
+fn results_paths(out: &Path) -> [PathBuf; 2] {
+    [
+        out.join("detections_bbox.json"),
+        out.join("detections_segm.json"),
+    ]
+}
+
+fn headline(b: &CocoEval, s: &CocoEval) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    for (prefix, ev) in [("bbox", b), ("segm", s)] {
+        for (name, v) in CocoStats::NAMES.iter().zip(ev.stats.to_array()) {
+            m.insert(format!("{prefix}_{name}"), v);
+        }
+    }
+    m
+}
+
+fn per_class(b: &CocoEval, s: &CocoEval) -> Vec<ClassResult> {
+    b.per_category
+        .iter()
+        .zip(&s.per_category)
+        .map(|(cb, cs)| ClassResult {
+            name: cb.name.clone(),
+            values: BTreeMap::from([
+                ("bbox_AP".to_string(), cb.ap),
+                ("segm_AP".to_string(), cs.ap),
+            ]),
+        })
+        .collect()
+}
+
+struct RunCtx<'a> {
+    req: &'a DetRequest,
+    recipe: &'a DetRecipe,
+    cfg: &'a MaskRcnnConfig,
+    data: &'a Data,
+    device: &'a Device,
+    ad: &'a Device,
+    key: &'a str,
+    total: u64,
+}
+
+type Evals = (CocoEval, CocoEval);
+
+fn train_and_evaluate(
+    c: &RunCtx,
+    mut model: MaskRcnn,
+    opt: &mut Optimizer,
+    start: u64,
+    (mut loss_sum, mut loss_count): (f64, u64),
+    writer: &mut RecordWriter,
+) -> Result<(Option<Evals>, u64, bool)> {
+    let (req, recipe) = (c.req, c.recipe);
+    let schedule = recipe.schedule(c.total);
+    let tf = DetTrainTransform {
+        short_sides: recipe.train_short_sides.clone(),
+        max_size: recipe.max_size,
+        flip_prob: recipe.flip_prob,
+        ..DetTrainTransform::coco_1x()
+    };
+    let n = c.data.train.len();
+    let pb = cae_pretrain::progress::bar(req.progress, c.total, start, "iters");
+    let ckpt_dir = req.out.join("checkpoints");
+    let mut lr = schedule.at(start);
+    for it in start..c.total {
+        let idx = batch_indices(req.seed, n, recipe.batch, it);
+        let first = it * recipe.batch as u64;
+        let samples: Vec<(Vec<f32>, GtInstances)> = idx
+            .par_iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                let record = c.data.train.load(i)?;
+                let mut rng =
+                    ChaCha8Rng::from_seed(derive_seed(&[req.seed, SALT_AUG, first + j as u64]));
+                let s = tf.apply(&record, &mut rng)?;
+                to_canvas(&s, recipe.canvas)
+            })
+            .collect::<Result<_>>()?;
+        let (images, gts): (Vec<_>, Vec<_>) = samples.into_iter().unzip();
+        let images = images_tensor(images, recipe.canvas, c.ad);
+        lr = schedule.at(it);
+        let mut ctx = ForwardCtx::train(salted_step_rng(req.seed, SALT_STEP, it));
+        let mut srng = ChaCha8Rng::from_seed(derive_seed(&[req.seed, SALT_SAMPLE, it]));
+        let loss = model.loss(c.cfg, images, &gts, &mut ctx, &mut srng)?;
+        let value = f64::from(to_vec(loss.total.clone())?[0]);
+        if !value.is_finite() {
+            pb.abandon();
+            return Err(ProtocolError::NonFinite {
+                iter: it + 1,
+                value,
+            });
+        }
+        let grads = burn::optim::GradientsParams::from_grads(loss.total.backward(), &model);
+        model = opt.step(model, grads, lr);
+        loss_sum += value;
+        loss_count += 1;
+        pb.inc(1);
+        pb.set_message(format!("loss {value:.4}"));
+        let done = it + 1;
+        let last = done == c.total;
+        if !last && recipe.eval_every > 0 && done.is_multiple_of(recipe.eval_every) {
+            let evals = evaluate(c, &model, &pb)?;
+            report(
+                writer,
+                done,
+                &evals,
+                loss_sum / loss_count.max(1) as f64,
+                lr,
+                &pb,
+            )?;
+            (loss_sum, loss_count) = (0.0, 0);
+        }
+        if last || done.is_multiple_of(recipe.checkpoint_every) {
+            let state = CheckpointState {
+                format: DET_CHECKPOINT_FORMAT.into(),
+                iter: done,
+                seed: req.seed,
+                request_key: c.key.to_string(),
+                optim_steps: BTreeMap::new(),
+                loss_sum,
+                loss_count,
+            };
+            checkpoint::save(
+                &ckpt_dir,
+                collect_tensors(&model, None, "model.")?,
+                opt,
+                &state,
+            )?;
+        }
+        if req.stop_after == Some(done) && !last {
+            pb.abandon();
+            return Ok((None, done, false));
+        }
+    }
+    pb.set_message("evaluating");
+    let evals = evaluate(c, &model, &pb)?;
+    report(
+        writer,
+        c.total,
+        &evals,
+        loss_sum / loss_count.max(1) as f64,
+        lr,
+        &pb,
+    )?;
+    pb.finish_and_clear();
+    Ok((Some(evals), c.total, true))
+}
+
+fn report(
+    writer: &mut RecordWriter,
+    iter: u64,
+    evals: &Evals,
+    loss: f64,
+    lr: f64,
+    pb: &indicatif::ProgressBar,
+) -> Result<()> {
+    let mut metrics = headline(&evals.0, &evals.1);
+    metrics.insert("loss".into(), loss);
+    metrics.insert("lr".into(), lr);
+    pb.println(format!(
+        "iteration {iter}: box AP {:.1} (AP50 {:.1}), mask AP {:.1} (AP50 {:.1}), loss {loss:.4}",
+        100.0 * evals.0.stats.ap,
+        100.0 * evals.0.stats.ap50,
+        100.0 * evals.1.stats.ap,
+        100.0 * evals.1.stats.ap50,
+    ));
+    writer.record.per_epoch.push(EpochMetrics {
+        epoch: iter,
+        metrics,
+    });
+    writer.update()?;
+    Ok(())
+}
+
+/// Row-major `h × w` → hotcoco's column-major RLE counts string.
+fn rle_string(mask: &[bool], h: usize, w: usize) -> Result<String> {
+    let mut col = vec![0u8; h * w];
+    for y in 0..h {
+        for x in 0..w {
+            col[x * h + y] = u8::from(mask[y * w + x]);
+        }
+    }
+    let rle = hotcoco::mask::encode(&col, h as u32, w as u32)
+        .map_err(|e| ProtocolError::Config(format!("RLE encoding: {e}")))?;
+    Ok(hotcoco::mask::rle_to_string(&rle))
+}
+
+/// Detects on the validation split, writes both results files (atomically) and scores them.
+fn evaluate(c: &RunCtx, model: &MaskRcnn, pb: &indicatif::ProgressBar) -> Result<Evals> {
+    let recipe = c.recipe;
+    let tf = DetTestTransform {
+        short_side: recipe.test_short_side,
+        max_size: recipe.max_size,
+        ..DetTestTransform::coco()
+    };
+    let mut net = model.valid();
+    let val = &c.data.val;
+    let mut bbox_rows = Vec::new();
+    let mut segm_rows = Vec::new();
+    let s = c.cfg.mask_size();
+    let indices: Vec<usize> = (0..val.len()).collect();
+    for chunk in indices.chunks(recipe.batch) {
+        let loaded: Vec<(u64, (u32, u32), DetSample)> = chunk
+            .par_iter()
+            .map(|&i| {
+                let image = val.load_image(i)?;
+                let id = val.image(i).id;
+                let sample = tf.apply(&image)?;
+                Ok((id, image.dimensions(), sample))
+            })
+            .collect::<Result<_>>()?;
+        let mut images = Vec::with_capacity(loaded.len());
+        for (_, _, sample) in &loaded {
+            images.push(to_canvas(sample, recipe.canvas)?.0);
+        }
+        let x = images_tensor(images, recipe.canvas, c.device);
+        let dets = net.predict(c.cfg, x)?;
+        for ((id, (w0, h0), sample), d) in loaded.iter().zip(dets) {
+            let (sx, sy) = sample.scale;
+            let boxes: Vec<[f32; 4]> = d
+                .det
+                .boxes
+                .iter()
+                .map(|b| {
+                    [
+                        (b[0] / sx).clamp(0.0, *w0 as f32),
+                        (b[1] / sy).clamp(0.0, *h0 as f32),
+                        (b[2] / sx).clamp(0.0, *w0 as f32),
+                        (b[3] / sy).clamp(0.0, *h0 as f32),
+                    ]
+                })
+                .collect();
+            let (h, w) = (*h0 as usize, *w0 as usize);
+            let pasted = if boxes.is_empty() {
+                Vec::new()
+            } else {
+                paste_masks_in_image(&d.masks, s, &boxes, (h, w), 1)
+                    .map_err(cae_heads::HeadsError::from)?
+            };
+            for (k, b) in boxes.iter().enumerate() {
+                let cat = val.category_of(d.det.labels[k]).ok_or_else(|| {
+                    ProtocolError::Config(format!("label {} has no category", d.det.labels[k]))
+                })?;
+                let score = f64::from(d.det.scores[k]);
+                let bb = [
+                    f64::from(b[0]),
+                    f64::from(b[1]),
+                    f64::from(b[2] - b[0]),
+                    f64::from(b[3] - b[1]),
+                ];
+                bbox_rows.push(serde_json::json!({
+                    "image_id": id, "category_id": cat, "bbox": bb, "score": score,
+                }));
+                let m = binarize(&pasted[k * h * w..(k + 1) * h * w], c.cfg.test.mask_thr);
+                segm_rows.push(serde_json::json!({
+                    "image_id": id, "category_id": cat, "score": score,
+                    "segmentation": {"size": [h, w], "counts": rle_string(&m, h, w)?},
+                }));
+            }
+        }
+        pb.tick();
+    }
+    let [bbox_path, segm_path] = results_paths(&c.req.out);
+    let mut out = Vec::new();
+    for (path, rows, iou) in [
+        (&bbox_path, bbox_rows, IouType::Bbox),
+        (&segm_path, segm_rows, IouType::Segm),
+    ] {
+        let text = serde_json::to_string(&rows).expect("results serialise");
+        cae_reports::record::write_atomic(path, text.as_bytes())?;
+        out.push(evaluate_files(&c.data.val_json, path, iou)?);
+    }
+    let segm = out.pop().expect("two evaluations");
+    let bbox = out.pop().expect("two evaluations");
+    Ok((bbox, segm))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_record(
+    req: &DetRequest,
+    recipe: &DetRecipe,
+    det_cfg: &MaskRcnnConfig,
+    model_cfg: &cae_pretrain::config::CaeConfig,
+    encoder: &EncoderInfo,
+    data: &Data,
+    fingerprint: &str,
+    key: &str,
+    total: u64,
+    start: u64,
+) -> Result<RecordWriter> {
+    let mut details = BTreeMap::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        details.insert(k.to_string(), v);
+    };
+    put("iterations", serde_json::json!(total));
+    put(
+        "train_pipeline",
+        serde_json::json!(format!(
+            "Resize(short side in {:?}, max {}, keep ratio) + flip {} + pad to a {}² canvas; crowd regions left out of the targets",
+            recipe.train_short_sides, recipe.max_size, recipe.flip_prob, recipe.canvas
+        )),
+    );
+    put(
+        "test",
+        serde_json::json!(format!(
+            "Resize(short {}, max {}) + pad to {}²; score > {}, per-class NMS {}, {} per image; masks pasted and thresholded at {}",
+            recipe.test_short_side,
+            recipe.max_size,
+            recipe.canvas,
+            det_cfg.test.score_thr,
+            det_cfg.test.nms_iou,
+            det_cfg.test.max_per_img,
+            det_cfg.test.mask_thr
+        )),
+    );
+    put(
+        "batchnorm",
+        serde_json::json!("batch statistics over the whole batch on one device (SyncBN's result)"),
+    );
+    put(
+        "results",
+        serde_json::json!(["detections_bbox.json", "detections_segm.json"]),
+    );
+    let protocol = ProtocolInfo {
+        name: "coco-mask-rcnn".into(),
+        pooling: None,
+        layer: None,
+        epochs: None,
+        effective_batch: Some(recipe.batch),
+        lr: Some(recipe.lr),
+        lr_rule: Some("absolute (no batch scaling)".into()),
+        optimizer: Some("adamw".into()),
+        cached_features: Some(false),
+        label_fraction: Some(1.0),
+        details,
+        settings: recipe.settings(),
+        seed_varies: Some({
+            let mut v = Vec::new();
+            if matches!(req.encoder, EncoderSource::Random) {
+                v.push("encoder init".to_string());
+            }
+            v.push(
+                "head init, data order, augmentation, drop path, RPN / RoI sampling".to_string(),
+            );
+            v
+        }),
+    };
+    let config = serde_json::json!({
+        "detect": recipe,
+        "detector": det_cfg,
+        "model": model_cfg,
+        "data": req.data.display().to_string(),
+        "device": req.device,
+    });
+    let mut record = RunRecord::start(
+        "detect",
+        req.command.clone(),
+        config,
+        req.seed,
+        protocol,
+        MachineInfo::current(&req.device, None),
+    );
+    record.encoder = Some(encoder.clone());
+    record.dataset = Some(DatasetInfo {
+        path: req.data.display().to_string(),
+        train_images: Some(data.train.len()),
+        val_images: Some(data.val.len()),
+        classes: Some(data.train.num_classes()),
+        fingerprint: Some(fingerprint.to_string()),
+    });
+    record.request_key = Some(key.to_string());
+    record
+        .versions
+        .insert("cae-bench".into(), env!("CARGO_PKG_VERSION").into());
+    record
+        .versions
+        .insert("burn".into(), cae_pretrain::BURN_VERSION.into());
+    if start > 0
+        && let Ok(text) = std::fs::read_to_string(req.out.join("record.json"))
+        && let Ok(old) = serde_json::from_str::<RunRecord>(&text)
+    {
+        record.per_epoch = old
+            .per_epoch
+            .into_iter()
+            .filter(|e| e.epoch <= start)
+            .collect();
+    }
+    Ok(RecordWriter::create(&req.out, record)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paper_preset_values() {
+        let r = DetRecipe::resolve("coco-1x-paper", &DetOverrides::default()).unwrap();
+        assert_eq!(r.encoder_preset, "vit_base_patch16");
+        assert_eq!(r.epochs, Some(12.0));
+        assert_eq!(r.batch, 32);
+        assert_eq!(r.lr, 3e-4);
+        assert_eq!(r.weight_decay, 0.05);
+        assert_eq!(r.layer_decay, 0.75);
+        assert_eq!((r.warmup_iters, r.warmup_ratio), (500, 0.001));
+        assert_eq!(r.lr_steps, vec![0.75, 11.0 / 12.0]);
+        assert_eq!(r.gamma, 0.1);
+        assert_eq!(r.drop_path, 0.2);
+        assert_eq!(r.box_loss, BoxLoss::Giou { weight: 10.0 });
+        assert_eq!(r.train_short_sides.first(), Some(&480));
+        assert_eq!(r.train_short_sides.last(), Some(&800));
+        assert_eq!((r.test_short_side, r.max_size), (800, 1333));
+        // COCO train2017: 117,266 images with annotations → 12 epochs at 32 = 43,975 iterations;
+        // steps at epochs 9 and 11.
+        let total = r.total_iters(117_266);
+        assert_eq!(total, 43_975);
+        let s = r.schedule(total);
+        assert_eq!(s.steps, vec![32_981, 40_310]);
+        let heads = MaskRcnnConfig::preset(&r.heads).unwrap();
+        assert_eq!((heads.fpn_channels, heads.num_classes), (256, 80));
+        assert_eq!(heads.rpn_train.max_per_img, 2000);
+        assert_eq!(heads.rcnn_sampler.num, 512);
+    }
+
+    #[test]
+    fn overrides_and_unknown_settings() {
+        let o = DetOverrides {
+            iters: Some(7),
+            set: vec![("layer_decay".into(), "0.65".into())],
+            ..Default::default()
+        };
+        let r = DetRecipe::resolve("mini", &o).unwrap();
+        assert_eq!((r.iters, r.epochs, r.layer_decay), (7, None, 0.65));
+        let o = DetOverrides {
+            set: vec![("nope".into(), "1".into())],
+            ..Default::default()
+        };
+        let e = DetRecipe::resolve("mini", &o).unwrap_err().to_string();
+        assert!(e.contains("nope") && e.contains("layer_decay"), "{e}");
+        assert!(DetRecipe::resolve("coco-3x", &DetOverrides::default()).is_err());
+        let o = DetOverrides {
+            batch: Some(1),
+            ..Default::default()
+        };
+        assert!(DetRecipe::resolve("mini", &o).is_err());
+    }
+
+    #[test]
+    fn rle_is_column_major() {
+        // A 2×3 mask with the top row set: column-major runs 0,1,1,1,1,1 → counts [0,1,1,1,1,1].
+        let m = [true, true, true, false, false, false];
+        let s = rle_string(&m, 2, 3).unwrap();
+        let rle = hotcoco::mask::rle_from_string(&s, 2, 3).unwrap();
+        let back = hotcoco::mask::decode(&rle);
+        assert_eq!(back, vec![1, 0, 1, 0, 1, 0]);
+    }
+}
