@@ -123,8 +123,9 @@ impl MaskRcnnConfig {
         }
     }
 
-    /// For the `mini` encoder (128 wide, patch 4) on the synthetic world (8 classes): heads
-    /// 64 wide, fc 256, fewer proposals and RoIs (a few objects per image).
+    /// For the `mini` encoder (128 wide, patch 4) on the synthetic world (8 classes, two or
+    /// three objects per image): heads 64 wide, fc 256, 500 / 300 training proposals, 64 RoIs
+    /// per image (the paper samples 512 for COCO's seven objects per image).
     pub fn mini() -> Self {
         let base = Self::vit("mini", 128, 4);
         Self {
@@ -141,7 +142,7 @@ impl MaskRcnnConfig {
                 max_per_img: 200,
             },
             rcnn_sampler: RandomSampler {
-                num: 128,
+                num: 64,
                 ..RandomSampler::rcnn()
             },
             box_head: BoxHeadConfig {
