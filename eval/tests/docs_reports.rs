@@ -46,17 +46,19 @@ fn the_committed_quickstart_report_is_what_its_records_render() {
     assert_same(&dir.join("leaderboard.csv"), &csv);
 }
 
-/// `docs/segment/`: the segmentation runs quoted in the README (`docs/segment/run.sh`, log in
-/// `run.log`). Their leaderboard is rendered again from the committed records
-/// (`cae-bench leaderboard --runs docs/segment/runs --out docs/segment/leaderboard.md`, run from
-/// the repository root), and every mIoU the README's segmentation table quotes is one of it.
-#[test]
-fn the_committed_segmentation_leaderboard_is_what_its_records_render() {
+/// A docs folder's leaderboard rendered again from its committed records (`cae-bench
+/// leaderboard --runs docs/SUB/runs [--metrics M] --out docs/SUB/leaderboard.md`, run from the
+/// repository root), and every "… (n=2)" cell of the README section `section` is one of it.
+fn check_docs_leaderboard(sub: &str, runs: usize, metrics: &[&str], section: &str) {
     use cae_reports::leaderboard::{Leaderboard, LeaderboardOptions};
-    let dir = docs("segment");
-    let lb = Leaderboard::from_dir(&dir.join("runs"), &LeaderboardOptions::default())
+    let dir = docs(sub);
+    let options = LeaderboardOptions {
+        metrics: metrics.iter().map(|m| m.to_string()).collect(),
+        ..Default::default()
+    };
+    let lb = Leaderboard::from_dir(&dir.join("runs"), &options)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    assert_eq!(lb.complete_runs, 12, "6 configurations × 2 seeds");
+    assert_eq!(lb.complete_runs, runs);
     // The title names the folder as given on the command line; the rest must match exactly.
     let rendered = lb.to_markdown();
     let body = |t: &str| {
@@ -66,33 +68,49 @@ fn the_committed_segmentation_leaderboard_is_what_its_records_render() {
     };
     let committed_path = dir.join("leaderboard.md");
     let committed = std::fs::read_to_string(&committed_path).unwrap();
-    assert!(committed.starts_with("# Leaderboard: runs under `docs/segment/runs`"));
+    assert!(committed.starts_with(&format!("# Leaderboard: runs under `docs/{sub}/runs`")));
     let tmp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tmp.path(), body(&committed)).unwrap();
     assert_same(tmp.path(), &body(&rendered));
 
-    // The README's segmentation numbers come from these rows.
+    // The README's numbers come from these rows.
     let readme = std::fs::read_to_string(docs("").join("../README.md")).unwrap();
-    let section = readme
-        .split("## Semantic segmentation (ADE20K)")
+    let text = readme
+        .split(section)
         .nth(1)
-        .expect("the README has a segmentation section")
+        .unwrap_or_else(|| panic!("the README has a section {section}"))
         .split("\n## ")
         .next()
         .unwrap();
-    let quoted: Vec<&str> = section
+    let quoted: Vec<&str> = text
         .split('|')
         .map(str::trim)
         .filter(|c| c.ends_with("(n=2)"))
         .collect();
-    assert!(
-        quoted.len() >= 4,
-        "the README quotes the segmentation rows: {quoted:?}"
-    );
+    assert!(quoted.len() >= 4, "the README quotes the rows: {quoted:?}");
     for q in quoted {
         assert!(
             committed.contains(q),
-            "README quotes `{q}`, which docs/segment/leaderboard.md does not hold"
+            "README quotes `{q}`, which docs/{sub}/leaderboard.md does not hold"
         );
     }
+}
+
+/// `docs/segment/`: the segmentation runs quoted in the README (`docs/segment/run.sh`, log in
+/// `run.log`; 6 configurations × 2 seeds).
+#[test]
+fn the_committed_segmentation_leaderboard_is_what_its_records_render() {
+    check_docs_leaderboard("segment", 12, &[], "## Semantic segmentation (ADE20K)");
+}
+
+/// `docs/detect/`: the detection runs quoted in the README (`docs/detect/run.sh`, log in
+/// `run.log`; 2 encoders × 2 seeds; the leaderboard keeps box and mask AP and AP50).
+#[test]
+fn the_committed_detection_leaderboard_is_what_its_records_render() {
+    check_docs_leaderboard(
+        "detect",
+        4,
+        &["bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50"],
+        "## Object detection and instance segmentation (COCO)",
+    );
 }

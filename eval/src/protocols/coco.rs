@@ -111,12 +111,20 @@ pub struct DetRecipe {
     /// Per-block zero-initialised relative position bias (BEiT's detection backbone; CAE's
     /// uses the absolute sin-cos table only).
     pub rel_pos_bias: bool,
+    /// Box head: `4conv1fc` (BEiT / CAE) or `2fc` (mmdet's base `Shared2FCBBoxHead`); widths
+    /// from the detector preset.
+    #[serde(default = "four_conv_one_fc")]
+    pub box_head: String,
     /// Box regression loss.
     pub box_loss: BoxLoss,
     /// Evaluate every this many iterations (0: only at the end).
     pub eval_every: u64,
     /// Write a checkpoint every this many iterations (and at the end).
     pub checkpoint_every: u64,
+}
+
+fn four_conv_one_fc() -> String {
+    "4conv1fc".into()
 }
 
 /// Changes to a preset from the command line.
@@ -168,6 +176,7 @@ impl DetRecipe {
             gamma: 0.1,
             drop_path: 0.2,
             rel_pos_bias: false,
+            box_head: "4conv1fc".into(),
             box_loss: BoxLoss::Giou { weight: 10.0 },
             eval_every: 0,
             checkpoint_every: 1000,
@@ -307,6 +316,12 @@ impl DetRecipe {
         }
         if self.checkpoint_every == 0 {
             return bad("checkpoint interval must be ≥ 1".into());
+        }
+        if !matches!(self.box_head.as_str(), "4conv1fc" | "2fc") {
+            return bad(format!(
+                "box head `{}` is not one of 4conv1fc, 2fc",
+                self.box_head
+            ));
         }
         Ok(())
     }
@@ -606,6 +621,10 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
     det_cfg.in_channels = encoder.embed_dim();
     det_cfg.patch_size = p;
     det_cfg.num_classes = data.train.num_classes();
+    if recipe.box_head == "2fc" {
+        det_cfg.box_head.num_convs = 0;
+        det_cfg.box_head.num_fcs = 2;
+    }
     det_cfg.box_head.loss = recipe.box_loss;
     let mut model = MaskRcnn::new(&det_cfg, encoder, req.seed, &ad)
         .map_err(|e| ProtocolError::Config(format!("{}: {e}", encoder_name(req, &recipe))))?;
@@ -1092,6 +1111,7 @@ mod tests {
         assert_eq!(r.gamma, 0.1);
         assert_eq!(r.drop_path, 0.2);
         assert_eq!(r.box_loss, BoxLoss::Giou { weight: 10.0 });
+        assert_eq!(r.box_head, "4conv1fc");
         assert_eq!(r.train_short_sides.first(), Some(&480));
         assert_eq!(r.train_short_sides.last(), Some(&800));
         assert_eq!((r.test_short_side, r.max_size), (800, 1333));
@@ -1123,6 +1143,23 @@ mod tests {
         let e = DetRecipe::resolve("mini", &o).unwrap_err().to_string();
         assert!(e.contains("nope") && e.contains("layer_decay"), "{e}");
         assert!(DetRecipe::resolve("coco-3x", &DetOverrides::default()).is_err());
+        let o = DetOverrides {
+            set: vec![
+                ("box_head".into(), "2fc".into()),
+                ("box_loss".into(), r#"{"l1":{"weight":1.0}}"#.into()),
+            ],
+            ..Default::default()
+        };
+        let r = DetRecipe::resolve("mini", &o).unwrap();
+        assert_eq!(
+            (r.box_head.as_str(), r.box_loss),
+            ("2fc", BoxLoss::L1 { weight: 1.0 })
+        );
+        let o = DetOverrides {
+            set: vec![("box_head".into(), "3fc".into())],
+            ..Default::default()
+        };
+        assert!(DetRecipe::resolve("mini", &o).is_err());
         let o = DetOverrides {
             batch: Some(1),
             ..Default::default()
