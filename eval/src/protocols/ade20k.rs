@@ -49,12 +49,11 @@ use cae_heads::segmentation::{
 use cae_pretrain::config::CaeConfig;
 use cae_pretrain::model::init::{Init, LinearInit};
 use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
-use cae_pretrain::train::checkpoint::list_checkpoints;
 use cae_pretrain::train::step::salted_step_rng;
 use cae_pretrain::weights::{LoadOptions, collect_tensors, load_safetensors_bytes};
 use cae_reports::record::{
     ClassResult, DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter,
-    RunRecord, request_key,
+    RunRecord,
 };
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -309,29 +308,7 @@ impl SegRecipe {
         if let Some(v) = o.linear_blocks {
             r.linear_blocks = v;
         }
-        if !o.set.is_empty() {
-            let mut v = serde_json::to_value(&r).expect("a recipe serialises");
-            let fields = v.as_object_mut().expect("a recipe is an object");
-            for (name, value) in &o.set {
-                let Some(slot) = fields.get_mut(name) else {
-                    let mut names: Vec<&String> = fields.keys().collect();
-                    names.sort();
-                    return Err(ProtocolError::Config(format!(
-                        "--set {name}: no such recipe setting (settings: {})",
-                        names
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                };
-                // JSON when it parses (numbers, booleans, [a, b]), a string otherwise.
-                *slot = serde_json::from_str(value)
-                    .unwrap_or_else(|_| serde_json::Value::String(value.clone()));
-            }
-            r = serde_json::from_value(v)
-                .map_err(|e| ProtocolError::Config(format!("--set: {e}")))?;
-        }
+        let r = super::recipe::apply_set(r, &o.set)?;
         r.validate()?;
         Ok(r)
     }
@@ -396,13 +373,7 @@ impl SegRecipe {
 
     /// The settings a leaderboard row is keyed by.
     pub fn settings(&self) -> BTreeMap<String, serde_json::Value> {
-        let v = serde_json::to_value(self).expect("a recipe serialises");
-        v.as_object()
-            .expect("a recipe is an object")
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "eval_every" | "checkpoint_every"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        super::recipe::settings(self)
     }
 }
 
@@ -908,40 +879,13 @@ fn data_class_names(root: &Path, n: usize) -> Vec<String> {
     crate::commands::ade_eval::class_names(n)
 }
 
-/// The request's identity: everything that changes its numbers (seed included: a checkpoint
-/// belongs to one seed).
-fn identity(
-    req: &SegRequest,
-    recipe: &SegRecipe,
-    encoder: &EncoderInfo,
-    fingerprint: &str,
-) -> String {
-    request_key(&serde_json::json!({
-        "protocol": recipe.protocol.record_name(),
-        "recipe": recipe,
-        "encoder": encoder.sha256.clone().unwrap_or_else(|| format!("random:{}", encoder.arch)),
-        "data": fingerprint,
-        "device": req.device,
-        "seed": req.seed,
-    }))
-}
-
 /// Runs `cae-bench segment` (see the module docs).
 pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
     let started = Instant::now();
     let recipe = SegRecipe::resolve(&req.preset, req.protocol, &req.overrides)?;
     let device = cae_pretrain::device::parse_device(&req.device)?;
-    let ckpt_dir = req.out.join("checkpoints");
     let record_path = req.out.join("record.json");
-    let existing = list_checkpoints(&ckpt_dir)?;
-    if !req.resume && (record_path.exists() || !existing.is_empty()) {
-        return Err(ProtocolError::Input {
-            path: req.out.clone(),
-            message: "this run folder holds a run already: pass --resume to continue it, or \
-                      choose another --out"
-                .into(),
-        });
-    }
+    let existing = super::recipe::run_folder_checkpoints(&req.out, req.resume)?;
     let data = preflight_data(&req.data, recipe.num_classes)?;
     let (encoder, mut model_cfg, encoder_info) = resolve_encoder(
         &req.encoder,
@@ -966,7 +910,14 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
         );
     }
     let fingerprint = cae_datasets::fingerprint_dir(&req.data)?.to_string();
-    let key = identity(req, &recipe, &encoder_info, &fingerprint);
+    let key = super::recipe::identity(
+        &recipe.protocol.record_name(),
+        &recipe,
+        &encoder_info,
+        &fingerprint,
+        &req.device,
+        req.seed,
+    );
 
     let ad = device.clone().autodiff();
     let mut model = SegModel::build(&recipe, encoder, req.seed, &ad)?;
@@ -1208,22 +1159,7 @@ fn start_record(
         fingerprint: Some(fingerprint.to_string()),
     });
     record.request_key = Some(key.to_string());
-    record
-        .versions
-        .insert("cae-bench".into(), env!("CARGO_PKG_VERSION").into());
-    record
-        .versions
-        .insert("burn".into(), cae_pretrain::BURN_VERSION.into());
-    if start > 0
-        && let Ok(text) = std::fs::read_to_string(req.out.join("record.json"))
-        && let Ok(old) = serde_json::from_str::<RunRecord>(&text)
-    {
-        record.per_epoch = old
-            .per_epoch
-            .into_iter()
-            .filter(|e| e.epoch <= start)
-            .collect();
-    }
+    super::recipe::finish_record(&mut record, &req.out, start);
     Ok(RecordWriter::create(&req.out, record)?)
 }
 

@@ -48,12 +48,11 @@ use cae_heads::segmentation::SEG_IGNORED_KEYS;
 use cae_heads::segmentation::layer_decay::seg_param_group;
 use cae_pretrain::model::ForwardCtx;
 use cae_pretrain::model::init::{Init, LinearInit};
-use cae_pretrain::train::checkpoint::list_checkpoints;
 use cae_pretrain::train::step::salted_step_rng;
 use cae_pretrain::weights::{LoadOptions, collect_tensors, load_safetensors_bytes};
 use cae_reports::record::{
     ClassResult, DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter,
-    RunRecord, request_key,
+    RunRecord,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -257,24 +256,7 @@ impl DetRecipe {
         if let Some(v) = o.eval_every {
             r.eval_every = v;
         }
-        if !o.set.is_empty() {
-            let mut v = serde_json::to_value(&r).expect("a recipe serialises");
-            let fields = v.as_object_mut().expect("a recipe is an object");
-            for (name, value) in &o.set {
-                let Some(slot) = fields.get_mut(name) else {
-                    let mut names: Vec<&str> = fields.keys().map(|s| s.as_str()).collect();
-                    names.sort();
-                    return Err(ProtocolError::Config(format!(
-                        "--set {name}: no such recipe setting (settings: {})",
-                        names.join(", ")
-                    )));
-                };
-                *slot = serde_json::from_str(value)
-                    .unwrap_or_else(|_| serde_json::Value::String(value.clone()));
-            }
-            r = serde_json::from_value(v)
-                .map_err(|e| ProtocolError::Config(format!("--set: {e}")))?;
-        }
+        let r = super::recipe::apply_set(r, &o.set)?;
         r.validate()?;
         Ok(r)
     }
@@ -353,13 +335,7 @@ impl DetRecipe {
 
     /// The settings a leaderboard row is keyed by.
     pub fn settings(&self) -> BTreeMap<String, serde_json::Value> {
-        let v = serde_json::to_value(self).expect("a recipe serialises");
-        v.as_object()
-            .expect("a recipe is an object")
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "eval_every" | "checkpoint_every"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        super::recipe::settings(self)
     }
 }
 
@@ -545,22 +521,6 @@ fn load_model(model: &mut MaskRcnn, bytes: &[u8], path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn identity(
-    req: &DetRequest,
-    recipe: &DetRecipe,
-    encoder: &EncoderInfo,
-    fingerprint: &str,
-) -> String {
-    request_key(&serde_json::json!({
-        "protocol": "coco-mask-rcnn",
-        "recipe": recipe,
-        "encoder": encoder.sha256.clone().unwrap_or_else(|| format!("random:{}", encoder.arch)),
-        "data": fingerprint,
-        "device": req.device,
-        "seed": req.seed,
-    }))
-}
-
 fn encoder_name(req: &DetRequest, recipe: &DetRecipe) -> String {
     match &req.encoder {
         EncoderSource::File(p) => p.display().to_string(),
@@ -573,17 +533,8 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
     let started = Instant::now();
     let recipe = DetRecipe::resolve(&req.preset, &req.overrides)?;
     let device = cae_pretrain::device::parse_device(&req.device)?;
-    let ckpt_dir = req.out.join("checkpoints");
     let record_path = req.out.join("record.json");
-    let existing = list_checkpoints(&ckpt_dir)?;
-    if !req.resume && (record_path.exists() || !existing.is_empty()) {
-        return Err(ProtocolError::Input {
-            path: req.out.clone(),
-            message: "this run folder holds a run already: pass --resume to continue it, or \
-                      choose another --out"
-                .into(),
-        });
-    }
+    let existing = super::recipe::run_folder_checkpoints(&req.out, req.resume)?;
     let data = open_data(&req.data)?;
     let (encoder, mut model_cfg, encoder_info) = resolve_encoder(
         &req.encoder,
@@ -605,7 +556,14 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
         .at_resolution(&mut model_cfg.encoder, [recipe.canvas; 2])
         .map_err(|e| ProtocolError::Config(format!("{}: {e}", encoder_name(req, &recipe))))?;
     let fingerprint = cae_datasets::fingerprint_dir(&req.data)?.to_string();
-    let key = identity(req, &recipe, &encoder_info, &fingerprint);
+    let key = super::recipe::identity(
+        "coco-mask-rcnn",
+        &recipe,
+        &encoder_info,
+        &fingerprint,
+        &req.device,
+        req.seed,
+    );
 
     let ad = device.clone().autodiff();
     let encoder_ad = encoder.fork(&ad);
@@ -1074,22 +1032,7 @@ fn start_record(
         fingerprint: Some(fingerprint.to_string()),
     });
     record.request_key = Some(key.to_string());
-    record
-        .versions
-        .insert("cae-bench".into(), env!("CARGO_PKG_VERSION").into());
-    record
-        .versions
-        .insert("burn".into(), cae_pretrain::BURN_VERSION.into());
-    if start > 0
-        && let Ok(text) = std::fs::read_to_string(req.out.join("record.json"))
-        && let Ok(old) = serde_json::from_str::<RunRecord>(&text)
-    {
-        record.per_epoch = old
-            .per_epoch
-            .into_iter()
-            .filter(|e| e.epoch <= start)
-            .collect();
-    }
+    super::recipe::finish_record(&mut record, &req.out, start);
     Ok(RecordWriter::create(&req.out, record)?)
 }
 

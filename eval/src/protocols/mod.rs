@@ -14,5 +14,6 @@ pub mod classification;
 pub mod coco;
 pub mod encoder;
 pub mod error;
+pub mod recipe;
 
 pub use error::{ProtocolError, Result};

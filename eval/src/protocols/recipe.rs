@@ -1,0 +1,109 @@
+//! What the iteration-based downstream protocols (`segment`, `detect`) share around their
+//! recipes and run folders: `--set NAME=VALUE` on any recipe field, the settings a leaderboard
+//! row is keyed by, the refusal to overwrite a run, the request identity, and the record's
+//! versions and resumed history.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cae_pretrain::train::checkpoint::list_checkpoints;
+use cae_reports::record::{EncoderInfo, RunRecord, request_key};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::{ProtocolError, Result};
+
+/// `recipe` with each `(name, value)` of `set` written into its field of that name: the value
+/// as JSON when it parses (numbers, booleans, `[a, b]`, objects), a string otherwise. An unknown
+/// name is an error listing the settings.
+pub fn apply_set<T: Serialize + DeserializeOwned>(
+    recipe: T,
+    set: &[(String, String)],
+) -> Result<T> {
+    if set.is_empty() {
+        return Ok(recipe);
+    }
+    let mut v = serde_json::to_value(&recipe).expect("a recipe serialises");
+    let fields = v.as_object_mut().expect("a recipe is an object");
+    for (name, value) in set {
+        let Some(slot) = fields.get_mut(name) else {
+            let mut names: Vec<&str> = fields.keys().map(|s| s.as_str()).collect();
+            names.sort();
+            return Err(ProtocolError::Config(format!(
+                "--set {name}: no such recipe setting (settings: {})",
+                names.join(", ")
+            )));
+        };
+        *slot = serde_json::from_str(value)
+            .unwrap_or_else(|_| serde_json::Value::String(value.clone()));
+    }
+    serde_json::from_value(v).map_err(|e| ProtocolError::Config(format!("--set: {e}")))
+}
+
+/// Every field of `recipe` but the evaluation and checkpoint intervals (they do not change the
+/// number): the settings a leaderboard row is keyed by.
+pub fn settings<T: Serialize>(recipe: &T) -> BTreeMap<String, serde_json::Value> {
+    let v = serde_json::to_value(recipe).expect("a recipe serialises");
+    v.as_object()
+        .expect("a recipe is an object")
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "eval_every" | "checkpoint_every"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The checkpoints of run folder `out`, after refusing a folder that holds a run already
+/// unless `resume`.
+pub fn run_folder_checkpoints(out: &Path, resume: bool) -> Result<Vec<(u64, PathBuf)>> {
+    let existing = list_checkpoints(&out.join("checkpoints"))?;
+    if !resume && (out.join("record.json").exists() || !existing.is_empty()) {
+        return Err(ProtocolError::Input {
+            path: out.to_path_buf(),
+            message: "this run folder holds a run already: pass --resume to continue it, or \
+                      choose another --out"
+                .into(),
+        });
+    }
+    Ok(existing)
+}
+
+/// A request's identity: everything that changes its numbers (seed included: a checkpoint
+/// belongs to one seed).
+pub fn identity<T: Serialize>(
+    protocol: &str,
+    recipe: &T,
+    encoder: &EncoderInfo,
+    fingerprint: &str,
+    device: &str,
+    seed: u64,
+) -> String {
+    request_key(&serde_json::json!({
+        "protocol": protocol,
+        "recipe": recipe,
+        "encoder": encoder.sha256.clone().unwrap_or_else(|| format!("random:{}", encoder.arch)),
+        "data": fingerprint,
+        "device": device,
+        "seed": seed,
+    }))
+}
+
+/// Adds the versions to a new record and, when resuming from iteration `start`, the history of
+/// the record in `out` up to it.
+pub fn finish_record(record: &mut RunRecord, out: &Path, start: u64) {
+    record
+        .versions
+        .insert("cae-bench".into(), env!("CARGO_PKG_VERSION").into());
+    record
+        .versions
+        .insert("burn".into(), cae_pretrain::BURN_VERSION.into());
+    if start > 0
+        && let Ok(text) = std::fs::read_to_string(out.join("record.json"))
+        && let Ok(old) = serde_json::from_str::<RunRecord>(&text)
+    {
+        record.per_epoch = old
+            .per_epoch
+            .into_iter()
+            .filter(|e| e.epoch <= start)
+            .collect();
+    }
+}
