@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use super::segment::parse_set;
 use crate::protocols::coco::{DetOverrides, DetRequest, run_detect};
 use crate::protocols::encoder::EncoderSource;
 
@@ -89,15 +90,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
             batch: args.batch,
             lr: args.lr,
             eval_every: args.eval_every,
-            set: args
-                .set
-                .iter()
-                .map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                        .ok_or_else(|| anyhow::anyhow!("--set {kv}: expected NAME=VALUE"))
-                })
-                .collect::<anyhow::Result<_>>()?,
+            set: parse_set(&args.set)?,
         },
         seed: args.seed,
         resume: args.resume,

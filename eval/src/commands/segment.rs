@@ -80,6 +80,17 @@ pub struct SegmentArgs {
     pub json: bool,
 }
 
+/// `--set NAME=VALUE` arguments as `(name, value)` pairs (trimmed).
+pub fn parse_set(set: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    set.iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| anyhow::anyhow!("--set {kv}: expected NAME=VALUE"))
+        })
+        .collect()
+}
+
 /// Runs the command.
 pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     let protocol = match args.protocol {
@@ -110,15 +121,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
             eval_every: args.eval_every,
             num_classes: args.num_classes,
             linear_blocks: args.linear_blocks,
-            set: args
-                .set
-                .iter()
-                .map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                        .ok_or_else(|| anyhow::anyhow!("--set {kv}: expected NAME=VALUE"))
-                })
-                .collect::<anyhow::Result<_>>()?,
+            set: parse_set(&args.set)?,
         },
         seed: args.seed,
         resume: args.resume,

@@ -247,6 +247,16 @@ impl MaskRcnnConfig {
         Ok(taps)
     }
 
+    /// The RoIAlign over P2–P5 of the box head (`roi_size`) and of the mask head (`mask_roi`).
+    pub fn poolers(&self) -> (MultiScaleRoiAlign, MultiScaleRoiAlign) {
+        let mapper = self.level_mapper();
+        let pool = |size| MultiScaleRoiAlign {
+            mapper,
+            align: super::roi_align::RoiAlignConfig::new(size, 1.0),
+        };
+        (pool(self.box_head.roi_size), pool(self.mask_roi))
+    }
+
     /// Side of the predicted masks (`2 · mask_roi`).
     pub fn mask_size(&self) -> usize {
         2 * self.mask_roi
@@ -465,15 +475,7 @@ impl MaskRcnn {
             mask_labels.extend(s.pos_gt.iter().map(|&g| gt.labels[g]));
             mask_rois.extend(pos_boxes.iter().map(|&bbox| Roi { batch: i, bbox }));
         }
-        let mapper = cfg.level_mapper();
-        let box_pool = MultiScaleRoiAlign {
-            mapper,
-            align: super::roi_align::RoiAlignConfig::new(cfg.box_head.roi_size, 1.0),
-        };
-        let mask_pool = MultiScaleRoiAlign {
-            mapper,
-            align: super::roi_align::RoiAlignConfig::new(cfg.mask_roi, 1.0),
-        };
+        let (box_pool, mask_pool) = cfg.poolers();
         let p2p5 = &feats[..4];
         let pooled = box_pool.forward(p2p5, &t.rois)?;
         let (cls, reg) = self.roi_head.bbox_head.forward(pooled, ctx.train);
@@ -518,15 +520,7 @@ impl MaskRcnn {
         let anchors = Self::anchors_for(cfg, (h, w), &feats)?;
         let rpn_out = self.rpn_head.forward(&feats);
         let props = proposals(&rpn_out, &anchors, (h, w), &cfg.rpn_test)?;
-        let mapper = cfg.level_mapper();
-        let box_pool = MultiScaleRoiAlign {
-            mapper,
-            align: super::roi_align::RoiAlignConfig::new(cfg.box_head.roi_size, 1.0),
-        };
-        let mask_pool = MultiScaleRoiAlign {
-            mapper,
-            align: super::roi_align::RoiAlignConfig::new(cfg.mask_roi, 1.0),
-        };
+        let (box_pool, mask_pool) = cfg.poolers();
         let p2p5 = &feats[..4];
         let s = cfg.mask_size();
         let mut out = Vec::with_capacity(props.len());
