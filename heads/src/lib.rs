@@ -16,7 +16,7 @@
 //! only, so it writes no records and reads no files but weights and images.
 //!
 //! Segmentation ([`segmentation`]: UperNet, its FCN auxiliary head, the linear head, sliding
-//! window) and detection building blocks ([`detection`]) share the ViT → 4-scale [`neck`].
+//! window) and Mask R-CNN ([`detection`]) share the ViT → 4-scale [`neck`].
 //!
 //! Everything random (head init, data order, augmentation, drop path, the label subset, a
 //! random encoder) is drawn from seeded ChaCha8 streams, so a seed gives the same numbers on a
