@@ -352,12 +352,7 @@ pub fn start_record(req: &RunRequest, threads: usize) -> anyhow::Result<RecordWr
         protocol,
         MachineInfo::current(&req.devices.join(","), Some(threads)),
     );
-    record
-        .versions
-        .insert("cae-bench".into(), env!("CARGO_PKG_VERSION").into());
-    record
-        .versions
-        .insert("burn".into(), cae_pretrain::BURN_VERSION.into());
+    crate::protocols::recipe::stamp_versions(&mut record);
     record.encoder = Some(EncoderInfo {
         label: format!("{} {}", method_label(method), req.model.preset),
         path: None,

@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use cae_datasets::io::{LabelMap, save_label_png};
 use cae_datasets::loader::derive_seed;
 use cae_datasets::{AdeDataset, AdeSplit, SegTestTransform, SegTrainTransform, load_label_map};
@@ -64,6 +64,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{self, CheckpointState};
 use super::encoder::{EncoderSource, resolve_encoder};
 use super::error::{ProtocolError, Result};
+use super::recipe::{encoder_name, images_tensor};
 use crate::metrics::semseg::{FolderEvalConfig, evaluate_folders};
 use crate::metrics::semseg::{LabelEncoding, SegConfusion, SegMetrics};
 
@@ -605,12 +606,6 @@ pub fn uniform_guess_miou(label_areas: &[u64]) -> f64 {
         / k
 }
 
-fn images_tensor(images: Vec<Vec<f32>>, side: [usize; 2], device: &Device) -> Tensor<4> {
-    let b = images.len();
-    let flat: Vec<f32> = images.into_iter().flatten().collect();
-    Tensor::from_data(TensorData::new(flat, [b, 3, side[0], side[1]]), device)
-}
-
 impl SegModel {
     fn build(
         recipe: &SegRecipe,
@@ -898,7 +893,12 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
     let built_for = model_cfg.encoder.img_size;
     let encoder = encoder
         .at_resolution(&mut model_cfg.encoder, [recipe.crop; 2])
-        .map_err(|e| ProtocolError::Config(format!("{}: {e}", encoder_name(req, &recipe))))?;
+        .map_err(|e| {
+            ProtocolError::Config(format!(
+                "{}: {e}",
+                encoder_name(&req.encoder, &recipe.encoder_preset)
+            ))
+        })?;
     if built_for != recipe.crop {
         tracing::info!(
             "the encoder was built for {built_for} px; its position table is {} for {} px crops",
@@ -1025,17 +1025,10 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
     }
 }
 
-fn encoder_name(req: &SegRequest, recipe: &SegRecipe) -> String {
-    match &req.encoder {
-        EncoderSource::File(p) => p.display().to_string(),
-        EncoderSource::Random => format!("the random `{}` encoder", recipe.encoder_preset),
-    }
-}
-
 /// The encoder must tile the crop with whole patches (its position table is then moved to the
 /// crop's grid: `VisionTransformerEncoder::at_resolution`).
 fn check_encoder_fits(req: &SegRequest, recipe: &SegRecipe, cfg: &CaeConfig) -> Result<()> {
-    let what = encoder_name(req, recipe);
+    let what = encoder_name(&req.encoder, &recipe.encoder_preset);
     let e = &cfg.encoder;
     if !recipe.crop.is_multiple_of(e.patch_size) {
         return Err(ProtocolError::Config(format!(

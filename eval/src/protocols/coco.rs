@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use cae_datasets::loader::derive_seed;
 use cae_datasets::transforms::det::{DetSample, DetTestTransform, DetTrainTransform};
 use cae_datasets::{CocoDataset, CocoSplit};
@@ -63,6 +63,7 @@ use super::ade20k::batch_indices;
 use super::checkpoint::{self, CheckpointState};
 use super::encoder::{EncoderSource, resolve_encoder};
 use super::error::{ProtocolError, Result};
+use super::recipe::{encoder_name, images_tensor};
 use crate::metrics::coco::{CocoEval, CocoStats, IouType, evaluate_files};
 
 /// A resolved recipe: every setting of a run but the seed.
@@ -492,12 +493,6 @@ fn to_canvas(s: &DetSample, canvas: usize) -> Result<(Vec<f32>, GtInstances)> {
     Ok((image, gt))
 }
 
-fn images_tensor(images: Vec<Vec<f32>>, canvas: usize, device: &Device) -> Tensor<4> {
-    let b = images.len();
-    let flat: Vec<f32> = images.into_iter().flatten().collect();
-    Tensor::from_data(TensorData::new(flat, [b, 3, canvas, canvas]), device)
-}
-
 fn optimizer(model: &MaskRcnn, recipe: &DetRecipe) -> Optimizer {
     let depth = model.backbone.blocks.len();
     let (decay, wd) = (recipe.layer_decay, recipe.weight_decay);
@@ -521,13 +516,6 @@ fn load_model(model: &mut MaskRcnn, bytes: &[u8], path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn encoder_name(req: &DetRequest, recipe: &DetRecipe) -> String {
-    match &req.encoder {
-        EncoderSource::File(p) => p.display().to_string(),
-        EncoderSource::Random => format!("the random `{}` encoder", recipe.encoder_preset),
-    }
-}
-
 /// Runs `cae-bench detect` (see the module docs).
 pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
     let started = Instant::now();
@@ -547,14 +535,19 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
     if !recipe.canvas.is_multiple_of(p) {
         return Err(ProtocolError::Config(format!(
             "{}: {p}-px patches do not tile the {} preset's {}-px canvas",
-            encoder_name(req, &recipe),
+            encoder_name(&req.encoder, &recipe.encoder_preset),
             recipe.preset,
             recipe.canvas
         )));
     }
     let mut encoder = encoder
         .at_resolution(&mut model_cfg.encoder, [recipe.canvas; 2])
-        .map_err(|e| ProtocolError::Config(format!("{}: {e}", encoder_name(req, &recipe))))?;
+        .map_err(|e| {
+            ProtocolError::Config(format!(
+                "{}: {e}",
+                encoder_name(&req.encoder, &recipe.encoder_preset)
+            ))
+        })?;
     let fingerprint = cae_datasets::fingerprint_dir(&req.data)?.to_string();
     let key = super::recipe::identity(
         "coco-mask-rcnn",
@@ -584,8 +577,12 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
         det_cfg.box_head.num_fcs = 2;
     }
     det_cfg.box_head.loss = recipe.box_loss;
-    let mut model = MaskRcnn::new(&det_cfg, encoder, req.seed, &ad)
-        .map_err(|e| ProtocolError::Config(format!("{}: {e}", encoder_name(req, &recipe))))?;
+    let mut model = MaskRcnn::new(&det_cfg, encoder, req.seed, &ad).map_err(|e| {
+        ProtocolError::Config(format!(
+            "{}: {e}",
+            encoder_name(&req.encoder, &recipe.encoder_preset)
+        ))
+    })?;
     let mut opt = optimizer(&model, &recipe);
     let total = recipe.total_iters(data.train.len());
     let mut start = 0u64;
@@ -740,7 +737,7 @@ fn train_and_evaluate(
             })
             .collect::<Result<_>>()?;
         let (images, gts): (Vec<_>, Vec<_>) = samples.into_iter().unzip();
-        let images = images_tensor(images, recipe.canvas, c.ad);
+        let images = images_tensor(images, [recipe.canvas; 2], c.ad);
         lr = schedule.at(it);
         let mut ctx = ForwardCtx::train(salted_step_rng(req.seed, SALT_STEP, it));
         let mut srng = ChaCha8Rng::from_seed(derive_seed(&[req.seed, SALT_SAMPLE, it]));
@@ -876,7 +873,7 @@ fn evaluate(c: &RunCtx, model: &MaskRcnn, pb: &indicatif::ProgressBar) -> Result
         for (_, _, sample) in &loaded {
             images.push(to_canvas(sample, recipe.canvas)?.0);
         }
-        let x = images_tensor(images, recipe.canvas, c.device);
+        let x = images_tensor(images, [recipe.canvas; 2], c.device);
         let dets = net.predict(c.cfg, x)?;
         for ((id, (w0, h0), sample), d) in loaded.iter().zip(dets) {
             let (sx, sy) = sample.scale;

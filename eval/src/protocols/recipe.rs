@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use burn::tensor::{Device, Tensor, TensorData};
 use cae_pretrain::train::checkpoint::list_checkpoints;
 use cae_reports::record::{EncoderInfo, RunRecord, request_key};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::encoder::EncoderSource;
 use super::error::{ProtocolError, Result};
 
 /// `recipe` with each `(name, value)` of `set` written into its field of that name: the value
@@ -87,15 +89,35 @@ pub fn identity<T: Serialize>(
     }))
 }
 
-/// Adds the versions to a new record and, when resuming from iteration `start`, the history of
-/// the record in `out` up to it.
-pub fn finish_record(record: &mut RunRecord, out: &Path, start: u64) {
+/// Writes this build's versions (`cae-bench`, `burn`) into a new record.
+pub fn stamp_versions(record: &mut RunRecord) {
     record
         .versions
         .insert("cae-bench".into(), env!("CARGO_PKG_VERSION").into());
     record
         .versions
         .insert("burn".into(), cae_pretrain::BURN_VERSION.into());
+}
+
+/// The encoder's name in error messages: its file, or the random encoder of `preset`.
+pub fn encoder_name(source: &EncoderSource, preset: &str) -> String {
+    match source {
+        EncoderSource::File(p) => p.display().to_string(),
+        EncoderSource::Random => format!("the random `{preset}` encoder"),
+    }
+}
+
+/// A batch of CHW images of one size `[h, w]` as `[B, 3, h, w]`.
+pub fn images_tensor(images: Vec<Vec<f32>>, side: [usize; 2], device: &Device) -> Tensor<4> {
+    let b = images.len();
+    let flat: Vec<f32> = images.into_iter().flatten().collect();
+    Tensor::from_data(TensorData::new(flat, [b, 3, side[0], side[1]]), device)
+}
+
+/// Adds the versions to a new record and, when resuming from iteration `start`, the history of
+/// the record in `out` up to it.
+pub fn finish_record(record: &mut RunRecord, out: &Path, start: u64) {
+    stamp_versions(record);
     if start > 0
         && let Ok(text) = std::fs::read_to_string(out.join("record.json"))
         && let Ok(old) = serde_json::from_str::<RunRecord>(&text)
