@@ -48,9 +48,14 @@ pub enum Command {
     Import(commands::import::ImportArgs),
     /// Mean ± std over seeds of every complete run (record.json) under a folder, as Markdown or CSV.
     Leaderboard(commands::leaderboard::LeaderboardArgs),
-    /// The whole flow on the synthetic world: pretrain CAE and BEiT, probe them and a random
-    /// control over seeds, write report.md.
+    /// The whole flow on the synthetic world, as a fixed plan: pretrain CAE and BEiT, probe them
+    /// and a random control over seeds, write report.md and report.html.
     Quickstart(commands::quickstart::QuickstartArgs),
+    /// A grid of pretraining options (λ, mask ratio, …) × seeds, each cell pretrained and
+    /// measured downstream; resumable cell by cell; tables and plots.
+    Ablate(Box<commands::ablate::AblateArgs>),
+    /// report.md and a self-contained report.html from the run records under a folder.
+    Report(commands::report::ReportArgs),
     /// Downstream accuracy against pretraining steps (the checkpoints of one run) vs random init.
     Calibrate(commands::calibrate::CalibrateArgs),
 }
@@ -76,6 +81,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => commands::import::run(args),
         Command::Leaderboard(args) => commands::leaderboard::run(args),
         Command::Quickstart(args) => commands::quickstart::run(args),
+        Command::Ablate(args) => commands::ablate::run(*args),
+        Command::Report(args) => commands::report::run(args),
         Command::Calibrate(args) => commands::calibrate::run(args),
     }
 }

@@ -452,3 +452,43 @@ fn heads_topk_agrees_with_the_metrics_library() {
     assert!((got.top1_pct() / 100.0 - want[0]).abs() < 1e-12);
     assert!((got.top5_pct() / 100.0 - want[1]).abs() < 1e-12);
 }
+
+/// The features one process extracts are shared by its later runs of the same encoder (the
+/// quickstart's seeds, kNN after the linear probe): a run served from that cache gives exactly
+/// the record of a fresh process, per image.
+#[test]
+fn features_shared_within_a_process_give_the_numbers_of_a_fresh_process() {
+    use cae_bench::protocols::classification::{EncoderSource, ProbeRequest, Protocol, run_probe};
+    let dir = tempfile::tempdir().unwrap();
+    let in_process = |protocol: Protocol, name: &str| {
+        let mut req = ProbeRequest::new(EncoderSource::Random, world(), protocol);
+        req.preset = Some("test".into());
+        req.seed = 7;
+        req.out = Some(dir.path().join(name));
+        run_probe(&req).unwrap();
+        RunRecord::read(&dir.path().join(name).join("record.json")).unwrap()
+    };
+    // kNN extracts and keeps the features; the linear probe then takes them from the cache.
+    let knn = in_process(Protocol::Knn, "knn");
+    let cached = in_process(Protocol::Linear, "linear");
+    let fresh_dir = dir.path().join("fresh");
+    ok(&run(&[
+        "linear-probe",
+        "--data",
+        world().to_str().unwrap(),
+        "--encoder",
+        "random",
+        "--preset",
+        "test",
+        "--protocol",
+        "linear",
+        "--seed",
+        "7",
+        "--out",
+        fresh_dir.to_str().unwrap(),
+    ]));
+    let fresh = RunRecord::read(&fresh_dir.join("record.json")).unwrap();
+    assert_eq!(cached.metrics, fresh.metrics);
+    assert_eq!(cached.per_image, fresh.per_image);
+    assert!(cached.per_image.is_some() && knn.per_image.is_some());
+}

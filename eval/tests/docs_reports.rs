@@ -40,10 +40,46 @@ fn assert_same(path: &Path, rendered: &str) {
 #[test]
 fn the_committed_quickstart_report_is_what_its_records_render() {
     let dir = docs("quickstart");
-    let (md, csv) = cae_bench::commands::quickstart::render_report(&dir)
+    let doc = cae_bench::commands::quickstart::render_report(&dir)
         .unwrap_or_else(|e| panic!("rendering {}: {e:#}", dir.display()));
-    assert_same(&dir.join("report.md"), &md);
-    assert_same(&dir.join("leaderboard.csv"), &csv);
+    assert_same(&dir.join("report.md"), &doc.markdown);
+    assert_same(&dir.join("leaderboard.csv"), &doc.csv);
+    // Every plot and its data, byte for byte (the drawing is deterministic).
+    assert!(!doc.files.is_empty());
+    for (rel, bytes) in &doc.files {
+        let committed = std::fs::read(dir.join(rel))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(rel).display()));
+        assert!(
+            committed == *bytes,
+            "{rel} differs from what its records render"
+        );
+    }
+    // report.html is the Markdown with those images embedded.
+    let html =
+        cae_reports::html::markdown_to_html(&doc.markdown, &dir, "cae-bench quickstart").unwrap();
+    assert_same(&dir.join("report.html"), &html);
+}
+
+#[test]
+fn the_committed_ablation_report_is_what_its_records_render() {
+    let dir = docs("ablation");
+    let doc =
+        cae_bench::commands::report::document_of(&dir, &dir, "cae-bench ablation", Vec::new())
+            .unwrap_or_else(|e| panic!("rendering {}: {e:#}", dir.display()));
+    assert_same(&dir.join("report.md"), &doc.markdown);
+    for (rel, bytes) in &doc.files {
+        let committed = std::fs::read(dir.join(rel))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(rel).display()));
+        assert!(
+            committed == *bytes,
+            "{rel} differs from what its records render"
+        );
+    }
+    // 3 × 3 values × 2 seeds, each with its pretraining, linear and kNN records, all complete.
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ablation.json")).unwrap()).unwrap();
+    assert_eq!(m["cells"].as_array().unwrap().len(), 18);
+    assert!(!doc.markdown.contains("Not in the tables"));
 }
 
 /// A docs folder's leaderboard rendered again from its committed records (`cae-bench

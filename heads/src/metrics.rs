@@ -23,8 +23,8 @@ pub fn cross_entropy(logits: Tensor<2>, labels: &[usize], smoothing: f64) -> Ten
     }
 }
 
-/// Running top-1 / top-5 counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Running top-1 / top-5 counts, and which samples were right at top-1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopK {
     /// Samples with the true class first.
     pub top1: u64,
@@ -32,6 +32,9 @@ pub struct TopK {
     pub top5: u64,
     /// Samples seen.
     pub total: u64,
+    /// Top-1 correctness of every sample, in the order seen (what a paired comparison of two
+    /// encoders on the same images needs).
+    pub correct: Vec<bool>,
 }
 
 impl TopK {
@@ -47,6 +50,7 @@ impl TopK {
             self.top1 += u64::from(rank < 1);
             self.top5 += u64::from(rank < 5);
             self.total += 1;
+            self.correct.push(rank < 1);
         }
     }
 

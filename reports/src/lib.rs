@@ -15,14 +15,18 @@
 //! **Architecture invariant:** this crate reads and writes result files only; it does not
 //! depend on burn or on any other workspace crate.
 
+pub mod ablation;
 pub mod baselines;
 pub mod calibration;
 pub mod csv;
+pub mod document;
 pub mod error;
+pub mod html;
 pub mod leaderboard;
 pub mod plot;
 pub mod record;
 pub mod report;
+pub mod stats;
 
 pub use error::ReportError;
 pub use leaderboard::{Leaderboard, LeaderboardOptions, Malformed};

@@ -31,6 +31,9 @@ pub enum SeriesStyle {
     /// A dashed horizontal line at its (first) point's mean across the whole x range, plus the
     /// point with its error bar (e.g. a random-init encoder).
     Reference,
+    /// A dashed vertical line at its (first) point's x across the whole y range, without a
+    /// point (e.g. the paper's default value of an ablated parameter).
+    Marker,
 }
 
 impl SeriesStyle {
@@ -38,6 +41,7 @@ impl SeriesStyle {
         match self {
             Self::Curve => "curve",
             Self::Reference => "reference",
+            Self::Marker => "marker",
         }
     }
 }
@@ -113,8 +117,21 @@ impl CurvePlot {
 
     /// (x range, y range) covering every point and error bar, padded; never empty.
     fn ranges(&self) -> ((f64, f64), (f64, f64)) {
-        let pts = self.series.iter().flat_map(|s| s.points.iter());
         let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for p in self
+            .series
+            .iter()
+            .filter(|s| s.style == SeriesStyle::Marker)
+            .flat_map(|s| s.points.iter())
+        {
+            x0 = x0.min(p.x);
+            x1 = x1.max(p.x);
+        }
+        let pts = self
+            .series
+            .iter()
+            .filter(|s| s.style != SeriesStyle::Marker)
+            .flat_map(|s| s.points.iter());
         for p in pts {
             let s = p.std.unwrap_or(0.0);
             x0 = x0.min(p.x);
@@ -122,7 +139,7 @@ impl CurvePlot {
             y0 = y0.min(p.mean - s);
             y1 = y1.max(p.mean + s);
         }
-        if x0 > x1 {
+        if x0 > x1 || y0 > y1 {
             return ((0.0, 1.0), (0.0, 1.0));
         }
         let pad = |lo: f64, hi: f64, frac: f64| {
@@ -237,6 +254,26 @@ fn render_rgb(plot: &CurvePlot) -> Result<Vec<u8>, String> {
                         ))
                         .map_err(|e| e.to_string())?;
                 }
+                SeriesStyle::Marker => {
+                    let at = pts.first().map_or(0.0, |p| p.x);
+                    chart
+                        .draw_series(DashedLineSeries::new([(at, y0), (at, y1)], 8, 6, line))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            if s.style == SeriesStyle::Marker {
+                let y = 8 + (LEGEND_LINE * i as u32) as i32 + LEGEND_LINE as i32 / 2;
+                legend
+                    .draw(&PathElement::new(vec![(110, y - 9), (110, y + 9)], line))
+                    .map_err(|e| e.to_string())?;
+                legend
+                    .draw(&Text::new(
+                        s.name.clone(),
+                        (142, y - 9),
+                        ("sans-serif", 16).into_font().color(&BLACK),
+                    ))
+                    .map_err(|e| e.to_string())?;
+                continue;
             }
             chart
                 .draw_series(pts.iter().filter_map(|p| {
@@ -259,6 +296,7 @@ fn render_rgb(plot: &CurvePlot) -> Result<Vec<u8>, String> {
                 SeriesStyle::Reference => legend
                     .draw(&PathElement::new(vec![(90, y), (102, y)], line))
                     .and_then(|_| legend.draw(&PathElement::new(vec![(112, y), (124, y)], line))),
+                SeriesStyle::Marker => unreachable!("drawn above"),
             }
             .map_err(|e| e.to_string())?;
             legend
@@ -304,6 +342,107 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, String> {
 /// The CSV file written next to a PNG: same name, `.csv`.
 pub fn data_path(png: &Path) -> PathBuf {
     png.with_extension("csv")
+}
+
+/// The PNG bytes of `plot` (what [`draw_curves`] writes), for callers that embed the image.
+pub fn curves_png_bytes(plot: &CurvePlot) -> Result<Vec<u8>, String> {
+    encode_png(&render_rgb(plot)?, plot.image_size())
+}
+
+/// One bar of [`bars_png_bytes`]: a category's mean with an optional ± spread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    /// Category (x axis).
+    pub label: String,
+    /// Height.
+    pub value: f64,
+    /// ± spread drawn as an error bar (`None`: none).
+    pub spread: Option<f64>,
+}
+
+/// A bar chart (one colour; `NaN` values are left out and their category labelled `n/a`) as
+/// PNG bytes, e.g. the per-class IoU of a segmentation run.
+pub fn bars_png_bytes(title: &str, y_label: &str, bars: &[Bar]) -> Result<Vec<u8>, String> {
+    ensure_font()?;
+    let (w, h) = PLOT_SIZE;
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let top = bars
+            .iter()
+            .filter(|b| b.value.is_finite())
+            .map(|b| b.value + b.spread.unwrap_or(0.0))
+            .fold(0.0f64, f64::max);
+        let top = if top > 0.0 { top * 1.1 } else { 1.0 };
+        let n = bars.len().max(1);
+        let labels: Vec<String> = bars
+            .iter()
+            .map(|b| {
+                if b.value.is_finite() {
+                    b.label.clone()
+                } else {
+                    format!("{} (n/a)", b.label)
+                }
+            })
+            .collect();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(16)
+            .x_label_area_size(64)
+            .y_label_area_size(72)
+            .build_cartesian_2d(0f64..n as f64, 0f64..top)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 1e-6 || x.fract() == 0.0 {
+                    labels.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(y_label)
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 17))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let colour = COLOURS[0];
+        chart
+            .draw_series(
+                bars.iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.value.is_finite())
+                    .map(|(i, b)| {
+                        Rectangle::new(
+                            [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, b.value)],
+                            colour.filled(),
+                        )
+                    }),
+            )
+            .map_err(|e| e.to_string())?;
+        let line = ShapeStyle::from(BLACK).stroke_width(2);
+        chart
+            .draw_series(bars.iter().enumerate().filter_map(|(i, b)| {
+                let sd = b.spread.filter(|_| b.value.is_finite())?;
+                let x = i as f64 + 0.5;
+                Some(ErrorBar::new_vertical(
+                    x,
+                    (b.value - sd).max(0.0),
+                    b.value,
+                    b.value + sd,
+                    line,
+                    10,
+                ))
+            }))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    encode_png(&buf, (w, h))
 }
 
 /// Draws `plot` to `png` and writes its data to [`data_path`]`(png)`, both atomically.

@@ -244,6 +244,46 @@ pub struct RunRecord {
     /// percent, `None` where undefined), beside the headline [`Self::metrics`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_class: Vec<ClassResult>,
+    /// Per-image results of the final evaluation (classification: top-1 right or wrong for each
+    /// validation image), so that two encoders measured on the same images can be compared
+    /// image by image (a paired bootstrap, [`crate::stats::paired_bootstrap`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_image: Option<PerImage>,
+}
+
+/// Per-image results of one evaluation, in the evaluation split's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerImage {
+    /// The split (`val`).
+    pub split: String,
+    /// The metric (`top1`).
+    pub metric: String,
+    /// One character per image: `1` right, `0` wrong.
+    pub correct: String,
+}
+
+impl PerImage {
+    /// Top-1 correctness of the images of `split`, in order.
+    pub fn top1(split: &str, correct: &[bool]) -> Self {
+        Self {
+            split: split.to_string(),
+            metric: "top1".to_string(),
+            correct: correct.iter().map(|&c| if c { '1' } else { '0' }).collect(),
+        }
+    }
+
+    /// The values as numbers (1.0 right, 0.0 wrong); an error names a character that is neither.
+    pub fn values(&self) -> Result<Vec<f64>, String> {
+        self.correct
+            .chars()
+            .enumerate()
+            .map(|(i, c)| match c {
+                '1' => Ok(1.0),
+                '0' => Ok(0.0),
+                _ => Err(format!("per_image.correct[{i}] is {c:?}, not 0 or 1")),
+            })
+            .collect()
+    }
 }
 
 /// One class's results.
@@ -291,6 +331,7 @@ impl RunRecord {
             )]),
             request_key: None,
             per_class: Vec::new(),
+            per_image: None,
         }
     }
 

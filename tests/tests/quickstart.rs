@@ -58,7 +58,7 @@ fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
     assert_eq!(m["runs"].as_array().unwrap().len(), 18);
     assert_eq!(m["reused"], 0);
     for enc in ["cae", "beit", "random"] {
-        for proto in ["linear", "knn", "finetune-10pct"] {
+        for proto in ["linear", "knn", "finetune-1pct"] {
             let runs = runs_of(&m, &format!("runs/{enc}/{proto}-"));
             assert_eq!(runs.len(), 2, "{enc} {proto}: {runs:?}");
             for (seed, run) in runs.iter().enumerate() {
@@ -82,10 +82,10 @@ fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
     assert_eq!(cae["status"], "complete");
     assert_eq!(cae["encoder"]["pretrain_steps"], 4);
     let ft = record(
-        &out.join(&runs_of(&m, "runs/cae/finetune-10pct-")[0])
+        &out.join(&runs_of(&m, "runs/cae/finetune-1pct-")[0])
             .join("record.json"),
     );
-    assert_eq!(ft["protocol"]["label_fraction"], 0.1);
+    assert_eq!(ft["protocol"]["label_fraction"], 0.01);
     assert_eq!(ft["encoder"]["label"], "CAE mini, 4 steps");
     assert_eq!(ft["encoder"]["pretrain_steps"], 4);
 
@@ -110,13 +110,14 @@ fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
     assert!(!report.contains("nothing is copied"), "{report}");
     assert!(out.join("leaderboard.csv").exists());
     // The report is a function of the files it names: rendered again, it is the same text.
-    let (again_text, again_csv) =
-        cae_bench::commands::quickstart::render_report(&out).expect("rendering again");
-    assert_eq!(again_text, report);
+    let again = cae_bench::commands::quickstart::render_report(&out).expect("rendering again");
+    assert_eq!(again.markdown, report);
     assert_eq!(
-        again_csv,
+        again.csv,
         std::fs::read_to_string(out.join("leaderboard.csv")).unwrap()
     );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<table>") && html.contains("data:image/png;base64,"));
 
     // A second run in the same folder reuses every finished stage.
     let again = run_ok(&args);
@@ -207,7 +208,7 @@ fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
     assert!(md.contains("| 0 (random init) | 0 |"), "{md}");
     assert!(md.contains("| 4 |"), "{md}");
     assert!(md.contains("2σ"), "{md}");
-    for p in ["linear", "knn", "finetune-10pct"] {
+    for p in ["linear", "knn", "finetune-1pct"] {
         assert!(cal.join(format!("calibration-{p}.png")).exists());
     }
     let csv = std::fs::read_to_string(cal.join("calibration.csv")).unwrap();
@@ -250,4 +251,63 @@ fn calibrate_names_a_missing_checkpoint() {
     assert!(!res.status.success());
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(err.contains("no checkpoint of step 2"), "{err}");
+}
+
+#[test]
+fn quickstart_full_adds_segmentation_and_detection_to_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("qs");
+    let args = [
+        "quickstart",
+        "--out",
+        out.to_str().unwrap(),
+        "--pretrain-steps",
+        "2",
+        "--images",
+        "100",
+        "--seeds",
+        "1",
+        "--full",
+        "--full-seeds",
+        "1",
+        "--dense-preset",
+        "test",
+        "--no-progress",
+    ];
+    run_ok(&args);
+    let m = manifest(&out);
+    for (prefix, metric) in [
+        ("segment-upernet-", "mIoU"),
+        ("segment-linear-", "mIoU"),
+        ("detect-", "bbox_AP"),
+    ] {
+        for enc in ["cae", "beit", "random"] {
+            let runs = runs_of(&m, &format!("runs/{enc}/{prefix}"));
+            assert_eq!(runs.len(), 1, "{enc} {prefix}: {runs:?}");
+            let rec = record(&out.join(&runs[0]).join("record.json"));
+            assert_eq!(rec["status"], "complete");
+            assert!(rec["metrics"][metric].as_f64().is_some(), "{rec}");
+        }
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in [
+        "· mIoU",
+        "· bbox_AP",
+        "## Per-class IoU",
+        "ade20k_upernet",
+        "coco_maskrcnn_1x",
+    ] {
+        assert!(md.contains(needle), "report.md lacks {needle:?}:\n{md}");
+    }
+    // Run again: every stage is reused, the dense runs included.
+    let again = run_ok(&args);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(
+        err.lines()
+            .filter(|l| (l.starts_with("[segment") || l.starts_with("[detect"))
+                && l.ends_with("(reused)"))
+            .count(),
+        9,
+        "{err}"
+    );
 }

@@ -1,5 +1,6 @@
 //! One module per `cae-bench` subcommand.
 
+pub mod ablate;
 pub mod ade_eval;
 pub mod bench;
 pub mod calibrate;
@@ -11,4 +12,5 @@ pub mod leaderboard;
 pub mod linear_probe;
 pub mod pretrain;
 pub mod quickstart;
+pub mod report;
 pub mod segment;

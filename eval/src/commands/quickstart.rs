@@ -31,12 +31,15 @@ use cae_pretrain::CaeConfig;
 use cae_pretrain::device::parse_device;
 use cae_pretrain::train::bench::bench_pretrain_step;
 use cae_pretrain::train::{RunConfig, RunSummary};
-use cae_reports::Leaderboard;
+use cae_reports::document::{Comparison, Document, DocumentInput, RecordAt, build, comparisons};
 use cae_reports::record::{RunRecord, request_key, write_atomic};
-use cae_reports::report::Report;
+use cae_reports::report::Section;
 
 use crate::commands::pretrain::{PretrainArgs, pretrain_with_record};
-use crate::suite::{SuiteEncoder, SuiteSettings, reuse_summary, run_suite, standard_protocols};
+use crate::suite::{
+    Dense, DenseSettings, SuiteEncoder, SuiteSettings, reuse_summary, run_dense, run_suite,
+    standard_protocols,
+};
 
 /// `cae-bench quickstart`.
 #[derive(Debug, Args)]
@@ -44,17 +47,30 @@ pub struct QuickstartArgs {
     /// Output folder (world, pretraining runs, probe runs, report).
     #[arg(long, default_value = "quickstart")]
     pub out: PathBuf,
-    /// Time budget in minutes on this machine; it sets the pretraining steps (about half of the
-    /// budget goes to pretraining), so the numbers depend on the machine's speed. Ignored with
-    /// `--pretrain-steps`.
-    #[arg(long, default_value_t = 15.0)]
-    pub minutes: f64,
-    /// Pretraining steps of CAE and of BEiT (batch 64), instead of the budget: for an exact rerun.
+    /// Derive the pretraining steps from a time budget in minutes on this machine instead of the
+    /// fixed plan. This changes the protocol: the steps, and so the numbers, then depend on the
+    /// machine's speed and load. Ignored with `--pretrain-steps`.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Pretraining steps of CAE and of BEiT (batch 64) [default: the fixed plan's 600]. Another
+    /// value is another protocol, named in the report.
     #[arg(long)]
     pub pretrain_steps: Option<u64>,
-    /// Scenes in the synthetic world (80% train, 20% val).
-    #[arg(long, default_value_t = 1500)]
+    /// Scenes in the synthetic world (80% train, 20% val) [default: the fixed plan's 12,000:
+    /// 9,600 labelled training and 2,400 validation images].
+    #[arg(long, default_value_t = PLAN_IMAGES)]
     pub images: usize,
+    /// Also segmentation (UperNet and the linear head, `segment --preset mini`) and detection
+    /// (`detect --preset mini`) of the three encoders on the world's ADE20K and COCO forms: about
+    /// 4 and 11 minutes per run on 2 cores (README), so not in the default.
+    #[arg(long)]
+    pub full: bool,
+    /// Seeds of the segmentation and detection runs of `--full`.
+    #[arg(long, default_value_t = 2)]
+    pub full_seeds: u64,
+    /// Recipe of `--full`'s segmentation and detection runs (`test` in the tests).
+    #[arg(long, default_value = "mini", hide = true)]
+    pub dense_preset: String,
     /// Seeds of every downstream protocol (0, 1, …).
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
@@ -80,8 +96,12 @@ pub struct QuickstartArgs {
 const PRESET: &str = "mini";
 /// Pretraining batch.
 const BATCH: usize = 64;
-/// Share of the budget planned for pretraining (both methods together).
+/// Share of the budget planned for pretraining (both methods together), with `--minutes`.
 const PRETRAIN_SHARE: f64 = 0.5;
+/// The fixed plan: pretraining steps per method.
+pub const PLAN_STEPS: u64 = 600;
+/// The fixed plan: scenes in the world (9,600 train / 2,400 val).
+pub const PLAN_IMAGES: usize = 12_000;
 
 /// What a quickstart folder was planned with (`OUT/plan.json`): a rerun in the same folder with
 /// the same options keeps it, so the steps do not change with the machine's speed on a resume.
@@ -117,6 +137,12 @@ pub struct Manifest {
     pub rule: String,
     /// Seeds of the downstream protocols.
     pub seeds: u64,
+    /// Scenes in the world.
+    #[serde(default)]
+    pub images: usize,
+    /// The time estimated before starting, in minutes.
+    #[serde(default)]
+    pub estimated_minutes: Option<f64>,
     /// Wall time of this invocation, in seconds.
     pub seconds: f64,
     /// Worker threads.
@@ -159,8 +185,18 @@ fn world(out: &Path, cfg: &SynthConfig) -> anyhow::Result<(WorldSummary, bool)> 
     Ok((w, false))
 }
 
-/// Chooses the pretraining steps: the given ones, the plan of an earlier run in this folder with
-/// the same options, or the budget divided by a measured step time.
+/// The time of one `mini` pretraining step of batch 64 on `device`, in ms (median of 3 after one
+/// warm-up step).
+fn step_ms(device: &str) -> anyhow::Result<f64> {
+    let cfg = CaeConfig::preset(PRESET)?;
+    let device = parse_device(device)?.autodiff();
+    let b = bench_pretrain_step(&cfg, BATCH, 3, 1, &device).context("timing a pretraining step")?;
+    Ok(b.ms_per_step)
+}
+
+/// Chooses the pretraining steps: the fixed plan ([`PLAN_STEPS`]) unless `--pretrain-steps` gives
+/// others; with `--minutes`, the plan of an earlier run in this folder with the same options, or
+/// the budget divided by a measured step time.
 fn plan(args: &QuickstartArgs, threads: usize) -> anyhow::Result<Plan> {
     let path = args.out.join("plan.json");
     let old: Option<Plan> = std::fs::read_to_string(&path)
@@ -171,19 +207,25 @@ fn plan(args: &QuickstartArgs, threads: usize) -> anyhow::Result<Plan> {
             && p.seed == args.seed
             && p.seeds == args.seeds
             && p.device == args.device
-            && p.minutes == Some(args.minutes)
+            && p.minutes == args.minutes
     };
-    let plan = match (args.pretrain_steps, old) {
-        (Some(steps), _) => Plan {
-            images: args.images,
-            seed: args.seed,
-            seeds: args.seeds,
-            minutes: None,
-            device: args.device.clone(),
-            pretrain_steps: steps,
-            rule: "given (--pretrain-steps)".into(),
-        },
-        (None, Some(old)) if same_setup(&old) => {
+    let fixed = |steps: u64, rule: &str| Plan {
+        images: args.images,
+        seed: args.seed,
+        seeds: args.seeds,
+        minutes: None,
+        device: args.device.clone(),
+        pretrain_steps: steps,
+        rule: rule.into(),
+    };
+    let plan = match (args.pretrain_steps, args.minutes, old) {
+        (Some(steps), _, _) if steps == PLAN_STEPS => fixed(steps, "the fixed plan (the default)"),
+        (Some(steps), _, _) => fixed(
+            steps,
+            "given (--pretrain-steps): another protocol than the fixed plan's",
+        ),
+        (None, None, _) => fixed(PLAN_STEPS, "the fixed plan (the default)"),
+        (None, Some(_), Some(old)) if same_setup(&old) => {
             eprintln!(
                 "keeping the plan of {} ({} pretraining steps, {})",
                 path.display(),
@@ -192,31 +234,29 @@ fn plan(args: &QuickstartArgs, threads: usize) -> anyhow::Result<Plan> {
             );
             old
         }
-        (None, _) => {
+        (None, Some(minutes), _) => {
             anyhow::ensure!(
-                args.minutes.is_finite() && args.minutes > 0.0,
+                minutes.is_finite() && minutes > 0.0,
                 "--minutes must be positive"
             );
-            let cfg = CaeConfig::preset(PRESET)?;
-            let device = parse_device(&args.device)?.autodiff();
-            let b = bench_pretrain_step(&cfg, BATCH, 3, 1, &device)
-                .context("timing a pretraining step")?;
-            let secs = b.ms_per_step / 1e3;
+            let ms = step_ms(&args.device)?;
+            let secs = ms / 1e3;
             // CAE and BEiT each get the same steps; BEiT's step costs about as much as CAE's.
-            let budget = args.minutes * 60.0 * PRETRAIN_SHARE;
+            let budget = minutes * 60.0 * PRETRAIN_SHARE;
             let steps = ((budget / (2.0 * secs)) / 10.0).floor() as u64 * 10;
             let steps = steps.clamp(20, 100_000);
             Plan {
                 images: args.images,
                 seed: args.seed,
                 seeds: args.seeds,
-                minutes: Some(args.minutes),
+                minutes: Some(minutes),
                 device: args.device.clone(),
                 pretrain_steps: steps,
                 rule: format!(
-                    "{PRETRAIN_SHARE} × {} min / (2 methods × {:.0} ms per step, measured on {} with \
-                     {threads} threads), rounded down to tens",
-                    args.minutes, b.ms_per_step, args.device
+                    "derived from --minutes: {PRETRAIN_SHARE} × {minutes} min / (2 methods × {ms:.0} \
+                     ms per step, measured on {} with {threads} threads), rounded down to tens; \
+                     this depends on the machine's speed and load, so it is not the fixed plan",
+                    args.device
                 ),
             }
         }
@@ -236,13 +276,11 @@ fn pretrain(
     plan: &Plan,
     args: &QuickstartArgs,
 ) -> anyhow::Result<(PathBuf, PathBuf, RunRecord, bool)> {
-    let mut argv: Vec<String> = [
+    let argv: Vec<String> = [
         "--preset",
         PRESET,
         "--method",
         method,
-        "--data",
-        &data.display().to_string(),
         "--steps",
         &plan.pretrain_steps.to_string(),
         "--batch",
@@ -259,18 +297,39 @@ fn pretrain(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    pretrain_once(
+        &args.out.join("pretrain"),
+        method,
+        &argv,
+        data,
+        args.no_progress,
+    )
+}
+
+/// Pretrains with `argv` (`cae-bench pretrain` options without `--data`/`--out`) on `data` in
+/// `parent/<name>-<key8>/`, the key being the arguments and the fingerprint of the data: reuses
+/// the finished run there, or resumes an interrupted one from its newest checkpoint. Returns the
+/// folder, the encoder, the record and whether it was reused. (The quickstart and `ablate`.)
+pub fn pretrain_once(
+    parent: &Path,
+    name: &str,
+    argv: &[String],
+    data: &Path,
+    no_progress: bool,
+) -> anyhow::Result<(PathBuf, PathBuf, RunRecord, bool)> {
     let fingerprint = cae_datasets::fingerprint_dir(data)
         .with_context(|| format!("fingerprinting {}", data.display()))?
         .to_string();
+    let mut argv = argv.to_vec();
+    // The key is over the arguments as the quickstart has always written them (data first).
+    let at = argv.len().min(4);
+    argv.splice(at..at, ["--data".to_string(), data.display().to_string()]);
     let key = request_key(&serde_json::json!({
         "kind": "pretrain",
         "args": argv,
         "data": fingerprint,
     }));
-    let dir = args
-        .out
-        .join("pretrain")
-        .join(format!("{method}-{}", short(&key)));
+    let dir = parent.join(format!("{name}-{}", short(&key)));
     let encoder = dir.join("encoder.safetensors");
     let record = dir.join("record.json");
     if let Ok(rec) = RunRecord::read(&record)
@@ -284,7 +343,7 @@ fn pretrain(
     if dir.join("config.toml").exists() {
         argv.push("--resume".into());
     }
-    if args.no_progress {
+    if no_progress {
         argv.push("--no-progress".into());
     }
     let pargs = pretrain_args(&argv)?;
@@ -301,13 +360,42 @@ fn relative(path: &Path, base: &Path) -> String {
         .to_string()
 }
 
+/// A rough estimate of the whole run in minutes from the time of one pretraining step: both
+/// pretraining runs, plus the encoder passes of the probes (an image's forward pass taken as a
+/// third of its share of a training step): feature extraction of every image for the linear
+/// probe and kNN (once per encoder: the runs of one encoder share its features), and the
+/// fine-tune's 10 epochs on 1% of the training images with an evaluation at the end, per seed;
+/// for CAE, BEiT (one encoder each) and the random initialisation (one per seed).
+fn estimate_minutes(plan: &Plan, step_ms: f64) -> f64 {
+    let pretrain = 2.0 * plan.pretrain_steps as f64 * step_ms;
+    let forward = step_ms / (3.0 * BATCH as f64);
+    let (train, val) = (0.8 * plan.images as f64, 0.2 * plan.images as f64);
+    let seeds = plan.seeds as f64;
+    let extract = (2.0 + seeds) * (train + val);
+    let finetune = 3.0 * seeds * (10.0 * (0.01 * train).max(8.0) * 3.0 + val);
+    (pretrain + forward * (extract + finetune)) / 60_000.0
+}
+
+/// Renders the quickstart's report ([`render_report`]) and writes `report.md`, `report.html`,
+/// their images and `leaderboard.csv` into `out`.
+pub fn write_report(out: &Path) -> anyhow::Result<()> {
+    let doc = render_report(out)?;
+    doc.write(out, TITLE)?;
+    write_atomic(&out.join("leaderboard.csv"), doc.csv.as_bytes())?;
+    Ok(())
+}
+
+/// The report's title.
+const TITLE: &str = "cae-bench quickstart";
+
 /// Runs the quickstart.
 pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     if args.report_only {
-        let (text, csv) = render_report(&args.out)?;
-        write_atomic(&args.out.join("leaderboard.csv"), csv.as_bytes())?;
-        write_atomic(&args.out.join("report.md"), text.as_bytes())?;
-        eprintln!("report: {}", args.out.join("report.md").display());
+        write_report(&args.out)?;
+        eprintln!(
+            "report: {} and report.html",
+            args.out.join("report.md").display()
+        );
         return Ok(());
     }
     let started = Instant::now();
@@ -321,6 +409,12 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         plan.pretrain_steps,
         plan.rule,
         plan.seeds
+    );
+    let estimate = estimate_minutes(&plan, step_ms(&args.device)?);
+    eprintln!(
+        "estimated time on this machine: about {estimate:.0} min ({threads} threads; from one \
+         timed pretraining step; stages already finished in {} are reused)",
+        args.out.display()
     );
 
     // 1. The world.
@@ -391,6 +485,47 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         command: std::env::args().collect(),
     };
     let runs = run_suite(&encoders, &standard_protocols(), &seeds, &settings)?;
+    // `--full`: (folder, reused) of each segmentation and detection run.
+    let mut dense_runs: Vec<(PathBuf, bool)> = Vec::new();
+    if args.full {
+        let ade = world.root.join("ade").join("ADEChallengeData2016");
+        let coco = world.root.join("coco");
+        for (kind, data) in [
+            (Dense::SegUpernet, &ade),
+            (Dense::SegLinear, &ade),
+            (Dense::Detect, &coco),
+        ] {
+            let dense = DenseSettings {
+                data: data.clone(),
+                preset: args.dense_preset.clone(),
+                device: args.device.clone(),
+                progress: !args.no_progress,
+            };
+            for enc in &encoders {
+                for seed in 0..args.full_seeds {
+                    let t = Instant::now();
+                    let (dir, record, reused) = run_dense(kind, enc, seed, &settings.runs, &dense)?;
+                    let m = |k: &str| record.metrics.get(k).copied().unwrap_or(f64::NAN);
+                    eprintln!(
+                        "[{}] {} · seed {seed}: {} ({})",
+                        kind.key(),
+                        enc.label,
+                        if kind == Dense::Detect {
+                            format!("box AP {:.4}, mask AP {:.4}", m("bbox_AP"), m("segm_AP"))
+                        } else {
+                            format!("mIoU {:.2}", m("mIoU"))
+                        },
+                        if reused {
+                            "reused".to_string()
+                        } else {
+                            format!("{:.0} s", t.elapsed().as_secs_f64())
+                        }
+                    );
+                    dense_runs.push((dir, reused));
+                }
+            }
+        }
+    }
 
     // 4. The manifest and the report, rendered from the records alone.
     let manifest = Manifest {
@@ -400,11 +535,18 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(m, (dir, _))| (m.to_string(), relative(dir, &args.out)))
             .collect(),
-        runs: runs.iter().map(|r| relative(&r.dir, &args.out)).collect(),
-        reused: runs.iter().filter(|r| r.reused).count(),
+        runs: runs
+            .iter()
+            .map(|r| relative(&r.dir, &args.out))
+            .chain(dense_runs.iter().map(|(d, _)| relative(d, &args.out)))
+            .collect(),
+        reused: runs.iter().filter(|r| r.reused).count()
+            + dense_runs.iter().filter(|(_, r)| *r).count(),
         pretrain_steps: plan.pretrain_steps,
         rule: plan.rule.clone(),
         seeds: plan.seeds,
+        images: plan.images,
+        estimated_minutes: Some(estimate),
         seconds: started.elapsed().as_secs_f64(),
         threads,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -413,10 +555,8 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         &args.out.join("quickstart.json"),
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )?;
-    let (text, csv) = render_report(&args.out)?;
-    write_atomic(&args.out.join("leaderboard.csv"), csv.as_bytes())?;
+    write_report(&args.out)?;
     let report = args.out.join("report.md");
-    write_atomic(&report, text.as_bytes())?;
     eprintln!("{}", reuse_summary(&runs, &settings.runs));
     eprintln!(
         "report: {} ({:.1} min in all)",
@@ -468,20 +608,12 @@ fn read_record(out: &Path, rel: &str) -> anyhow::Result<RunRecord> {
     Ok(rec)
 }
 
-/// The distinct values of `f` over `records`, joined with ", " (for environment lines).
-fn distinct(records: &[&RunRecord], f: impl Fn(&RunRecord) -> Option<String>) -> String {
-    let set: std::collections::BTreeSet<String> = records.iter().filter_map(|r| f(r)).collect();
-    if set.is_empty() {
-        "not recorded".into()
-    } else {
-        set.into_iter().collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// Renders `OUT/report.md` and `OUT/leaderboard.csv` from the files of a quickstart folder alone
-/// (`quickstart.json`, the world's `world.json`, and the records it names): every sentence comes
-/// from them, so the report can be rendered again from a copy of the folder.
-pub fn render_report(out: &Path) -> anyhow::Result<(String, String)> {
+/// Renders the quickstart's report from the files of its folder alone (`quickstart.json`, the
+/// world's `world.json`, the records it names and the pretraining runs' `metrics.jsonl`): every
+/// sentence and number comes from them, so it can be rendered again from a copy of the folder.
+/// The document is [`cae_reports::document`]'s, with the plan, the pretraining setup, the
+/// protocols and a reading of the comparisons in front.
+pub fn render_report(out: &Path) -> anyhow::Result<Document> {
     let mpath = out.join("quickstart.json");
     let manifest: Manifest = serde_json::from_str(
         &std::fs::read_to_string(&mpath).with_context(|| format!("reading {}", mpath.display()))?,
@@ -499,118 +631,108 @@ pub fn render_report(out: &Path) -> anyhow::Result<(String, String)> {
     let records = manifest
         .runs
         .iter()
-        .map(|rel| read_record(out, rel))
+        .map(|rel| Ok((rel.clone(), read_record(out, rel)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let metrics = vec!["top1".to_string(), "top5".to_string()];
-    let lb = Leaderboard::from_records(&records, &metrics)?;
-    let csv = lb.to_csv();
 
-    let mut pre = String::from(
-        "| method | preset | steps | batch | peak lr | final loss | wall time | encoder sha256 | record |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
-    );
-    let mut described = Vec::new();
+    let mut described = String::new();
     for (method, rel, rec) in &pretrained {
-        let sha = rec
-            .encoder
-            .as_ref()
-            .and_then(|e| e.sha256.clone())
-            .unwrap_or_default();
         let cfg: RunConfig = serde_json::from_value(rec.config.clone())
             .with_context(|| format!("{rel}/record.json: no resolved pretraining config"))?;
-        pre.push_str(&format!(
-            "| {method} | {} | {} | {} | {:.2e} | {:.4} | {:.0} s | `{}` | `{rel}/record.json` |\n",
-            cfg.model.preset,
-            cfg.derived.total_steps,
-            cfg.derived.effective_batch,
-            cfg.derived.lr,
-            rec.metrics.get("final_loss").copied().unwrap_or(f64::NAN),
-            rec.metrics.get("seconds").copied().unwrap_or(f64::NAN),
-            &sha[..sha.len().min(16)],
-        ));
-        described.push(describe_pretraining(method, &cfg));
+        described.push_str(&format!("- {}\n", describe_pretraining(method, &cfg)));
     }
-    pre.push('\n');
-    for d in described {
-        pre.push_str(&format!("- {d}\n"));
-    }
-    pre.push_str(&format!(
-        "\nSteps per method: {} ({}).\n",
-        manifest.pretrain_steps, manifest.rule
-    ));
-
-    let mut protos = String::new();
-    for p in standard_protocols() {
-        protos.push_str(&format!("- `{}`: {}\n", p.key, p.describe()));
-    }
-    let pretrain_seeds = distinct(
-        &pretrained.iter().map(|(_, _, r)| r).collect::<Vec<_>>(),
-        |r| Some(r.seed.to_string()),
-    );
-    protos.push_str(&format!(
-        "\nEach on {} train / {} val images of the world ({} classes, chance {:.1}%), seeds \
-         0–{}. What the seed varies: for the pretrained encoders only the probe (initialisation \
-         of the head, data order, label subset), the encoder being one pretraining run each \
-         (pretraining seed {pretrain_seeds}), so the spread says nothing about pretraining's own \
-         variance; for the random initialisation, the encoder's weights too. Records: \
-         `runs/<encoder>/<protocol>-<key>/seed-<k>/record.json`; {} of the {} runs were reused \
-         from an earlier invocation of the same request.\n",
+    let plan = format!(
+        "{} pretraining steps per method (batch {BATCH}), a world of {} scenes at {} px ({} train \
+         / {} val, {} classes, chance {:.1}%), {} seeds per downstream protocol, pretraining seed \
+         {}: {}. {}\n\nEstimated before starting: {}; took {:.1} min for this invocation \
+         (stages reused from earlier invocations cost nothing here; {} of the {} probe runs \
+         were reused).\n",
+        manifest.pretrain_steps,
+        world.config.images,
+        world.config.size,
         world.train_images,
         world.val_images,
         world.classes.len(),
         100.0 / world.classes.len() as f64,
-        manifest.seeds - 1,
+        manifest.seeds,
+        world.config.seed,
+        manifest.rule,
+        if manifest.rule.starts_with("the fixed plan") {
+            "The same plan on every machine and under any load: the numbers depend on the seeds \
+             only (and, across machines, on float rounding)."
+        } else {
+            "This is not the fixed plan: compare it only with runs of the same steps."
+        },
+        manifest
+            .estimated_minutes
+            .map_or("not recorded".to_string(), |m| format!("about {m:.0} min")),
+        manifest.seconds / 60.0,
         manifest.reused,
         manifest.runs.len(),
+    );
+    let mut protos = String::new();
+    for p in standard_protocols() {
+        protos.push_str(&format!("- `{}`: {}\n", p.key, p.describe()));
+    }
+    protos.push_str(&format!(
+        "\nEach on {} train / {} val images of the world, seeds 0–{}. What the seed varies: for \
+         the pretrained encoders only the probe (initialisation of the head, data order, label \
+         subset), the encoder being one pretraining run each (pretraining seed {}), so no \
+         interval here speaks for pretraining's own variance (the ablation in `docs/ablation/` \
+         varies pretraining seeds); for the random initialisation, the encoder's weights too. \
+         Records: `runs/<encoder>/<protocol>-<key>/seed-<k>/record.json`.\n",
+        world.train_images,
+        world.val_images,
+        manifest.seeds - 1,
+        world.config.seed,
     ));
 
     let all: Vec<&RunRecord> = records
         .iter()
+        .map(|(_, r)| r)
         .chain(pretrained.iter().map(|(_, _, r)| r))
         .collect();
-    let device = distinct(&all, |r| Some(r.machine.device.clone()));
-    let backend = distinct(&all, |r| Some(backend_of(&r.machine.device).to_string()));
-    let report = Report::new("cae-bench quickstart", lb)
-        .environment("command", format!("`{}`", manifest.command.join(" ")))
-        .environment("versions", {
-            let set: std::collections::BTreeSet<String> = all
-                .iter()
-                .flat_map(|r| r.versions.iter().map(|(k, v)| format!("{k} {v}")))
-                .collect();
-            set.into_iter().collect::<Vec<_>>().join(", ")
+    let mut environment = vec![(
+        "command".to_string(),
+        format!("`{}`", manifest.command.join(" ")),
+    )];
+    environment.extend(super::report::environment_of(&all));
+    environment.push((
+        "world".into(),
+        format!(
+            "synthetic shapes, {} scenes at {} px, seed {} (`{}/`)",
+            world.config.images, world.config.size, world.config.seed, manifest.world
+        ),
+    ));
+    let done: Vec<&RunRecord> = records.iter().map(|(_, r)| r).collect();
+    let reading = reading_notes(&comparisons(&done));
+    let mut at: Vec<RecordAt> = pretrained
+        .iter()
+        .map(|(_, rel, r)| RecordAt {
+            dir: rel.clone(),
+            path: out.join(rel),
+            record: r.clone(),
         })
-        .environment("device", format!("{device}, backend {backend}"))
-        .environment("GPU", {
-            let gpus = distinct(&all, |r| r.machine.gpu.clone());
-            if gpus == "not recorded" {
-                "none used".to_string()
-            } else {
-                gpus
-            }
-        })
-        .environment("CPU", distinct(&all, |r| r.machine.cpu.clone()))
-        .environment(
-            "cores, threads",
-            format!("{} cores, {} threads", manifest.cores, manifest.threads),
-        )
-        .environment(
-            "wall time",
-            format!(
-                "{:.1} min for this invocation (runs reused from earlier ones cost nothing here)",
-                manifest.seconds / 60.0
-            ),
-        )
-        .environment(
-            "world",
-            format!(
-                "synthetic shapes, {} scenes at {} px, seed {} (`{}/`)",
-                world.config.images, world.config.size, world.config.seed, manifest.world
-            ),
-        )
-        .section("Pretraining", pre)
-        .section("Protocols", protos)
-        .note("Reading these numbers", reading_notes(&records));
-    Ok((report.render()?, csv))
+        .collect();
+    at.extend(records.iter().map(|(rel, r)| RecordAt {
+        dir: rel.clone(),
+        path: out.join(rel),
+        record: r.clone(),
+    }));
+    let input = DocumentInput {
+        title: TITLE.to_string(),
+        environment,
+        sections: vec![
+            Section::new("What the numbers say", reading),
+            Section::new("Plan", plan),
+            Section::new("Pretraining setup", described),
+            Section::new("Protocols", protos),
+        ],
+        notes: Vec::new(),
+        records: at,
+        ablations: Vec::new(),
+        out: out.to_path_buf(),
+    };
+    Ok(build(&input)?)
 }
 
 /// One line on a pretraining run's resolved config.
@@ -652,81 +774,29 @@ fn describe_pretraining(method: &str, cfg: &RunConfig) -> String {
     )
 }
 
-/// What the numbers say, computed from them: each pretrained encoder's mean against the random
-/// initialisation's, per protocol, with both spreads.
-fn reading_notes(records: &[RunRecord]) -> String {
-    use std::collections::BTreeMap as Map;
-    // (protocol key, encoder method) -> top-1 values.
-    let mut values: Map<(String, String), (String, Vec<f64>)> = Map::new();
-    for r in records {
-        let (Some(e), Some(v)) = (&r.encoder, r.metrics.get("top1")) else {
-            continue;
-        };
-        let proto = match r.protocol.label_fraction {
-            Some(f) if f < 1.0 => format!("{} ({:.0}% of the labels)", r.protocol.name, f * 100.0),
-            _ => r.protocol.name.clone(),
-        };
-        let entry = values
-            .entry((proto, e.method.clone()))
-            .or_insert_with(|| (e.label.clone(), Vec::new()));
-        // A run whose seed draws nothing (kNN on an encoder file) repeats one measurement.
-        let deterministic = r
-            .protocol
-            .seed_varies
-            .as_ref()
-            .is_some_and(|v| v.is_empty());
-        if !(deterministic && entry.1.contains(v)) {
-            entry.1.push(*v);
-        }
-    }
-    let stat = |v: &[f64]| {
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let sd = if v.len() > 1 {
-            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-        } else {
-            f64::NAN
-        };
-        (mean, sd)
-    };
+/// What the numbers say, from the paired comparisons: per protocol, CAE and BEiT against the
+/// random initialisation and against each other, each a difference with its interval, in words.
+fn reading_notes(cs: &[Comparison]) -> String {
     let mut out = String::from(
-        "Computed from the records above (top-1 %, mean over seeds; sd = sample standard \
-         deviation over seeds, n/a for one value; a protocol whose seed draws nothing, kNN on an \
-         encoder file, is one measurement however many seeds ran):\n\n",
+        "Top-1 differences in points, A − B, with the 95% interval of a paired bootstrap over the \
+         validation images (details under \"Paired comparisons\"):\n\n",
     );
-    let protos: std::collections::BTreeSet<String> = values.keys().map(|k| k.0.clone()).collect();
-    for proto in protos {
-        let Some((_, rand)) = values.get(&(proto.clone(), "random".to_string())) else {
+    for c in cs {
+        let Some(d) = &c.paired else {
             continue;
         };
-        let (rm, rs) = stat(rand);
-        for ((p, method), (label, v)) in &values {
-            if *p != proto || method == "random" {
-                continue;
-            }
-            let (m, s) = stat(v);
-            let spread = |x: f64| {
-                if x.is_nan() {
-                    "n/a".to_string()
-                } else {
-                    format!("{x:.1}")
-                }
-            };
-            out.push_str(&format!(
-                "- {proto}: {label} {m:.1} (sd {}, n = {}) against random init {rm:.1} (sd {}, \
-                 n = {}): {:+.1} points.\n",
-                spread(s),
-                v.len(),
-                spread(rs),
-                rand.len(),
-                m - rm
-            ));
-        }
+        out.push_str(&format!(
+            "- {}: {} − {} = {}: {}.\n",
+            c.protocol,
+            c.a.0,
+            c.b.0,
+            d.text(1),
+            d.words(&c.a.0, &c.b.0)
+        ));
     }
     out.push_str(
-        "\nA difference smaller than the spreads beside it is not evidence either way. For exact \
-         reruns pass `--pretrain-steps` with the steps above; `cae-bench calibrate` measures how \
-         the gap grows with pretraining on one world.\n",
+        "\nThe intervals speak for the images (another sample of scenes from the same world) and, \
+         averaged in, the probe seeds; the pretrained encoders are one pretraining run each.\n",
     );
     out
 }

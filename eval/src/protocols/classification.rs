@@ -29,7 +29,8 @@ use cae_pretrain::config::EncoderConfig;
 use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
 use cae_pretrain::train::salted_step_rng;
 use cae_reports::record::{
-    DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter, RunRecord,
+    DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, PerImage, ProtocolInfo, RecordWriter,
+    RunRecord,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +41,8 @@ use cae_heads::error::to_vec;
 
 use super::error::{ProtocolError, Result};
 use cae_heads::classification::features::{
-    AugmentedFeed, FeatureKind, FeatureSpec, Pooling, check_layer, extract_eval, images_tensor,
+    AugmentedFeed, FeatureKind, FeatureSet, FeatureSpec, Pooling, check_layer, extract_eval,
+    images_tensor,
 };
 use cae_heads::classification::finetune::{FinetuneBuild, FinetuneModel, accumulate};
 use cae_heads::classification::knn::{KnnConfig, knn_accuracy};
@@ -694,16 +696,18 @@ pub fn run_probe(req: &ProbeRequest) -> Result<ProbeOutcome> {
     );
     match result {
         Ok(per_epoch) => {
-            let last = *per_epoch
+            let last = per_epoch
                 .last()
+                .cloned()
                 .ok_or_else(|| ProtocolError::Config("the run produced no evaluation".into()))?;
             let best = per_epoch
                 .iter()
-                .copied()
-                .fold(last, |b, e| if e.top1 > b.top1 { e } else { b });
+                .fold(&last, |b, e| if e.top1 > b.top1 { e } else { b })
+                .clone();
             let record = match writer {
-                Some(w) => {
+                Some(mut w) => {
                     let path = w.path().to_path_buf();
+                    w.record.per_image = Some(PerImage::top1("val", &last.correct));
                     w.complete(BTreeMap::from([
                         ("top1".to_string(), last.top1),
                         ("top5".to_string(), last.top5),
@@ -886,7 +890,7 @@ fn report_epoch(
         pb.suspend(|| tracing::info!("{line}"));
     }
     pb.set_message(format!("top-1 {:.2}", r.top1));
-    per_epoch.push(*r);
+    per_epoch.push(r.clone());
     if let Some(w) = writer {
         let mut metrics =
             BTreeMap::from([("top1".to_string(), r.top1), ("top5".to_string(), r.top5)]);
@@ -942,37 +946,55 @@ fn run_resolved(
         "images+steps",
     );
     let mut tick = |n: usize| pb.inc(n as u64);
-    let val = extract_eval(
-        &encoder,
-        &splits.val,
-        &all_val,
-        &spec,
-        side,
-        device,
-        &mut tick,
-    )?;
-    let train_cached = if cached {
-        Some(extract_eval(
+    // Features depend on the encoder, the images and the spec only: runs of the same encoder in
+    // one process (seeds, kNN after the linear probe) share one extraction.
+    let identity = encoder_identity(req, &format!("{enc_cfg:?}"));
+    let key = |split: &str, idx: &[usize]| {
+        identity.as_ref().map(|id| {
+            format!(
+                "{id}|{}|{split}|{}|{spec:?}|{side}|{device:?}",
+                splits.root.display(),
+                index_hash(idx)
+            )
+        })
+    };
+    let val = cached_features(key("val", &all_val), || {
+        Ok(extract_eval(
             &encoder,
-            &splits.train,
-            subset,
+            &splits.val,
+            &all_val,
             &spec,
             side,
             device,
             &mut tick,
         )?)
+    })?;
+    let train_cached = if cached {
+        Some(cached_features(key("train", subset), || {
+            Ok(extract_eval(
+                &encoder,
+                &splits.train,
+                subset,
+                &spec,
+                side,
+                device,
+                &mut tick,
+            )?)
+        })?)
     } else {
         None
     };
     if cfg.protocol == Protocol::Knn {
         let train = train_cached.expect("kNN always caches");
         let acc: TopK = knn_accuracy(&train, &val, classes, &cfg.knn, device)?;
+        pb.inc(extract_images as u64);
         let r = EpochResult {
             epoch: 1,
             top1: acc.top1_pct(),
             top5: acc.top5_pct(),
             loss: 0.0,
             lr: 0.0,
+            correct: acc.correct,
         };
         report_epoch(cfg, &r, writer, &mut per_epoch, &pb)?;
         pb.finish_and_clear();
@@ -987,7 +1009,7 @@ fn run_resolved(
         side,
     };
     let feed = match &train_cached {
-        Some(set) => TrainFeed::Cached(set),
+        Some(set) => TrainFeed::Cached(set.as_ref()),
         None => TrainFeed::Augmented {
             feed: &aug,
             encoder: &encoder,
@@ -1071,6 +1093,69 @@ fn run_resolved(
     }
     pb.finish_and_clear();
     Ok(per_epoch)
+}
+
+/// Features extracted in this process, most recently used last: (key, features).
+type FeatureCache = std::sync::Mutex<Vec<(String, Arc<FeatureSet>)>>;
+
+/// How many feature sets [`cached_features`] keeps (a `mini` world of 12,000 images is about
+/// 6 MB per set).
+const FEATURE_CACHE_SETS: usize = 8;
+
+fn feature_cache() -> &'static FeatureCache {
+    static CACHE: std::sync::OnceLock<FeatureCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| std::sync::Mutex::new(Vec::new()))
+}
+
+/// The features under `key` from this process's cache, or `extract`ed and kept (no key: not
+/// cacheable, always extracted).
+fn cached_features(
+    key: Option<String>,
+    extract: impl FnOnce() -> Result<FeatureSet>,
+) -> Result<Arc<FeatureSet>> {
+    let Some(key) = key else {
+        return Ok(Arc::new(extract()?));
+    };
+    {
+        let mut cache = feature_cache().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = cache.iter().position(|(k, _)| *k == key) {
+            let hit = cache.remove(i);
+            let set = hit.1.clone();
+            cache.push(hit);
+            tracing::debug!("features reused from this process: {key}");
+            return Ok(set);
+        }
+    }
+    let set = Arc::new(extract()?);
+    let mut cache = feature_cache().lock().unwrap_or_else(|e| e.into_inner());
+    cache.push((key, set.clone()));
+    if cache.len() > FEATURE_CACHE_SETS {
+        cache.remove(0);
+    }
+    Ok(set)
+}
+
+/// What fixes an encoder's weights: the file's checksum, or a random initialisation's preset and
+/// seed (`None` when the file cannot be checksummed: no caching).
+fn encoder_identity(req: &ProbeRequest, arch: &str) -> Option<String> {
+    match &req.encoder {
+        EncoderSource::File(path) => cae_reports::record::sha256_file(path)
+            .ok()
+            .map(|sha| format!("file:{sha}:{arch}")),
+        EncoderSource::Random => Some(format!("random:{arch}:seed{}", req.seed)),
+    }
+}
+
+/// FNV-1a over a list of indices (the identity of a subset in a cache key).
+fn index_hash(idx: &[usize]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &i in idx {
+        for b in (i as u64).to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{}:{h:016x}", idx.len())
 }
 
 /// Evaluates a fine-tuned model on the validation images.
@@ -1197,6 +1282,7 @@ fn finetune(
             top5: acc.top5_pct(),
             loss: loss_sum / steps.max(1) as f64,
             lr,
+            correct: acc.correct,
         };
         report_epoch(cfg, &r, writer, &mut per_epoch, &pb)?;
     }

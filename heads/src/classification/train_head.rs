@@ -59,7 +59,7 @@ impl LrSchedule {
 }
 
 /// What one epoch gave.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EpochResult {
     /// Epoch, 1-based.
     pub epoch: u64,
@@ -71,6 +71,9 @@ pub struct EpochResult {
     pub loss: f64,
     /// Learning rate of the epoch's last step.
     pub lr: f64,
+    /// Top-1 correctness of every validation sample, in the validation set's order.
+    #[serde(skip)]
+    pub correct: Vec<bool>,
 }
 
 /// Settings of [`train_head`].
@@ -203,6 +206,7 @@ pub fn train_head<H: ProbeHead>(
             top5: acc.top5_pct(),
             loss: loss_sum / steps.max(1) as f64,
             lr,
+            correct: acc.correct,
         })?;
     }
     Ok((head, bn))
@@ -274,7 +278,7 @@ mod tests {
             4,
             &cfg,
             &mut |r| {
-                results.push(*r);
+                results.push(r.clone());
                 Ok(())
             },
             &mut || {},
