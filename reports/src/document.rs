@@ -136,10 +136,13 @@ impl PretrainFacts {
         let patches = num(c, "/model/encoder/img_size")
             .zip(num(c, "/model/encoder/patch_size"))
             .map(|(i, p)| (i / p).powi(2));
-        let target = c
-            .pointer("/model/target")
-            .and_then(|t| t.as_object())
-            .and_then(|o| o.keys().next().cloned())
+        // `{"kind": "pixel", …}` (serde's tagged form), `{"pixel": {…}}`, or a plain string.
+        let target = text(c, "/model/target/kind")
+            .or_else(|| {
+                c.pointer("/model/target")
+                    .and_then(|t| t.as_object())
+                    .and_then(|o| o.keys().next().cloned())
+            })
             .or_else(|| text(c, "/model/target"))
             .unwrap_or_else(|| "?".into())
             .to_lowercase();
@@ -298,7 +301,7 @@ fn protocol_of(r: &RunRecord) -> String {
 /// The encoders measured by one classification protocol on one validation set.
 #[derive(Debug, Default)]
 struct ProtocolGroup {
-    /// Encoder label → (method, per-seed top-1, per-image correctness per seed, deterministic).
+    /// Encoder label → its measurements.
     encoders: BTreeMap<String, EncoderRuns>,
 }
 
@@ -307,7 +310,8 @@ struct EncoderRuns {
     method: String,
     top1: Vec<f64>,
     per_image: Vec<Vec<f64>>,
-    deterministic: bool,
+    /// Encoder files already measured by a protocol whose seed draws nothing.
+    measured: Vec<String>,
 }
 
 /// Order of methods in comparisons: CAE first, random init last.
@@ -355,11 +359,15 @@ pub fn comparisons(records: &[&RunRecord]) -> Vec<Comparison> {
         let g = groups.entry((protocol_of(r), data, n)).or_default();
         let runs = g.encoders.entry(e.label.clone()).or_default();
         runs.method = e.method.clone();
-        let deterministic = r.seed_draws().is_empty();
-        runs.deterministic = deterministic;
-        // A protocol whose seed draws nothing repeats one measurement.
-        if deterministic && !runs.top1.is_empty() {
-            continue;
+        // A protocol whose seed draws nothing repeats one measurement of the same encoder file:
+        // it counts once (another file under the same label, e.g. another pretraining seed of an
+        // ablation cell, is another measurement).
+        if r.seed_draws().is_empty() {
+            let id = e.sha256.clone().unwrap_or_else(|| e.label.clone());
+            if runs.measured.contains(&id) {
+                continue;
+            }
+            runs.measured.push(id);
         }
         runs.top1.push(*t);
         if let Some(p) = per {
@@ -393,11 +401,8 @@ pub fn comparisons(records: &[&RunRecord]) -> Vec<Comparison> {
                 let paired = mean_img(ra)
                     .zip(mean_img(rb))
                     .and_then(|(a, b)| paired_bootstrap(&a, &b, BOOTSTRAP_RESAMPLES, 0));
-                let seeds = if ra.deterministic || rb.deterministic {
-                    None
-                } else {
-                    welch(&ra.top1, &rb.top1)
-                };
+                // `None` where a side is one measurement.
+                let seeds = welch(&ra.top1, &rb.top1);
                 out.push(Comparison {
                     protocol: protocol.clone(),
                     a: (la.clone(), ra.method.clone()),

@@ -3,7 +3,8 @@
 //! The Markdown is rendered with `pulldown-cmark` (tables on), and every image it references by a
 //! relative path is read and embedded as a `data:image/png;base64,…` URI, so the file opens from
 //! disk, anywhere, with no server and no folder beside it. A referenced image that is missing or
-//! not a PNG is an error naming it: a report never shows a broken image.
+//! not a PNG is an error naming it: a report never shows a broken image. Raw HTML in the Markdown
+//! is shown as text, never interpreted (`<source>` in a sentence stays visible).
 
 use std::path::Path;
 
@@ -61,6 +62,7 @@ pub fn markdown_to_html(markdown: &str, base: &Path, title: &str) -> Result<Stri
                     id,
                 })
             }
+            Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
             other => other,
         })
         .collect();
@@ -111,8 +113,11 @@ mod tests {
         .unwrap();
         std::fs::create_dir_all(dir.path().join("plots")).unwrap();
         std::fs::write(dir.path().join("plots/a.png"), &png).unwrap();
-        let md = "# T <x>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![cap](plots/a.png)\n";
+        let md = "# T <x>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![cap](plots/a.png)\n\n\
+                  (published, <source>)\n";
         let html = markdown_to_html(md, dir.path(), "T <x>").unwrap();
+        // Raw HTML is text.
+        assert!(html.contains("(published, &lt;source&gt;)"), "{html}");
         assert!(html.contains("<title>T &lt;x&gt;</title>"));
         assert!(
             html.contains("<table>") && html.contains("<td>2</td>"),
