@@ -37,14 +37,9 @@ fn assert_same(path: &Path, rendered: &str) {
     );
 }
 
-#[test]
-fn the_committed_quickstart_report_is_what_its_records_render() {
-    let dir = docs("quickstart");
-    let doc = cae_bench::commands::quickstart::render_report(&dir)
-        .unwrap_or_else(|e| panic!("rendering {}: {e:#}", dir.display()));
-    assert_same(&dir.join("report.md"), &doc.markdown);
-    assert_same(&dir.join("leaderboard.csv"), &doc.csv);
-    // Every plot and its data, byte for byte (the drawing is deterministic).
+/// Every plot of a rendered report and its data equal the committed files, byte for byte (the
+/// drawing is deterministic).
+fn assert_files_same(dir: &Path, doc: &cae_reports::document::Document) {
     assert!(!doc.files.is_empty());
     for (rel, bytes) in &doc.files {
         let committed = std::fs::read(dir.join(rel))
@@ -54,6 +49,16 @@ fn the_committed_quickstart_report_is_what_its_records_render() {
             "{rel} differs from what its records render"
         );
     }
+}
+
+#[test]
+fn the_committed_quickstart_report_is_what_its_records_render() {
+    let dir = docs("quickstart");
+    let doc = cae_bench::commands::quickstart::render_report(&dir)
+        .unwrap_or_else(|e| panic!("rendering {}: {e:#}", dir.display()));
+    assert_same(&dir.join("report.md"), &doc.markdown);
+    assert_same(&dir.join("leaderboard.csv"), &doc.csv);
+    assert_files_same(&dir, &doc);
     // report.html is the Markdown with those images embedded.
     let html =
         cae_reports::html::markdown_to_html(&doc.markdown, &dir, "cae-bench quickstart").unwrap();
@@ -67,14 +72,7 @@ fn the_committed_ablation_report_is_what_its_records_render() {
         cae_bench::commands::report::document_of(&dir, &dir, "cae-bench ablation", Vec::new())
             .unwrap_or_else(|e| panic!("rendering {}: {e:#}", dir.display()));
     assert_same(&dir.join("report.md"), &doc.markdown);
-    for (rel, bytes) in &doc.files {
-        let committed = std::fs::read(dir.join(rel))
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(rel).display()));
-        assert!(
-            committed == *bytes,
-            "{rel} differs from what its records render"
-        );
-    }
+    assert_files_same(&dir, &doc);
     // 3 × 3 values × 2 seeds, each with its pretraining, linear and kNN records, all complete.
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("ablation.json")).unwrap()).unwrap();

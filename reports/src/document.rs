@@ -312,6 +312,8 @@ struct EncoderRuns {
     per_image: Vec<Vec<f64>>,
     /// Encoder files already measured by a protocol whose seed draws nothing.
     measured: Vec<String>,
+    /// The distinct encoder files under this label (checksums).
+    files: Vec<String>,
 }
 
 /// Order of methods in comparisons: CAE first, random init last.
@@ -359,6 +361,11 @@ pub fn comparisons(records: &[&RunRecord]) -> Vec<Comparison> {
         let g = groups.entry((protocol_of(r), data, n)).or_default();
         let runs = g.encoders.entry(e.label.clone()).or_default();
         runs.method = e.method.clone();
+        if let Some(sha) = &e.sha256
+            && !runs.files.contains(sha)
+        {
+            runs.files.push(sha.clone());
+        }
         // A protocol whose seed draws nothing repeats one measurement of the same encoder file:
         // it counts once (another file under the same label, e.g. another pretraining seed of an
         // ablation cell, is another measurement).
@@ -403,10 +410,16 @@ pub fn comparisons(records: &[&RunRecord]) -> Vec<Comparison> {
                     .and_then(|(a, b)| paired_bootstrap(&a, &b, BOOTSTRAP_RESAMPLES, 0));
                 // `None` where a side is one measurement.
                 let seeds = welch(&ra.top1, &rb.top1);
+                // A label over several encoder files (an ablation cell's pretraining seeds) says
+                // so: its side is their average.
+                let name = |l: &String, r: &EncoderRuns| match r.files.len() {
+                    0 | 1 => l.clone(),
+                    n => format!("{l} ({n} encoder files)"),
+                };
                 out.push(Comparison {
                     protocol: protocol.clone(),
-                    a: (la.clone(), ra.method.clone()),
-                    b: (lb.clone(), rb.method.clone()),
+                    a: (name(la, ra), ra.method.clone()),
+                    b: (name(lb, rb), rb.method.clone()),
                     paired,
                     seeds,
                 });

@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use crate::commands::quickstart::pretrain_once;
+use crate::commands::quickstart::{pretrain_argv, pretrain_once};
 use crate::protocols::classification::EncoderSource;
 use crate::suite::{
     Dense, DenseSettings, SuiteEncoder, SuiteSettings, run_dense, run_suite, standard_protocols,
@@ -179,25 +179,14 @@ pub fn run(args: AblateArgs) -> anyhow::Result<()> {
     );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let base: Vec<String> = [
-        "--preset",
+    let base = pretrain_argv(
         &args.preset,
-        "--method",
         "cae",
-        "--steps",
-        &args.steps.to_string(),
-        "--batch",
-        &args.batch.to_string(),
-        "--device",
+        args.steps,
+        args.batch,
+        None,
         &args.device,
-        "--checkpoint-every",
-        "50",
-        "--keep-checkpoints",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    );
     let combos = grid(&params);
     let total = combos.len() as u64 * args.seeds;
     eprintln!(

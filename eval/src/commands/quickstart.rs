@@ -276,27 +276,14 @@ fn pretrain(
     plan: &Plan,
     args: &QuickstartArgs,
 ) -> anyhow::Result<(PathBuf, PathBuf, RunRecord, bool)> {
-    let argv: Vec<String> = [
-        "--preset",
+    let argv = pretrain_argv(
         PRESET,
-        "--method",
         method,
-        "--steps",
-        &plan.pretrain_steps.to_string(),
-        "--batch",
-        &BATCH.to_string(),
-        "--seed",
-        &plan.seed.to_string(),
-        "--device",
+        plan.pretrain_steps,
+        BATCH,
+        Some(plan.seed),
         &args.device,
-        "--checkpoint-every",
-        "50",
-        "--keep-checkpoints",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    );
     pretrain_once(
         &args.out.join("pretrain"),
         method,
@@ -304,6 +291,35 @@ fn pretrain(
         data,
         args.no_progress,
     )
+}
+
+/// The `cae-bench pretrain` options of the quickstart's and `ablate`'s runs: preset, method,
+/// steps, batch, the seed when given, device, and a checkpoint every 50 steps (the newest kept),
+/// so an interrupted run resumes.
+pub fn pretrain_argv(
+    preset: &str,
+    method: &str,
+    steps: u64,
+    batch: usize,
+    seed: Option<u64>,
+    device: &str,
+) -> Vec<String> {
+    let mut argv: Vec<String> = ["--preset", preset, "--method", method]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    argv.extend(["--steps".into(), steps.to_string()]);
+    argv.extend(["--batch".into(), batch.to_string()]);
+    if let Some(seed) = seed {
+        argv.extend(["--seed".into(), seed.to_string()]);
+    }
+    argv.extend(["--device".into(), device.to_string()]);
+    argv.extend(
+        ["--checkpoint-every", "50", "--keep-checkpoints", "1"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    argv
 }
 
 /// Pretrains with `argv` (`cae-bench pretrain` options without `--data`/`--out`) on `data` in
