@@ -358,7 +358,12 @@ pub fn comparisons(records: &[&RunRecord]) -> Vec<Comparison> {
             .as_ref()
             .and_then(|d| d.fingerprint.clone())
             .unwrap_or_default();
-        let g = groups.entry((protocol_of(r), data, n)).or_default();
+        // Everything but the seed that changes the number (epochs, k, lr, …): two settings of one
+        // protocol are two groups, never pooled.
+        let settings = serde_json::to_string(&r.protocol.settings).unwrap_or_default();
+        let g = groups
+            .entry((protocol_of(r), format!("{data}|{settings}"), n))
+            .or_default();
         let runs = g.encoders.entry(e.label.clone()).or_default();
         runs.method = e.method.clone();
         if let Some(sha) = &e.sha256

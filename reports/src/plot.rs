@@ -266,13 +266,7 @@ fn render_rgb(plot: &CurvePlot) -> Result<Vec<u8>, String> {
                 legend
                     .draw(&PathElement::new(vec![(110, y - 9), (110, y + 9)], line))
                     .map_err(|e| e.to_string())?;
-                legend
-                    .draw(&Text::new(
-                        s.name.clone(),
-                        (142, y - 9),
-                        ("sans-serif", 16).into_font().color(&BLACK),
-                    ))
-                    .map_err(|e| e.to_string())?;
+                legend_name(&legend, &s.name, y)?;
                 continue;
             }
             chart
@@ -302,17 +296,27 @@ fn render_rgb(plot: &CurvePlot) -> Result<Vec<u8>, String> {
             legend
                 .draw(&Circle::new((110, y), 4, colour.filled()))
                 .map_err(|e| e.to_string())?;
-            legend
-                .draw(&Text::new(
-                    s.name.clone(),
-                    (142, y - 9),
-                    ("sans-serif", 16).into_font().color(&BLACK),
-                ))
-                .map_err(|e| e.to_string())?;
+            legend_name(&legend, &s.name, y)?;
         }
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(buf)
+}
+
+/// A series' name in the legend line centred at `y`, after its sample.
+fn legend_name(
+    legend: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    name: &str,
+    y: i32,
+) -> Result<(), String> {
+    legend
+        .draw(&Text::new(
+            name.to_string(),
+            (142, y - 9),
+            ("sans-serif", 16).into_font().color(&BLACK),
+        ))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Axis tick text: integers without a fraction, others with up to 4 significant decimals.

@@ -197,7 +197,7 @@ fn step_ms(device: &str) -> anyhow::Result<f64> {
 /// Chooses the pretraining steps: the fixed plan ([`PLAN_STEPS`]) unless `--pretrain-steps` gives
 /// others; with `--minutes`, the plan of an earlier run in this folder with the same options, or
 /// the budget divided by a measured step time.
-fn plan(args: &QuickstartArgs, threads: usize) -> anyhow::Result<Plan> {
+fn plan(args: &QuickstartArgs, threads: usize, ms: f64) -> anyhow::Result<Plan> {
     let path = args.out.join("plan.json");
     let old: Option<Plan> = std::fs::read_to_string(&path)
         .ok()
@@ -239,7 +239,6 @@ fn plan(args: &QuickstartArgs, threads: usize) -> anyhow::Result<Plan> {
                 minutes.is_finite() && minutes > 0.0,
                 "--minutes must be positive"
             );
-            let ms = step_ms(&args.device)?;
             let secs = ms / 1e3;
             // CAE and BEiT each get the same steps; BEiT's step costs about as much as CAE's.
             let budget = minutes * 60.0 * PRETRAIN_SHARE;
@@ -417,7 +416,9 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let threads = rayon::current_num_threads();
     anyhow::ensure!(args.seeds >= 1, "--seeds must be at least 1");
-    let plan = plan(&args, threads)?;
+    // One timed step serves both the `--minutes` rule and the estimate.
+    let ms = step_ms(&args.device)?;
+    let plan = plan(&args, threads, ms)?;
     eprintln!(
         "quickstart in {}: {} scenes, {} pretraining steps per method ({}), {} seeds",
         args.out.display(),
@@ -426,7 +427,7 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         plan.rule,
         plan.seeds
     );
-    let estimate = estimate_minutes(&plan, step_ms(&args.device)?);
+    let estimate = estimate_minutes(&plan, ms);
     eprintln!(
         "estimated time on this machine: about {estimate:.0} min ({threads} threads; from one \
          timed pretraining step; stages already finished in {} are reused)",
