@@ -65,6 +65,8 @@ pub struct Loader {
     drop_last: bool,
     prefetch: usize,
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// `(rank, ranks)`: serve only this rank's slice of every batch.
+    shard: (usize, usize),
 }
 
 impl Loader {
@@ -91,7 +93,25 @@ impl Loader {
             drop_last,
             prefetch: prefetch_batches,
             pool: None,
+            shard: (0, 1),
         })
+    }
+
+    /// Serves only the slice `rank` of `ranks` equal, contiguous slices of every batch (data
+    /// parallel across processes): the batch positions, their order, their samples and their
+    /// random streams are those of the unsharded loader, so the union over ranks of step `s` is
+    /// exactly its unsharded batch `s`. The batch size must split evenly and batches must be
+    /// whole (`drop_last`).
+    pub fn with_shard(mut self, rank: usize, ranks: usize) -> Result<Self> {
+        if ranks == 0 || rank >= ranks || !self.batch_size.is_multiple_of(ranks) || !self.drop_last
+        {
+            return Err(DatasetError::InvalidConfig(format!(
+                "cannot shard batches of {} into {ranks} equal slices for rank {rank} (drop_last: {})",
+                self.batch_size, self.drop_last
+            )));
+        }
+        self.shard = (rank, ranks);
+        Ok(self)
     }
 
     /// Prepares samples on a dedicated pool of `threads` workers (keeps the loader off the
@@ -167,12 +187,20 @@ impl Loader {
         let order = self.order(epoch);
         let (tx, rx) = bounded(self.prefetch);
         let (seed, bs, len) = (self.seed, self.batch_size, self.len);
+        let (rank, ranks) = self.shard;
         let pool = self.pool.clone();
         let handle = std::thread::Builder::new()
             .name("cae-loader".into())
             .spawn(move || {
                 for b in start..n_batches {
-                    let positions: Vec<usize> = (b * bs..((b + 1) * bs).min(len)).collect();
+                    let slice = bs / ranks;
+                    let first = b * bs + rank * slice;
+                    let last = if ranks == 1 {
+                        ((b + 1) * bs).min(len)
+                    } else {
+                        first + slice
+                    };
+                    let positions: Vec<usize> = (first..last).collect();
                     let make = || {
                         positions
                             .par_iter()
@@ -264,6 +292,31 @@ mod tests {
 
     fn collect(l: &Loader, epoch: u64, start: usize) -> Vec<Vec<(usize, u64)>> {
         l.epoch(epoch, start, item).map(|b| b.unwrap()).collect()
+    }
+
+    #[test]
+    fn shards_of_a_batch_are_its_slices_with_their_own_streams() {
+        let full = Loader::new(50, 8, 3, true, true, 2).unwrap();
+        let whole = collect(&full, 1, 2);
+        let parts: Vec<Vec<Vec<(usize, u64)>>> = (0..2)
+            .map(|r| collect(&full.clone().with_shard(r, 2).unwrap(), 1, 2))
+            .collect();
+        assert_eq!(whole.len(), parts[0].len());
+        for (b, batch) in whole.iter().enumerate() {
+            let joined: Vec<(usize, u64)> =
+                parts[0][b].iter().chain(&parts[1][b]).copied().collect();
+            assert_eq!(*batch, joined, "batch {b}");
+        }
+        assert!(
+            full.clone().with_shard(0, 3).is_err(),
+            "8 does not split into 3"
+        );
+        assert!(full.clone().with_shard(2, 2).is_err(), "rank out of range");
+        let partial = Loader::new(50, 8, 3, true, false, 2).unwrap();
+        assert!(
+            partial.with_shard(0, 2).is_err(),
+            "a partial last batch cannot be sharded"
+        );
     }
 
     #[test]

@@ -69,6 +69,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .build_global()
             .map_err(|e| anyhow::anyhow!("setting up {n} threads: {e}"))?;
     }
+    // Only pretraining is data parallel across processes; any other command started by an MPI
+    // launcher would run N times over, writing the same files.
+    if let Some((n, var)) = crate::dist::launcher_size()
+        && n > 1
+        && !matches!(cli.command, Command::Pretrain(_))
+    {
+        anyhow::bail!(
+            "started as one of {n} processes ({var}={n}) by an MPI launcher; only `cae-bench \
+             pretrain` runs as several processes: run this command once, without mpirun"
+        );
+    }
     match cli.command {
         Command::Bench(cmd) => commands::bench::run(cmd),
         Command::CocoEval(args) => commands::coco_eval::run(args),

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod dist;
 pub mod metrics;
 pub mod protocols;
 pub mod suite;

@@ -276,21 +276,42 @@ fn bad_input_is_a_clear_error() {
 }
 
 #[test]
-fn data_parallel_over_two_cpu_devices_matches_one_device() {
+fn devices_listing_one_device_twice_are_refused_not_merged() {
+    // In burn 0.22 every CPU entry is the one CPU device: `cpu,cpu` would silently become one
+    // worker, so it is refused, naming both entries and what to use instead.
     let dir = tempfile::tempdir().unwrap();
     let data = world(&dir.path().join("w"), 48, 6);
-    let data = data.to_str().unwrap();
-    let one = dir.path().join("one");
-    let two = dir.path().join("two");
-    let args = ["--preset", "test", "--steps", "4", "--batch", "8"];
-    run_ok(&pretrain_args(data, one.to_str().unwrap(), &args));
-    let mut two_args = args.to_vec();
-    two_args.extend(["--devices", "cpu,cpu"]);
-    run_ok(&pretrain_args(data, two.to_str().unwrap(), &two_args));
-    let (a, b) = (metrics(&one), metrics(&two));
-    // Same weights and batch: the same losses up to the order of float sums.
-    for (x, y) in a.iter().zip(&b) {
-        let (x, y) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
-        assert!((x - y).abs() <= 1e-4 * x.abs(), "{x} vs {y}");
+    let out = dir.path().join("two");
+    let res = cli()
+        .args(pretrain_args(
+            data.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &[
+                "--preset",
+                "test",
+                "--steps",
+                "1",
+                "--batch",
+                "8",
+                "--devices",
+                "cpu,cpu",
+            ],
+        ))
+        .output()
+        .unwrap();
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    for needle in [
+        "2 entries",
+        "1 distinct device",
+        "`cpu` and `cpu`",
+        "--accum",
+        "mpirun",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in: {err}");
     }
+    assert!(
+        !out.join("record.json").exists() && !out.join("config.toml").exists(),
+        "a refused run wrote files"
+    );
 }

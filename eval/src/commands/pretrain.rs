@@ -10,7 +10,8 @@ use cae_pretrain::CaeConfig;
 use cae_pretrain::config::Method as ModelMethod;
 use cae_pretrain::config::{Method, TargetConfig};
 use cae_pretrain::train::run::MetricsLine;
-use cae_pretrain::train::{RunConfig, RunRequest, RunSummary, TrainConfig, run};
+use cae_pretrain::train::run::run_parallel;
+use cae_pretrain::train::{Collective, RunConfig, RunRequest, RunSummary, TrainConfig};
 use cae_reports::record::{
     DatasetInfo, EncoderInfo, EpochMetrics, MachineInfo, ProtocolInfo, RecordWriter, RunRecord,
     sha256_file,
@@ -226,7 +227,21 @@ pub fn train_config(args: &PretrainArgs, preset: &str) -> anyhow::Result<TrainCo
 
 /// Runs pretraining and prints its summary.
 pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
-    let summary = pretrain_with_record(&args)?;
+    // One process, or a rank of the MPI job that started this one (`mpirun -np N`).
+    let job = crate::dist::join()?;
+    let summary = match pretrain_with_record(&args, job.as_ref()) {
+        Ok(s) => s,
+        Err(e) if job.size() > 1 => {
+            // The other ranks would wait for this one forever: end the job.
+            eprintln!("error (rank {} of {}): {e:#}", job.rank(), job.size());
+            crate::dist::abort_job(job.as_ref());
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    if !job.is_root() {
+        return Ok(());
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
@@ -243,8 +258,12 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
 }
 
 /// Runs pretraining with its `RUN/record.json`: `running` from the start, then `complete` with
-/// the encoder's checksum, or `failed` with the error.
-pub fn pretrain_with_record(args: &PretrainArgs) -> anyhow::Result<RunSummary> {
+/// the encoder's checksum, or `failed` with the error. In a job of several processes every rank
+/// trains and rank 0 alone writes the record.
+pub fn pretrain_with_record(
+    args: &PretrainArgs,
+    job: &dyn Collective,
+) -> anyhow::Result<RunSummary> {
     let model = model_config(args)?;
     let train = train_config(args, &model.preset)?;
     let devices = args
@@ -258,6 +277,7 @@ pub fn pretrain_with_record(args: &PretrainArgs) -> anyhow::Result<RunSummary> {
         out: args.out.clone(),
         tokenizer: args.tokenizer.clone(),
         devices,
+        processes: job.size(),
         resume: args.resume,
         progress: !args.no_progress,
     };
@@ -273,21 +293,31 @@ pub fn pretrain_with_record(args: &PretrainArgs) -> anyhow::Result<RunSummary> {
     }
     cae_pretrain::train::run::preflight(&req)
         .with_context(|| format!("pretraining into {}", args.out.display()))?;
-    let mut record = start_record(&req, rayon::current_num_threads())?;
-    let summary = match run(&req) {
+    // Every rank has checked the directory before rank 0 writes its record there.
+    job.barrier()?;
+    let record = if job.is_root() {
+        Some(start_record(&req, rayon::current_num_threads(), job)?)
+    } else {
+        None
+    };
+    let summary = match run_parallel(&req, job) {
         Ok(s) => s,
         Err(e) => {
             let e =
                 anyhow::Error::new(e).context(format!("pretraining into {}", args.out.display()));
             // The run's own error is what the user needs; a failure to mark the record is logged.
-            if let Err(re) = record.fail(&format!("{e:#}")) {
+            if let Some(record) = record
+                && let Err(re) = record.fail(&format!("{e:#}"))
+            {
                 tracing::warn!("could not mark the run record failed: {re}");
             }
             return Err(e);
         }
     };
-    finish_record(&mut record, &req, &summary)?;
-    record.complete(summary_metrics(&summary))?;
+    if let Some(mut record) = record {
+        finish_record(&mut record, &req, &summary)?;
+        record.complete(summary_metrics(&summary))?;
+    }
     Ok(summary)
 }
 
@@ -307,7 +337,11 @@ fn summary_metrics(s: &RunSummary) -> BTreeMap<String, f64> {
 
 /// Writes `RUN/record.json` as `running` before the first step: a run that is killed stays
 /// marked incomplete. A resumed run starts a new record (its config is the same by construction).
-pub fn start_record(req: &RunRequest, threads: usize) -> anyhow::Result<RecordWriter> {
+pub fn start_record(
+    req: &RunRequest,
+    threads: usize,
+    job: &dyn Collective,
+) -> anyhow::Result<RecordWriter> {
     let method = match req.model.method {
         ModelMethod::Cae => "cae",
         ModelMethod::Beit => "beit",
@@ -342,6 +376,8 @@ pub fn start_record(req: &RunRequest, threads: usize) -> anyhow::Result<RecordWr
         "train": req.train,
         "data": req.data.display().to_string(),
         "devices": req.devices,
+        "processes": req.processes,
+        "collective": job.describe(),
         "resume": req.resume,
     });
     let mut record = RunRecord::start(

@@ -362,7 +362,7 @@ pub fn pretrain_once(
         argv.push("--no-progress".into());
     }
     let pargs = pretrain_args(&argv)?;
-    let summary: RunSummary = pretrain_with_record(&pargs)?;
+    let summary: RunSummary = pretrain_with_record(&pargs, &cae_pretrain::train::SingleProcess)?;
     let rec = RunRecord::read(&record).with_context(|| format!("reading {}", record.display()))?;
     Ok((dir, summary.encoder, rec, false))
 }

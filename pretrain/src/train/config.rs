@@ -175,8 +175,16 @@ pub struct RunConfig {
     pub tokenizer: Option<String>,
     /// Devices, in order (`cpu`, `cuda:0`, …); data parallel over them when more than one.
     pub devices: Vec<String>,
+    /// Processes of the job (MPI ranks), each on `devices`; data parallel over them when more
+    /// than one. Absent from the file for one process.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub processes: usize,
     /// Derived quantities, recorded for the reader.
     pub derived: Derived,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// Quantities derived from the rest of the config.

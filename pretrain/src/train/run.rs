@@ -27,8 +27,9 @@ use super::checkpoint::{
     CheckpointState, FORMAT, latest_checkpoint, load_checkpoint, save_checkpoint,
 };
 use super::config::{Derived, RunConfig, TrainConfig};
+use super::dist::{Collective, SingleProcess};
 use super::schedule::CosineSchedule;
-use super::step::{PretrainBatch, StepStats, step_rng, train_step};
+use super::step::{PretrainBatch, StepStats, step_rng, train_step_parallel};
 use crate::config::{CaeConfig, Method, TargetConfig};
 use crate::dalle::{DalleConfig, DalleEncoder};
 use crate::error::PretrainError;
@@ -51,6 +52,9 @@ pub struct RunRequest {
     pub tokenizer: Option<PathBuf>,
     /// Device names (`cpu`, `cuda:0`, …).
     pub devices: Vec<String>,
+    /// Processes of the job (MPI ranks; 1 without a launcher). Must equal the size of the
+    /// [`Collective`] given to [`run_parallel`].
+    pub processes: usize,
     /// Continue from the newest checkpoint in `out`.
     pub resume: bool,
     /// Show a progress bar.
@@ -108,14 +112,36 @@ struct Sample {
     mask: GridMask,
 }
 
+/// The devices of a run, each listed once: several entries that name one device (in burn 0.22
+/// every CPU entry is the one CPU device) would silently merge into one worker, so they are
+/// refused, saying what to use instead.
 fn device_list(names: &[String]) -> Result<Vec<Device>, PretrainError> {
     if names.is_empty() {
         return Err(PretrainError::Config("no device given".into()));
     }
-    names
+    let devices: Vec<Device> = names
         .iter()
         .map(|n| crate::device::parse_device(n).map(|d| d.autodiff()))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for (i, d) in devices.iter().enumerate() {
+        if let Some(j) = devices[..i].iter().position(|e| e == d) {
+            let distinct = devices
+                .iter()
+                .enumerate()
+                .filter(|(k, e)| !devices[..*k].contains(e))
+                .count();
+            return Err(PretrainError::Config(format!(
+                "--devices lists {} entries but only {distinct} distinct device(s): `{}` and `{}` \
+                 are the same device ({d:?}), so they would share one worker. List each device \
+                 once; to split a batch on one device use --accum N, and for several processes \
+                 launch with mpirun (a binary built with --features mpi)",
+                names.len(),
+                names[j],
+                names[i]
+            )));
+        }
+    }
+    Ok(devices)
 }
 
 /// Resolves the request into the config written to `config.toml`.
@@ -138,15 +164,19 @@ pub fn resolve(req: &RunRequest, images: usize) -> Result<RunConfig, PretrainErr
             t.batch_size
         )));
     }
+    if req.processes == 0 {
+        return Err(PretrainError::Config("a job of 0 processes".into()));
+    }
     if !t
         .batch_size
-        .is_multiple_of(t.accum_steps * req.devices.len())
+        .is_multiple_of(t.accum_steps * req.devices.len() * req.processes)
     {
         return Err(PretrainError::Config(format!(
-            "batch {} does not split into {} accumulation step(s) × {} device(s)",
+            "batch {} does not split into {} accumulation step(s) × {} device(s) × {} process(es)",
             t.batch_size,
             t.accum_steps,
-            req.devices.len()
+            req.devices.len(),
+            req.processes
         )));
     }
     let total = match (t.steps, t.epochs) {
@@ -161,6 +191,7 @@ pub fn resolve(req: &RunRequest, images: usize) -> Result<RunConfig, PretrainErr
         data: req.data.display().to_string(),
         tokenizer: req.tokenizer.as_ref().map(|p| p.display().to_string()),
         devices: req.devices.clone(),
+        processes: req.processes,
         derived: Derived {
             effective_batch: t.batch_size,
             lr: t.effective_lr(),
@@ -302,9 +333,47 @@ fn config_diff(saved: &str, given: &str) -> String {
     shown
 }
 
-/// Runs (or resumes) a pretraining run.
+/// Runs (or resumes) a pretraining run in this process alone.
 pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
+    run_parallel(req, &SingleProcess)
+}
+
+/// Every rank's copy of `values` must equal rank 0's; `what` names them in the error.
+fn agree(collective: &dyn Collective, values: &[f32], what: &str) -> Result<(), PretrainError> {
+    if collective.size() == 1 {
+        return Ok(());
+    }
+    let mut root = values.to_vec();
+    collective.broadcast_from_root(&mut root)?;
+    if root != values {
+        return Err(PretrainError::Config(format!(
+            "rank {} of {} disagrees with rank 0 on {what} ({values:?} here, {root:?} on rank 0); \
+             every rank must run the same command on the same data, with --out on a filesystem \
+             every rank sees",
+            collective.rank(),
+            collective.size()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs (or resumes) a pretraining run as one process (rank) of a data-parallel job: each rank
+/// trains on its slice of every batch, gradients are summed over ranks every step, and rank 0
+/// alone writes `config.toml`, metrics, checkpoints and the encoder. Every rank must see the same
+/// data folder and run directory (resume reads the checkpoint rank 0 wrote).
+pub fn run_parallel(
+    req: &RunRequest,
+    collective: &dyn Collective,
+) -> Result<RunSummary, PretrainError> {
     let started = Instant::now();
+    if collective.size() != req.processes {
+        return Err(PretrainError::Config(format!(
+            "the request is for {} process(es) but the job has {}",
+            req.processes,
+            collective.size()
+        )));
+    }
+    let root = collective.is_root();
     let data = Arc::new(
         UnlabelledFolder::open(&req.data).map_err(|e| PretrainError::Input(e.to_string()))?,
     );
@@ -315,36 +384,57 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
     let devices = device_list(&req.devices)?;
     let device = devices[0].clone();
     check_out_dir(req, &cfg)?;
+    agree(collective, &[data.len() as f32], "the number of images")?;
 
     // Fresh run or resume.
     let mut resumed_from = None;
     if req.resume {
         resumed_from = latest_checkpoint(&ckpt_dir)?;
-        if resumed_from.is_none() {
+        if resumed_from.is_none() && root {
             tracing::info!(
                 "--resume: no checkpoint in {}, starting from step 0",
                 ckpt_dir.display()
             );
         }
     }
-    std::fs::create_dir_all(&ckpt_dir).map_err(|e| PretrainError::io(&ckpt_dir, e))?;
+    agree(
+        collective,
+        &[resumed_from.as_ref().map_or(-1.0, |(s, _)| *s as f32)],
+        "the checkpoint to resume from",
+    )?;
+    // Every rank has read the directory before rank 0 writes to it.
+    collective.barrier()?;
     let config_toml = cfg.to_toml();
-    crate::weights::write_atomic(&config_path, config_toml.as_bytes())?;
+    if root {
+        std::fs::create_dir_all(&ckpt_dir).map_err(|e| PretrainError::io(&ckpt_dir, e))?;
+        crate::weights::write_atomic(&config_path, config_toml.as_bytes())?;
+    }
 
     let t = &cfg.train;
-    tracing::info!(
-        "{} on {} images, {} steps ({} per epoch), effective batch {}, {}; warmup {} steps",
-        match cfg.model.method {
-            Method::Cae => "CAE",
-            Method::Beit => "BEiT",
-        },
-        cfg.derived.images,
-        cfg.derived.total_steps,
-        cfg.derived.steps_per_epoch,
-        cfg.derived.effective_batch,
-        cfg.derived.lr_rule,
-        cfg.derived.warmup_steps,
-    );
+    if root {
+        tracing::info!(
+            "{} on {} images, {} steps ({} per epoch), effective batch {}, {}; warmup {} steps{}",
+            match cfg.model.method {
+                Method::Cae => "CAE",
+                Method::Beit => "BEiT",
+            },
+            cfg.derived.images,
+            cfg.derived.total_steps,
+            cfg.derived.steps_per_epoch,
+            cfg.derived.effective_batch,
+            cfg.derived.lr_rule,
+            cfg.derived.warmup_steps,
+            if collective.size() > 1 {
+                format!(
+                    "; {} processes ({})",
+                    collective.size(),
+                    collective.describe()
+                )
+            } else {
+                String::new()
+            },
+        );
+    }
 
     let mut model = match cfg.model.method {
         Method::Cae => AnyModel::Cae(Box::new(ContextAutoencoder::new(
@@ -365,10 +455,16 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
             AnyModel::Beit(m) => load_checkpoint(path, m.as_mut(), &mut optim, &device)?,
         };
         step = state.step;
-        tracing::info!("resumed from {} (step {step})", path.display());
+        if root {
+            tracing::info!("resumed from {} (step {step})", path.display());
+        }
     }
+    // Every rank has loaded its checkpoint before rank 0 writes (and prunes) new ones.
+    collective.barrier()?;
     let metrics_path = out.join("metrics.jsonl");
-    truncate_metrics(&metrics_path, step)?;
+    if root {
+        truncate_metrics(&metrics_path, step)?;
+    }
     let tokenizer = match (&cfg.model.target, &req.tokenizer) {
         (TargetConfig::Dalle { vocab_size }, Some(path)) => {
             let tcfg = tokenizer_config(path, *vocab_size)?;
@@ -398,16 +494,27 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
             .with_threads(t.loader_threads)
             .map_err(|e| PretrainError::Config(e.to_string()))?;
     }
+    if collective.size() > 1 {
+        loader = loader
+            .with_shard(collective.rank(), collective.size())
+            .map_err(|e| PretrainError::Config(e.to_string()))?;
+    }
     let spe = cfg.derived.steps_per_epoch;
     let total = cfg.derived.total_steps;
     let want_tokens = tokenizer.is_some();
 
-    let progress = crate::progress::bar(req.progress, total, step, "steps");
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| PretrainError::io(&metrics_path, e))?;
+    let progress = crate::progress::bar(req.progress && root, total, step, "steps");
+    let mut metrics = if root {
+        Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(|e| PretrainError::io(&metrics_path, e))?,
+        )
+    } else {
+        None
+    };
     let mut last_losses = Vec::new();
     let resumed_step = step;
 
@@ -438,13 +545,29 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
             let rng = step_rng(t.seed, step);
             let (next, stats) = match model {
                 AnyModel::Cae(m) => {
-                    let (m, s) =
-                        train_step(*m, &mut optim, &cfg.model, &shards, lr, t.clip_grad, rng)?;
+                    let (m, s) = train_step_parallel(
+                        *m,
+                        &mut optim,
+                        &cfg.model,
+                        &shards,
+                        lr,
+                        t.clip_grad,
+                        rng,
+                        collective,
+                    )?;
                     (AnyModel::Cae(Box::new(m)), s)
                 }
                 AnyModel::Beit(m) => {
-                    let (m, s) =
-                        train_step(*m, &mut optim, &cfg.model, &shards, lr, t.clip_grad, rng)?;
+                    let (m, s) = train_step_parallel(
+                        *m,
+                        &mut optim,
+                        &cfg.model,
+                        &shards,
+                        lr,
+                        t.clip_grad,
+                        rng,
+                        collective,
+                    )?;
                     (AnyModel::Beit(Box::new(m)), s)
                 }
             };
@@ -459,15 +582,17 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
             step += 1;
             let secs = tick.elapsed().as_secs_f64();
             tick = Instant::now();
-            if step.is_multiple_of(t.log_every) || step == total {
+            if let Some(metrics) = metrics.as_mut()
+                && (step.is_multiple_of(t.log_every) || step == total)
+            {
                 write_metrics(
-                    &mut metrics,
+                    metrics,
                     &metrics_path,
                     step,
                     epoch,
                     lr,
                     &stats,
-                    samples.len() as f64 / secs,
+                    (samples.len() * collective.size()) as f64 / secs,
                 )?;
             }
             last_losses.push(stats.loss);
@@ -476,7 +601,7 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
             }
             progress.set_position(step);
             progress.set_message(format!("loss {:.4}", stats.loss));
-            if step.is_multiple_of(t.checkpoint_every) || step == total {
+            if root && (step.is_multiple_of(t.checkpoint_every) || step == total) {
                 let state = CheckpointState {
                     format: FORMAT.into(),
                     step,
@@ -512,7 +637,9 @@ pub fn run(req: &RunRequest) -> Result<RunSummary, PretrainError> {
         AnyModel::Cae(m) => &m.encoder,
         AnyModel::Beit(m) => &m.encoder,
     };
-    crate::encoder_file::save_encoder(enc_module, &cfg.model, &encoder, &extra)?;
+    if root {
+        crate::encoder_file::save_encoder(enc_module, &cfg.model, &encoder, &extra)?;
+    }
     if last_losses.is_empty() {
         // Resumed at the final step: the losses of the run are the logged ones.
         last_losses = logged_losses(&metrics_path, step)?;

@@ -16,6 +16,8 @@ use crate::model::{BeitPretrain, ContextAutoencoder, ForwardCtx, TokenSelection}
 use crate::optim::{AdamW, clip_grad_norm};
 use crate::targets::{Targets, pixel_targets};
 
+use super::dist::{Collective, SingleProcess, all_reduce_grads, combine_device_grads};
+
 /// One (micro-)batch of pretraining inputs.
 #[derive(Debug, Clone)]
 pub struct PretrainBatch {
@@ -133,35 +135,20 @@ pub fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
     salted_step_rng(seed, PRETRAIN_STEP_SALT, step)
 }
 
-/// A worker's result; a worker that panicked (a backend failure such as running out of device
-/// memory surfaces as a panic inside burn) becomes an error naming its device and the message,
-/// instead of taking the whole process down.
-fn worker_result<T>(
-    joined: std::thread::Result<Result<T, PretrainError>>,
-    device: &Device,
-) -> Result<T, PretrainError> {
-    joined.unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_string());
-        Err(PretrainError::Backend(format!(
-            "the training worker on device {device:?} failed: {message}"
-        )))
-    })
+/// The generator of micro-batch `index` of a step (counted over every device and rank of the
+/// job, in batch order): the step's own stream for micro-batch 0, a stream of its own for each
+/// other. So a micro-batch draws the same dropout whether it runs after another on one device,
+/// on a second device, or in another process, and `mpirun -np 2` equals `--accum 2`.
+pub fn micro_batch_rng(step: &ChaCha8Rng, index: usize) -> ChaCha8Rng {
+    let mut rng = step.clone();
+    rng.set_stream(rng.get_stream().wrapping_add(index as u64 * 0x1000_0000));
+    rng
 }
 
-/// One micro-batch's result: its index, gradients, loss scalars and whether it has `mlm_acc`.
-type ShardGrads = (usize, GradientsParams, Tensor<1>, bool);
-
-/// Forward + backward over the micro-batches, then one clipped AdamW update.
+/// Forward + backward over the micro-batches, then one clipped AdamW update (one process).
 ///
-/// Each micro-batch's loss is scaled by its share of the samples, so the accumulated gradient is
-/// that of the mean loss over the whole batch. Micro-batches on other devices than the model's run
-/// on replicas of the model in parallel threads (data parallel); their gradients are brought to the
-/// model's device and summed in micro-batch order.
-pub fn train_step<M: Pretrainable + Send + Sync>(
+/// See [`train_step_parallel`].
+pub fn train_step<M: Pretrainable>(
     model: M,
     optim: &mut AdamW,
     cfg: &CaeConfig,
@@ -170,10 +157,47 @@ pub fn train_step<M: Pretrainable + Send + Sync>(
     clip: Option<f64>,
     rng: ChaCha8Rng,
 ) -> Result<(M, StepStats), PretrainError> {
-    let total: usize = micro_batches.iter().map(PretrainBatch::len).sum();
-    if total == 0 {
+    train_step_parallel(
+        model,
+        optim,
+        cfg,
+        micro_batches,
+        lr,
+        clip,
+        rng,
+        &SingleProcess,
+    )
+}
+
+/// Forward + backward over this process's micro-batches, the sum of every process's gradients,
+/// then one clipped AdamW update.
+///
+/// Each micro-batch's loss is scaled by its share of the samples of the whole step (every rank
+/// holds the same number of samples), so the summed gradient is that of the mean loss over the
+/// global batch. Micro-batches may sit on several devices (`--devices`): the model is forked to
+/// each, each device accumulates its own micro-batches' gradients in order, and burn's
+/// [`MultiGradientsParams`](burn::optim::MultiGradientsParams) sums the devices' gradients, which
+/// are then moved to the model's device (burn-train's multi-device semantics). Devices are driven
+/// from this thread in turn: GPU backends queue their kernels asynchronously. Across processes,
+/// one all-reduce sums the gradients and the loss scalars ([`all_reduce_grads`]); the update that
+/// follows is the same on every rank.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_parallel<M: Pretrainable>(
+    model: M,
+    optim: &mut AdamW,
+    cfg: &CaeConfig,
+    micro_batches: &[PretrainBatch],
+    lr: f64,
+    clip: Option<f64>,
+    rng: ChaCha8Rng,
+    collective: &dyn Collective,
+) -> Result<(M, StepStats), PretrainError> {
+    let local: usize = micro_batches.iter().map(PretrainBatch::len).sum();
+    if local == 0 {
         return Err(PretrainError::Input("an empty batch".into()));
     }
+    let total = local * collective.size();
+    let first_micro = collective.rank() * micro_batches.len();
     let home = model
         .devices()
         .into_iter()
@@ -186,78 +210,58 @@ pub fn train_step<M: Pretrainable + Send + Sync>(
             devices.push(d);
         }
     }
-    // One worker per device; the home device's worker uses the model itself.
-    let outputs: Vec<Result<Vec<ShardGrads>, PretrainError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = devices
-            .iter()
-            .enumerate()
-            .map(|(w, device)| {
-                let replica = if *device == home {
-                    model.clone()
-                } else {
-                    model.clone().fork(device)
-                };
-                let mut worker_rng = rng.clone();
-                worker_rng.set_stream(worker_rng.get_stream().wrapping_add(w as u64 * 0x1000_0000));
-                let home = home.clone();
-                let device = device.clone();
-                scope.spawn(move || -> Result<_, PretrainError> {
-                    let mut ctx = ForwardCtx::train(worker_rng);
-                    let mut out = Vec::new();
-                    for (i, mb) in micro_batches.iter().enumerate() {
-                        if mb.images.device() != device {
-                            continue;
-                        }
-                        let share = mb.len() as f64 / total as f64;
-                        let l = replica.losses(cfg, mb, &mut ctx)?;
-                        let grads = l.loss.clone().mul_scalar(share).backward();
-                        let mut grads = GradientsParams::from_grads(grads, &replica);
-                        if device != home {
-                            grads = grads.to_device(&home, &replica);
-                        }
-                        let has_acc = l.mlm_acc.is_some();
-                        let acc = l.mlm_acc.unwrap_or_else(|| l.loss.zeros_like());
-                        let scalars = Tensor::cat(
-                            vec![
-                                l.loss.detach(),
-                                l.loss_rec.detach(),
-                                l.loss_align.detach(),
-                                acc,
-                            ],
-                            0,
-                        )
-                        .mul_scalar(share)
-                        .to_device(&home);
-                        out.push((i, grads, scalars, has_acc));
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .zip(&devices)
-            .map(|(h, device)| worker_result(h.join(), device))
-            .collect()
-    });
-    let mut parts = Vec::new();
-    for o in outputs {
-        parts.extend(o?);
-    }
-    parts.sort_by_key(|p| p.0);
-    let mut accumulator = GradientsAccumulator::<M>::new();
-    let mut scalars = Vec::with_capacity(parts.len());
+    let mut per_device = Vec::with_capacity(devices.len());
+    // Loss, loss_rec, loss_align and mlm_acc, each scaled by its micro-batch's share.
+    let mut scalars: Vec<Tensor<1>> = Vec::with_capacity(micro_batches.len());
     let mut has_acc = false;
-    for (_, grads, s, acc) in parts {
-        accumulator.accumulate(&model, grads);
-        scalars.push(s);
-        has_acc |= acc;
+    for device in &devices {
+        let replica = if *device == home {
+            model.clone()
+        } else {
+            model.clone().fork(device)
+        };
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        for (i, mb) in micro_batches.iter().enumerate() {
+            if mb.images.device() != *device {
+                continue;
+            }
+            let share = mb.len() as f64 / total as f64;
+            let mut ctx = ForwardCtx::train(micro_batch_rng(&rng, first_micro + i));
+            let l = replica.losses(cfg, mb, &mut ctx)?;
+            let grads = l.loss.clone().mul_scalar(share).backward();
+            accumulator.accumulate(&replica, GradientsParams::from_grads(grads, &replica));
+            has_acc |= l.mlm_acc.is_some();
+            let acc = l.mlm_acc.unwrap_or_else(|| l.loss.zeros_like());
+            let s = Tensor::cat(
+                vec![
+                    l.loss.detach(),
+                    l.loss_rec.detach(),
+                    l.loss_align.detach(),
+                    acc,
+                ],
+                0,
+            )
+            .mul_scalar(share)
+            .to_device(&home);
+            scalars.push(s);
+        }
+        per_device.push((accumulator.grads(), device.clone()));
     }
-    let mut grads = accumulator.grads();
-    let sums: Vec<f32> = Tensor::stack::<2>(scalars, 0)
+    let mut grads = if per_device.len() == 1 {
+        per_device
+            .pop()
+            .map(|(g, _)| g)
+            .unwrap_or_else(GradientsParams::new)
+    } else {
+        combine_device_grads(&model, per_device, &home)
+    };
+    all_reduce_grads(&model, &mut grads, collective, &home)?;
+    let mut sums: Vec<f32> = Tensor::stack::<2>(scalars, 0)
         .sum_dim(0)
         .try_into_vec_as::<f32>()
         .map_err(|e| PretrainError::Backend(format!("{e:?}")))?;
+    sums.push(if has_acc { 1.0 } else { 0.0 });
+    collective.all_reduce_sum(&mut sums)?;
     let grad_norm = clip_grad_norm(&model, &mut grads, clip);
     let model = optim.step(model, grads, lr);
     Ok((
@@ -266,7 +270,7 @@ pub fn train_step<M: Pretrainable + Send + Sync>(
             loss: sums[0] as f64,
             loss_rec: sums[1] as f64,
             loss_align: sums[2] as f64,
-            mlm_acc: has_acc.then_some(sums[3] as f64),
+            mlm_acc: (sums[4] > 0.0).then_some(sums[3] as f64),
             grad_norm,
         },
     ))
@@ -300,23 +304,6 @@ impl Pretrainable for BeitPretrain {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_failing_worker_is_an_error_naming_its_device() {
-        let device = Device::flex();
-        let joined = std::thread::scope(|scope| {
-            scope
-                .spawn(|| -> Result<u32, PretrainError> {
-                    std::panic::panic_any("out of memory: 4 GiB requested".to_string())
-                })
-                .join()
-        });
-        let err = worker_result(joined, &device).unwrap_err().to_string();
-        assert!(err.contains("out of memory: 4 GiB requested"), "{err}");
-        assert!(err.contains("training worker on device"), "{err}");
-        let joined = std::thread::scope(|scope| scope.spawn(|| Ok::<u32, PretrainError>(3)).join());
-        assert_eq!(worker_result(joined, &device).unwrap(), 3);
-    }
 
     #[test]
     fn step_streams_are_pure_functions_of_seed_salt_and_step() {
