@@ -227,10 +227,22 @@ mod tests {
         Device::flex().autodiff()
     }
 
+    /// Normal(0, 1) values drawn from a seeded CPU generator: the device RNG is one global
+    /// state that tests running in parallel reseed and draw from, so two draws "with the same
+    /// seed" there may differ.
     fn rand<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<D> {
-        let d = dev();
-        d.seed(seed);
-        Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), &d).require_grad()
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        // Box-Muller.
+        let values: Vec<f32> = (0..n)
+            .map(|_| {
+                let u1: f64 = 1.0 - rng.random::<f64>();
+                let u2: f64 = rng.random::<f64>();
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+            })
+            .collect();
+        Tensor::<D>::from_data(burn::tensor::TensorData::new(values, shape), &dev()).require_grad()
     }
 
     fn vals<const D: usize>(t: Tensor<D>) -> Vec<f32> {

@@ -13,6 +13,9 @@ pub struct ForwardCtx {
     /// Drop path is active only in training.
     pub train: bool,
     rng: Option<ChaCha8Rng>,
+    /// A piece of a larger batch: (the whole batch's size, this piece's first sample, drop path
+    /// calls so far). See [`ForwardCtx::train_piece`].
+    piece: Option<(usize, usize, u64)>,
 }
 
 impl ForwardCtx {
@@ -21,6 +24,7 @@ impl ForwardCtx {
         Self {
             train: false,
             rng: None,
+            piece: None,
         }
     }
 
@@ -29,6 +33,21 @@ impl ForwardCtx {
         Self {
             train: true,
             rng: Some(rng),
+            piece: None,
+        }
+    }
+
+    /// Training on samples `offset..offset + b` of a batch of `batch` samples, drawing exactly
+    /// the drop path decisions the whole batch's pass [`ForwardCtx::train`] with the same
+    /// generator draws for those samples: that pass draws one value per sample per drop path
+    /// call, in order, so the piece jumps to its samples' positions in the stream. This is what
+    /// lets a step be split over threads without changing its random draws. (Only drop path may
+    /// draw from such a context.)
+    pub fn train_piece(rng: ChaCha8Rng, batch: usize, offset: usize) -> Self {
+        Self {
+            train: true,
+            rng: Some(rng),
+            piece: Some((batch, offset, 0)),
         }
     }
 
@@ -48,6 +67,12 @@ impl ForwardCtx {
             .as_mut()
             .expect("a training ForwardCtx always has a generator");
         let [b, _, _] = x.dims();
+        if let Some((batch, offset, calls)) = self.piece.as_mut() {
+            // Each value is one u64, i.e. two 32-bit words of the ChaCha stream.
+            let first = *calls * *batch as u64 + *offset as u64;
+            rng.set_word_pos(2 * u128::from(first));
+            *calls += 1;
+        }
         let keep = 1.0 - p;
         let mask: Vec<f32> = (0..b)
             .map(|_| {
@@ -102,5 +127,30 @@ mod tests {
         let mut eval = ForwardCtx::eval();
         let z: Vec<f32> = eval.drop_path(x, 0.5).try_into_vec_as::<f32>().unwrap();
         assert!(z.iter().all(|v| *v == 1.0));
+    }
+
+    #[test]
+    fn pieces_of_a_batch_draw_what_the_whole_batch_draws_for_them() {
+        let dev = Device::flex();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        rng.set_stream(5);
+        let draws = |ctx: &mut ForwardCtx, b: usize| -> Vec<f32> {
+            let mut out = Vec::new();
+            for p in [0.3, 0.5, 0.7] {
+                let x = Tensor::<3>::ones([b, 1, 1], &dev);
+                out.extend(ctx.drop_path(x, p).try_into_vec_as::<f32>().unwrap());
+            }
+            out
+        };
+        let whole = draws(&mut ForwardCtx::train(rng.clone()), 7);
+        let a = draws(&mut ForwardCtx::train_piece(rng.clone(), 7, 0), 3);
+        let b = draws(&mut ForwardCtx::train_piece(rng.clone(), 7, 3), 4);
+        for call in 0..3 {
+            let mut joined = a[call * 3..(call + 1) * 3].to_vec();
+            joined.extend_from_slice(&b[call * 4..(call + 1) * 4]);
+            assert_eq!(joined, whole[call * 7..(call + 1) * 7], "call {call}");
+        }
+        // And the whole batch as one piece is the plain pass.
+        assert_eq!(draws(&mut ForwardCtx::train_piece(rng, 7, 0), 7), whole);
     }
 }
