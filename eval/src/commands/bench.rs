@@ -12,6 +12,30 @@ use cae_pretrain::train::bench::bench_pretrain_step;
 pub enum BenchCommand {
     /// Images per second of a full pretraining step (forward, backward, AdamW) on random data.
     Pretrain(BenchPretrainArgs),
+    /// Forward + backward time of the dense heads' ops (convolutions, transposed convolution,
+    /// max-pool, bilinear resize, RoIAlign) at the shapes UperNet and Mask R-CNN use; the rows
+    /// and shapes of `benches/torch_ops.py`.
+    Ops(BenchOpsArgs),
+}
+
+/// `cae-bench bench ops`.
+#[derive(Debug, Args)]
+pub struct BenchOpsArgs {
+    /// Timed repetitions per op (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Untimed warm-up repetitions per op.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Only the rows whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Device: cpu, cuda[:N], vulkan[:N], tch.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cae-bench bench pretrain`.
@@ -41,7 +65,163 @@ pub struct BenchPretrainArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Pretrain(args) => pretrain(args),
+        BenchCommand::Ops(args) => ops(args),
     }
+}
+
+/// The op rows: name and a closure running forward + backward once (inputs made inside, before
+/// the clock starts, is not needed: they are built once and cloned).
+fn ops(args: BenchOpsArgs) -> anyhow::Result<()> {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
+    use burn::tensor::module::max_pool2d;
+    use burn::tensor::ops::MaxPoolOptions;
+    use burn::tensor::{Distribution, Tensor};
+    use cae_heads::detection::roi_align::{Roi, RoiAlignConfig, roi_align};
+    use cae_heads::segmentation::conv_module::resize_bilinear;
+
+    anyhow::ensure!(args.reps >= 1, "--reps must be at least 1");
+    let device = parse_device(&args.device)?.autodiff();
+    device.seed(0);
+    let rand = |shape: [usize; 4]| {
+        Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad()
+    };
+    let sync = |d: &burn::tensor::Device| d.sync().map_err(|e| anyhow::anyhow!("{e:?}"));
+    type Row<'a> = (&'static str, Box<dyn Fn() -> anyhow::Result<()> + 'a>);
+    let conv = |c_in: usize,
+                c_out: usize,
+                k: usize,
+                x: [usize; 4]|
+     -> Box<dyn Fn() -> anyhow::Result<()>> {
+        let layer = Conv2dConfig::new([c_in, c_out], [k, k])
+            .with_padding(PaddingConfig2d::Explicit(k / 2, k / 2, k / 2, k / 2))
+            .init(&device);
+        let x = rand(x);
+        Box::new(move || {
+            let _ = layer.forward(x.clone()).sum().backward();
+            Ok(())
+        })
+    };
+    // RoIs on a 256-px image whose stride-4 map is 64×64: sizes 16..128 px, a fixed pattern.
+    let rois = |n: usize| -> Vec<Roi> {
+        (0..n)
+            .map(|i| {
+                let s = 16.0 + ((i * 37) % 113) as f32;
+                let x = ((i * 53) % 128) as f32;
+                let y = ((i * 29) % 128) as f32;
+                Roi {
+                    batch: i % 2,
+                    bbox: [x, y, (x + s).min(255.0), (y + s).min(255.0)],
+                }
+            })
+            .collect()
+    };
+    let mut rows: Vec<Row> = vec![
+        (
+            "conv3x3 768->768, 2x768x32x32 (UperNet FPN conv)",
+            conv(768, 768, 3, [2, 768, 32, 32]),
+        ),
+        (
+            "conv1x1 768->768, 2x768x64x64 (UperNet lateral)",
+            conv(768, 768, 1, [2, 768, 64, 64]),
+        ),
+        (
+            "conv3x3 256->256, 2x256x64x64 (detection FPN conv)",
+            conv(256, 256, 3, [2, 256, 64, 64]),
+        ),
+        (
+            "conv3x3 256->256, 64x256x14x14 (mask head)",
+            conv(256, 256, 3, [64, 256, 14, 14]),
+        ),
+    ];
+    {
+        let layer = ConvTranspose2dConfig::new([768, 768], [2, 2])
+            .with_stride([2, 2])
+            .init(&device);
+        let x = rand([2, 768, 32, 32]);
+        rows.push((
+            "deconv2x2 s2 768->768, 2x768x32x32 (neck x2)",
+            Box::new(move || {
+                let _ = layer.forward(x.clone()).sum().backward();
+                Ok(())
+            }),
+        ));
+    }
+    {
+        let x = rand([2, 768, 32, 32]);
+        rows.push((
+            "max-pool 2x2, 2x768x32x32 (neck x0.5)",
+            Box::new(move || {
+                let _ = max_pool2d(x.clone(), MaxPoolOptions::new([2, 2]))
+                    .sum()
+                    .backward();
+                Ok(())
+            }),
+        ));
+    }
+    {
+        let x = rand([2, 150, 64, 64]);
+        rows.push((
+            "bilinear resize 2x150x64x64 -> 256x256 (logits)",
+            Box::new(move || {
+                let _ = resize_bilinear(x.clone(), [256, 256]).sum().backward();
+                Ok(())
+            }),
+        ));
+    }
+    for (name, size, n) in [
+        ("RoIAlign 7x7, 2x256x64x64, 256 RoIs (box head)", 7, 256),
+        ("RoIAlign 14x14, 2x256x64x64, 64 RoIs (mask head)", 14, 64),
+    ] {
+        let x = rand([2, 256, 64, 64]);
+        let boxes = rois(n);
+        let cfg = RoiAlignConfig::new(size, 0.25);
+        rows.push((
+            name,
+            Box::new(move || {
+                let _ = roi_align(x.clone(), &boxes, &cfg)?.sum().backward();
+                Ok(())
+            }),
+        ));
+    }
+    let mut results = Vec::new();
+    for (name, f) in &rows {
+        if let Some(only) = &args.only
+            && !name.contains(only.as_str())
+        {
+            continue;
+        }
+        for _ in 0..args.warmup {
+            f()?;
+        }
+        sync(&device)?;
+        let mut times = Vec::with_capacity(args.reps);
+        for _ in 0..args.reps {
+            let t = std::time::Instant::now();
+            f().with_context(|| format!("op {name}"))?;
+            sync(&device)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        if !args.json {
+            println!(
+                "{name}: {median:.2} ms (forward + backward, median of {})",
+                args.reps
+            );
+        }
+        results.push(serde_json::json!({ "op": name, "ms": median }));
+    }
+    if args.json {
+        let v = serde_json::json!({
+            "device": args.device,
+            "threads": rayon::current_num_threads(),
+            "reps": args.reps,
+            "ops": results,
+        });
+        println!("{}", serde_json::to_string(&v)?);
+    }
+    Ok(())
 }
 
 fn pretrain(args: BenchPretrainArgs) -> anyhow::Result<()> {
