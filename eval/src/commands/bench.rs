@@ -98,7 +98,10 @@ fn ops(args: BenchOpsArgs) -> anyhow::Result<()> {
             .init(&device);
         let x = rand(x);
         Box::new(move || {
-            let _ = layer.forward(x.clone()).sum().backward();
+            // What the heads run: a 1×1 convolution as one matrix product.
+            let _ = cae_heads::segmentation::conv_module::conv2d(&layer, x.clone())
+                .sum()
+                .backward();
             Ok(())
         })
     };

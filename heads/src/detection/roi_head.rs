@@ -236,7 +236,7 @@ impl FcnMaskHead {
         for c in &self.convs {
             x = relu(c.conv.forward(x));
         }
-        self.conv_logits.forward(relu(self.upsample.forward(x)))
+        crate::segmentation::conv_module::conv2d(&self.conv_logits, relu(self.upsample.forward(x)))
     }
 }
 

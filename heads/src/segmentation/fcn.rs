@@ -75,7 +75,7 @@ impl FCNHead {
             y = conv.forward(y, ctx.train);
         }
         let y = dropout2d(y, self.dropout, ctx);
-        Ok(self.conv_seg.forward(y))
+        Ok(super::conv_module::conv2d(&self.conv_seg, y))
     }
 }
 

@@ -56,7 +56,10 @@ impl BNHead {
                 .collect(),
             1,
         );
-        Ok(self.conv_seg.forward(self.bn.forward(x, train)))
+        Ok(super::conv_module::conv2d(
+            &self.conv_seg,
+            self.bn.forward(x, train),
+        ))
     }
 }
 

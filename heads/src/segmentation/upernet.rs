@@ -173,7 +173,7 @@ impl UPerHead {
     pub fn forward(&mut self, levels: &[Tensor<4>], ctx: &mut ForwardCtx) -> Result<Tensor<4>> {
         let feats = self.forward_feature(levels, ctx.train)?;
         let feats = dropout2d(feats, self.dropout, ctx);
-        Ok(self.conv_seg.forward(feats))
+        Ok(super::conv_module::conv2d(&self.conv_seg, feats))
     }
 }
 
