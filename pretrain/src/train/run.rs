@@ -543,10 +543,11 @@ pub fn run_parallel(
             let lr = schedule.at(step);
             let shards = make_shards(&samples, &cfg, tokenizer.as_ref(), &devices)?;
             let rng = step_rng(t.seed, step);
-            let (next, stats) = match model {
-                AnyModel::Cae(m) => {
-                    let (m, s) = train_step_parallel(
-                        *m,
+            // One step of either model (the two arms differ only in the variant).
+            macro_rules! step {
+                ($m:expr) => {
+                    train_step_parallel(
+                        *$m,
                         &mut optim,
                         &cfg.model,
                         &shards,
@@ -554,20 +555,16 @@ pub fn run_parallel(
                         t.clip_grad,
                         rng,
                         collective,
-                    )?;
+                    )?
+                };
+            }
+            let (next, stats) = match model {
+                AnyModel::Cae(m) => {
+                    let (m, s) = step!(m);
                     (AnyModel::Cae(Box::new(m)), s)
                 }
                 AnyModel::Beit(m) => {
-                    let (m, s) = train_step_parallel(
-                        *m,
-                        &mut optim,
-                        &cfg.model,
-                        &shards,
-                        lr,
-                        t.clip_grad,
-                        rng,
-                        collective,
-                    )?;
+                    let (m, s) = step!(m);
                     (AnyModel::Beit(Box::new(m)), s)
                 }
             };
