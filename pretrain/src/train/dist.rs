@@ -8,8 +8,8 @@
 //! so the weights stay equal on every rank without being sent. Rank 0 alone writes checkpoints,
 //! metrics and records.
 
+use burn::module::ModuleVisitor;
 use burn::module::{Module, Param};
-use burn::module::{ModuleVisitor, ParamId};
 use burn::optim::GradientsParams;
 use burn::optim::MultiGradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -75,17 +75,65 @@ impl Collective for SingleProcess {
     }
 }
 
-/// The parameters of a module in visiting order: id and element count.
-fn param_layout<M: Module>(model: &M) -> Vec<(ParamId, Vec<usize>)> {
-    struct Layout(Vec<(ParamId, Vec<usize>)>);
-    impl ModuleVisitor for Layout {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.0.push((param.id, param.val().dims().to_vec()));
+/// Takes every parameter's gradient out of `grads`, flattened in the module's visiting order
+/// (zeros for a parameter without one), with a presence count per parameter.
+struct Flatten<'a> {
+    grads: &'a mut GradientsParams,
+    values: Vec<f32>,
+    present: Vec<f32>,
+    error: Option<PretrainError>,
+}
+
+impl ModuleVisitor for Flatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let n = param.val().shape().num_elements();
+        let taken = self.grads.remove::<D>(param.id).map(|g| {
+            g.into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| PretrainError::Backend(format!("reading a gradient: {e:?}")))
+        });
+        match taken {
+            Some(Ok(v)) => {
+                self.values.extend_from_slice(&v);
+                self.present.push(1.0);
+            }
+            Some(Err(e)) => {
+                self.error.get_or_insert(e);
+                self.values.extend(std::iter::repeat_n(0.0, n));
+                self.present.push(0.0);
+            }
+            None => {
+                self.values.extend(std::iter::repeat_n(0.0, n));
+                self.present.push(0.0);
+            }
         }
     }
-    let mut l = Layout(Vec::new());
-    model.visit(&mut l);
-    l.0
+}
+
+/// Puts flattened gradients back into `grads`, in the same order as [`Flatten`], for every
+/// parameter whose presence count is positive.
+struct Unflatten<'a> {
+    grads: &'a mut GradientsParams,
+    values: &'a [f32],
+    present: &'a [f32],
+    device: &'a Device,
+    offset: usize,
+    index: usize,
+}
+
+impl ModuleVisitor for Unflatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let dims = param.val().dims();
+        let n: usize = dims.iter().product();
+        if self.present[self.index] > 0.0 {
+            let data = TensorData::new(self.values[self.offset..self.offset + n].to_vec(), dims);
+            self.grads
+                .register(param.id, Tensor::<D>::from_data(data, self.device));
+        }
+        self.offset += n;
+        self.index += 1;
+    }
 }
 
 /// Sums the gradients of every rank in place (one all-reduce of all gradients, flattened in
@@ -102,79 +150,36 @@ pub fn all_reduce_grads<M: Module>(
     if collective.size() == 1 || std::env::var_os(SKIP_GRADIENT_ALL_REDUCE).is_some() {
         return Ok(());
     }
-    let layout = param_layout(model);
-    let total: usize = layout
-        .iter()
-        .map(|(_, dims)| dims.iter().product::<usize>())
-        .sum();
-    let mut buf = Vec::with_capacity(total + layout.len());
-    let mut present: Vec<f32> = Vec::with_capacity(layout.len());
-    for (id, dims) in &layout {
-        let n: usize = dims.iter().product();
-        match take_flat(grads, *id, dims.len()) {
-            Some(flat) => {
-                let values = flat
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| PretrainError::Backend(format!("reading a gradient: {e:?}")))?;
-                buf.extend_from_slice(&values);
-                present.push(1.0);
-            }
-            None => {
-                buf.extend(std::iter::repeat_n(0.0, n));
-                present.push(0.0);
-            }
-        }
+    let mut flat = Flatten {
+        grads,
+        values: Vec::new(),
+        present: Vec::new(),
+        error: None,
+    };
+    model.visit(&mut flat);
+    let Flatten {
+        grads,
+        mut values,
+        present,
+        error,
+    } = flat;
+    if let Some(e) = error {
+        return Err(e);
     }
     // Presence counts after the values: each rank that has the gradient adds 1.
-    buf.extend(present);
-    collective.all_reduce_sum(&mut buf)?;
-    let mut off = 0;
-    for (k, (id, dims)) in layout.iter().enumerate() {
-        let n: usize = dims.iter().product();
-        if buf[total + k] > 0.0 {
-            register_flat(grads, *id, dims, &buf[off..off + n], device);
-        }
-        off += n;
-    }
+    let total = values.len();
+    values.extend(present);
+    collective.all_reduce_sum(&mut values)?;
+    let (values, present) = values.split_at(total);
+    model.visit(&mut Unflatten {
+        grads,
+        values,
+        present,
+        device,
+        offset: 0,
+        index: 0,
+    });
     Ok(())
-}
-
-/// Removes parameter `id`'s gradient of rank `rank` from `grads`, flattened.
-fn take_flat(grads: &mut GradientsParams, id: ParamId, rank: usize) -> Option<Tensor<1>> {
-    macro_rules! take {
-        ($($d:literal),*) => {
-            match rank {
-                $($d => grads.remove::<$d>(id).map(|g| {
-                    let n = g.shape().num_elements();
-                    g.reshape([n])
-                }),)*
-                _ => panic!("parameters of rank {rank} are not supported"),
-            }
-        };
-    }
-    take!(1, 2, 3, 4, 5, 6)
-}
-
-/// Registers a gradient of shape `dims` for parameter `id` from flat values.
-fn register_flat(
-    grads: &mut GradientsParams,
-    id: ParamId,
-    dims: &[usize],
-    values: &[f32],
-    device: &Device,
-) {
-    let data = TensorData::new(values.to_vec(), dims.to_vec());
-    macro_rules! reg {
-        ($($d:literal),*) => {
-            match dims.len() {
-                $($d => grads.register(id, Tensor::<$d>::from_data(data, device)),)*
-                _ => panic!("parameters of rank {} are not supported", dims.len()),
-            }
-        };
-    }
-    reg!(1, 2, 3, 4, 5, 6)
 }
 
 /// Combines per-device gradients into one set on `home` through burn's [`MultiGradientsParams`]
@@ -184,24 +189,25 @@ pub fn combine_device_grads<M: Module>(
     per_device: Vec<(GradientsParams, Device)>,
     home: &Device,
 ) -> GradientsParams {
-    let mut multi = MultiGradientsParams { grads: per_device };
-    let mut out = GradientsParams::new();
-    for (id, dims) in param_layout(model) {
-        macro_rules! pull {
-            ($($d:literal),*) => {
-                match dims.len() {
-                    $($d => {
-                        if let Some((g, _)) = multi.remove::<$d>(id) {
-                            out.register(id, g.to_device(home));
-                        }
-                    })*
-                    r => panic!("parameters of rank {r} are not supported"),
-                }
-            };
-        }
-        pull!(1, 2, 3, 4, 5, 6);
+    struct Combine<'a> {
+        multi: MultiGradientsParams,
+        out: GradientsParams,
+        home: &'a Device,
     }
-    out
+    impl ModuleVisitor for Combine<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some((g, _)) = self.multi.remove::<D>(param.id) {
+                self.out.register(param.id, g.to_device(self.home));
+            }
+        }
+    }
+    let mut c = Combine {
+        multi: MultiGradientsParams { grads: per_device },
+        out: GradientsParams::new(),
+        home,
+    };
+    model.visit(&mut c);
+    c.out
 }
 
 #[cfg(test)]

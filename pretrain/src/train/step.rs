@@ -202,12 +202,22 @@ fn cpu_parts(device: &Device, len: usize) -> usize {
     if device.clone().without_autodiff() != Device::flex() {
         return 1;
     }
-    let wanted = match std::env::var(CPU_SPLIT_ENV).ok().as_deref().map(str::trim) {
-        Some("0" | "off") => 1,
-        Some(n) => n.parse::<usize>().unwrap_or(1),
-        None => rayon::current_num_threads(),
-    };
-    wanted.clamp(1, len.max(1))
+    cpu_split_setting()
+        .unwrap_or_else(rayon::current_num_threads)
+        .clamp(1, len.max(1))
+}
+
+/// `CAE_CPU_SPLIT`, read once: `Some(pieces)` when set (`0` / `off`: one piece), `None` (one
+/// piece per thread) when unset.
+fn cpu_split_setting() -> Option<usize> {
+    static SPLIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *SPLIT.get_or_init(|| {
+        let v = std::env::var(CPU_SPLIT_ENV).ok()?;
+        Some(match v.trim() {
+            "0" | "off" => 1,
+            n => n.parse::<usize>().unwrap_or(1),
+        })
+    })
 }
 
 /// Single-threaded rayon pools, one per piece of a split CPU step (made once).
