@@ -282,3 +282,52 @@ fn bad_input_is_refused_naming_the_file() {
         &["patch6.safetensors", "6-px patches"],
     );
 }
+
+/// A world with stuff classes (`data synth --stuff 4`): `segment` takes its 12 ADE classes from
+/// `world.json` (shapes, then stuff) unless `--num-classes` says otherwise, and an explicit 8 is
+/// refused on the first annotation holding a stuff value.
+#[test]
+fn a_world_with_stuff_brings_its_own_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("w");
+    let made = cae_bench(&[
+        "data",
+        "synth",
+        "--out",
+        root.to_str().unwrap(),
+        "--images",
+        "48",
+        "--size",
+        "32",
+        "--seed",
+        "4",
+        "--stuff",
+        "4",
+    ]);
+    assert!(made.ok, "{}", made.stderr);
+    assert!(
+        made.stdout.contains("sky, grass, wall, water"),
+        "{}",
+        made.stdout
+    );
+    let data = root.join("ade");
+    let out = dir.path().join("lin");
+    let run = run_segment(&request(&data, &out, SegProtocol::Linear)).unwrap();
+    assert!(run.complete);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
+    let names: Vec<&str> = record["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 12);
+    assert_eq!(&names[..2], ["disc", "square"]);
+    assert_eq!(&names[8..], ["sky", "grass", "wall", "water"]);
+
+    let mut eight = request(&data, &dir.path().join("eight"), SegProtocol::Linear);
+    eight.overrides.num_classes = Some(8);
+    let err = run_segment(&eight).unwrap_err().to_string();
+    assert!(err.contains(".png") && err.contains("8"), "{err}");
+}

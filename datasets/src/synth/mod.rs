@@ -7,7 +7,7 @@
 //! ```text
 //! DIR/imagefolder/{train,val}/<class>/<index>.png          label = class of the largest object
 //! DIR/ade/ADEChallengeData2016/images/{training,validation}/ADE_{train,val}_<n>.jpg
-//! DIR/ade/ADEChallengeData2016/annotations/{training,validation}/ADE_{train,val}_<n>.png   0 = background, 1..K
+//! DIR/ade/ADEChallengeData2016/annotations/{training,validation}/ADE_{train,val}_<n>.png   0 = background, 1..K (+ K+1..K+S stuff)
 //! DIR/coco/{train2017,val2017}/<id>.png
 //! DIR/coco/annotations/instances_{train2017,val2017}.json
 //! DIR/world.json                                              configuration and counts
@@ -19,6 +19,12 @@
 //! colours and textures from one shared palette ([`paint::PALETTE`]), so colour carries no
 //! class information; shape does. Rejection sampling keeps the main object at least twice
 //! as large (visible pixels) as anything else and at most 30% hidden.
+//!
+//! With `stuff = S > 0` the background is made of *stuff* regions instead ([`paint::Stuff`]:
+//! sky, grass, wall, water; one region, or two split by a random line), each with its own
+//! texture and colour family, and the ADE20K annotations label them `K + 1 ..= K + S`: a
+//! segmentation task with classes a small head can learn in minutes (the shapes need the
+//! object's whole outline), as ADE20K's stuff classes are learnable from local appearance.
 //!
 //! Each scene is drawn from its own ChaCha8 stream seeded by `(seed, index)`, so scenes are
 //! rendered in parallel and the output is the same bytes for any thread count.
@@ -40,11 +46,12 @@ use crate::coco::{Mask, mask_to_rle};
 use crate::error::{DatasetError, Result};
 use crate::io::{LabelMap, save_label_png, save_rgb_jpeg, save_rgb_png, write_atomic};
 use crate::loader::derive_seed;
-use paint::{Fill, distance};
+use paint::{Fill, Stuff, distance};
 use shapes::{Shape, place};
 pub use sheet::sample_sheet;
 
 const TAG_SCENE: u64 = 0x0073_6365_6e65; // "scene"
+const TAG_STUFF: u64 = 0x0073_7475_6666; // "stuff"
 
 /// What to draw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +80,18 @@ pub struct SynthConfig {
     pub crowd_prob: f64,
     /// JPEG quality of the ADE20K images (the published format is JPEG).
     pub jpeg_quality: u8,
+    /// Stuff classes `S` (0..=4): the first `S` of [`Stuff::ALL`] (sky, grass, wall, water).
+    /// With `S > 0` every background is one stuff region or two split by a random line, each
+    /// painted in its class's texture and colour family, and the ADE20K annotations label them
+    /// `K + 1 ..= K + S` (ADE20K's classes are mostly stuff: wall, floor, sky, ...). The
+    /// ImageFolder labels and the COCO instances (things only, as in COCO) do not change. With
+    /// `S = 0` (the default) the background is one texture of the shared palette, annotated 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stuff: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl SynthConfig {
@@ -90,6 +109,7 @@ impl SynthConfig {
             max_distractors: 2,
             crowd_prob: 0.15,
             jpeg_quality: 95,
+            stuff: 0,
         }
     }
 
@@ -151,6 +171,13 @@ impl SynthConfig {
                     .into(),
             );
         }
+        if self.stuff > Stuff::ALL.len() {
+            return bad(format!(
+                "synth has at most {} stuff classes, got {}",
+                Stuff::ALL.len(),
+                self.stuff
+            ));
+        }
         if !(1..=100).contains(&self.jpeg_quality) {
             return bad(format!(
                 "jpeg_quality must be in 1..=100, got {}",
@@ -168,6 +195,24 @@ impl SynthConfig {
     /// Class names, in class-id order.
     pub fn class_names(&self) -> Vec<String> {
         self.shapes().iter().map(|s| s.name().to_string()).collect()
+    }
+
+    /// The stuff classes of the world, in class-id order (after the shapes in the ADE copy).
+    pub fn stuff_classes(&self) -> &[Stuff] {
+        &Stuff::ALL[..self.stuff.min(Stuff::ALL.len())]
+    }
+
+    /// Stuff class names, in class-id order.
+    pub fn stuff_names(&self) -> Vec<String> {
+        self.stuff_classes()
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect()
+    }
+
+    /// Classes of the ADE20K copy: `K` shapes, then `S` stuff classes.
+    pub fn ade_classes(&self) -> usize {
+        self.classes + self.stuff
     }
 
     /// Scenes in the validation split (the last ones).
@@ -220,7 +265,8 @@ pub struct Scene {
     pub image: RgbImage,
     /// Class of the main (largest) object.
     pub label: usize,
-    /// ADE-style label map: 0 background, `class + 1` elsewhere.
+    /// ADE-style label map: `class + 1` on objects; on the background 0, or with stuff classes
+    /// `K + 1 + s` for stuff class `s`.
     pub semantic: LabelMap,
     /// Annotated objects in drawing order (crowd members merged into one region).
     pub objects: Vec<SceneObject>,
@@ -252,15 +298,20 @@ fn uniform(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * rng.random::<f64>()
 }
 
-/// A fill whose average colour stands out from the background's.
-fn object_fill(rng: &mut ChaCha8Rng, size: u32, bg: &Fill, contrast: f32) -> Fill {
+/// A fill whose average colour stands out from every background fill's.
+fn object_fill(rng: &mut ChaCha8Rng, size: u32, bgs: &[Fill], contrast: f32) -> Fill {
     let mut best: Option<(f32, Fill)> = None;
     for _ in 0..20 {
         let base = rng.random_range(0..paint::PALETTE.len());
         let f = Fill::random(rng, size, base, contrast);
-        let d = distance(f.mean(), bg.mean())
-            .min(distance(f.a, bg.a))
-            .min(distance(f.a, bg.b));
+        let d = bgs
+            .iter()
+            .map(|bg| {
+                distance(f.mean(), bg.mean())
+                    .min(distance(f.a, bg.a))
+                    .min(distance(f.a, bg.b))
+            })
+            .fold(f32::MAX, f32::min);
         if d >= 90.0 {
             return f;
         }
@@ -277,7 +328,7 @@ fn place_object(
     class: usize,
     area_frac: (f64, f64),
     role: Role,
-    bg: &Fill,
+    bg: &[Fill],
     center: Option<(f64, f64, f64)>,
 ) -> Placed {
     let s = cfg.size as f64;
@@ -334,7 +385,7 @@ fn layout(
     rng: &mut ChaCha8Rng,
     cfg: &SynthConfig,
     index: usize,
-    bg: &Fill,
+    bg: &[Fill],
     with_extras: bool,
 ) -> Vec<Placed> {
     let k = cfg.classes;
@@ -484,6 +535,66 @@ fn acceptable(objs: &[Placed], l: &Layers, size: u32) -> bool {
     true
 }
 
+/// A scene's background: one palette texture (annotated 0), or stuff regions: one, or two split
+/// by a line.
+struct Background {
+    /// One fill per region.
+    fills: Vec<Fill>,
+    /// The ADE value of each region.
+    labels: Vec<u8>,
+    /// With two regions: a point of the dividing line and its normal `[px, py, nx, ny]`; pixels
+    /// on the normal's side are the second region.
+    split: Option<[f32; 4]>,
+}
+
+impl Background {
+    fn plain(fill: Fill) -> Self {
+        Background {
+            fills: vec![fill],
+            labels: vec![0],
+            split: None,
+        }
+    }
+
+    /// The stuff regions of scene `index`, from their own stream (`TAG_STUFF`).
+    fn stuff(cfg: &SynthConfig, index: usize) -> Self {
+        let mut rng = ChaCha8Rng::from_seed(derive_seed(&[TAG_STUFF, cfg.seed, index as u64]));
+        let classes = cfg.stuff_classes();
+        let n = classes.len();
+        let mut regions = vec![rng.random_range(0..n)];
+        let mut split = None;
+        if n > 1 && rng.random::<f64>() < 0.6 {
+            regions.push((regions[0] + rng.random_range(1..n)) % n);
+            let s = cfg.size as f32;
+            let (px, py) = (
+                rng.random_range(0.25..0.75f32) * s,
+                rng.random_range(0.25..0.75f32) * s,
+            );
+            let theta = rng.random_range(0.0..std::f32::consts::TAU);
+            split = Some([px, py, theta.cos(), theta.sin()]);
+        }
+        Background {
+            fills: regions
+                .iter()
+                .map(|&c| classes[c].fill(&mut rng, cfg.size))
+                .collect(),
+            labels: regions
+                .iter()
+                .map(|&c| (cfg.classes + 1 + c) as u8)
+                .collect(),
+            split,
+        }
+    }
+
+    /// The region of the pixel centred at `(x, y)`.
+    fn region(&self, x: f32, y: f32) -> usize {
+        match self.split {
+            None => 0,
+            Some([px, py, nx, ny]) => ((x - px) * nx + (y - py) * ny > 0.0) as usize,
+        }
+    }
+}
+
 /// Renders scene `index` of the world `cfg` (deterministic in `(cfg.seed, index)`).
 pub fn render_scene(cfg: &SynthConfig, index: usize) -> Scene {
     let size = cfg.size;
@@ -492,11 +603,16 @@ pub fn render_scene(cfg: &SynthConfig, index: usize) -> Scene {
     let mut rng = ChaCha8Rng::from_seed(derive_seed(&[TAG_SCENE, cfg.seed, index as u64]));
     let base = rng.random_range(0..paint::PALETTE.len());
     let bg = Fill::random(&mut rng, size, base, 0.9 * cfg.texture_contrast as f32);
+    let bg = if cfg.stuff == 0 {
+        Background::plain(bg)
+    } else {
+        Background::stuff(cfg, index)
+    };
 
     let mut objs = Vec::new();
     let mut lay = None;
     for attempt in 0..30 {
-        let candidate = layout(&mut rng, cfg, index, &bg, attempt < 29);
+        let candidate = layout(&mut rng, cfg, index, &bg.fills, attempt < 29);
         let l = layers(&candidate, size);
         if attempt == 29 || acceptable(&candidate, &l, size) {
             objs = candidate;
@@ -510,7 +626,8 @@ pub fn render_scene(cfg: &SynthConfig, index: usize) -> Scene {
     let mut px = vec![0f32; n * 3];
     for y in 0..size {
         for x in 0..size {
-            let c = bg.at(x as f32 + 0.5, y as f32 + 0.5, s);
+            let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
+            let c = bg.fills[bg.region(cx, cy)].at(cx, cy, s);
             px[(y * size + x) as usize * 3..][..3].copy_from_slice(&c);
         }
     }
@@ -560,9 +677,11 @@ pub fn render_scene(cfg: &SynthConfig, index: usize) -> Scene {
         data: l
             .owner
             .iter()
-            .map(|&p| {
+            .enumerate()
+            .map(|(i, &p)| {
                 if p < 0 {
-                    0
+                    let (x, y) = ((i as u32 % size) as f32, (i as u32 / size) as f32);
+                    bg.labels[bg.region(x + 0.5, y + 0.5)]
                 } else {
                     objs[p as usize].class as u8 + 1
                 }
@@ -641,6 +760,9 @@ pub struct WorldSummary {
     pub config: SynthConfig,
     /// Class names in class-id order.
     pub classes: Vec<String>,
+    /// Stuff class names (ADE20K values `K + 1 ..`), when the world has stuff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stuff_classes: Vec<String>,
     /// Training scenes.
     pub train_images: usize,
     /// Validation scenes.
@@ -796,6 +918,7 @@ pub fn write_world(cfg: &SynthConfig, out_dir: impl AsRef<Path>) -> Result<World
         root: out.to_path_buf(),
         config: cfg.clone(),
         classes: names.clone(),
+        stuff_classes: cfg.stuff_names(),
         train_images: cfg.train_images(),
         val_images: cfg.val_images(),
         annotations: 0,

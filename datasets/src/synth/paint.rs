@@ -193,6 +193,80 @@ impl Fill {
     }
 }
 
+/// A "stuff" class of the ADE20K copy of a world (`SynthConfig::stuff`): a background region
+/// whose texture family and colour family say what it is, as sky, grass, walls and water do in
+/// ADE20K. Things (the shapes) keep drawing from the whole palette, so colour still says nothing
+/// about a shape's class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stuff {
+    /// A near-vertical blend of blue, teal and white.
+    Sky,
+    /// Coarse value noise in green, yellow and brown.
+    Grass,
+    /// A fine, near-upright checkerboard (bricks) in red, orange, brown, grey and white.
+    Wall,
+    /// Near-horizontal bands (waves) in blue, teal, grey and white.
+    Water,
+}
+
+impl Stuff {
+    /// All stuff classes, in class-id order; a world with `S` stuff classes uses the first `S`.
+    pub const ALL: [Stuff; 4] = [Stuff::Sky, Stuff::Grass, Stuff::Wall, Stuff::Water];
+
+    /// Lower-case name (the ADE class name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stuff::Sky => "sky",
+            Stuff::Grass => "grass",
+            Stuff::Wall => "wall",
+            Stuff::Water => "water",
+        }
+    }
+
+    /// The palette indices this class draws its two colours from.
+    pub fn colours(self) -> &'static [usize] {
+        match self {
+            Stuff::Sky => &[5, 4, 9],
+            Stuff::Grass => &[3, 2, 8],
+            Stuff::Wall => &[0, 1, 8, 10, 9],
+            Stuff::Water => &[5, 4, 10, 9],
+        }
+    }
+
+    /// A random texture of this class for an image of side `size`.
+    pub fn fill(self, rng: &mut impl Rng, size: u32) -> Fill {
+        use std::f32::consts::FRAC_PI_2;
+        let set = self.colours();
+        let i = rng.random_range(0..set.len());
+        let j = (i + rng.random_range(1..set.len())) % set.len();
+        let a = PALETTE[set[i]];
+        let b = mix(a, PALETTE[set[j]], rng.random_range(0.6..0.9f32));
+        let s = size as f32;
+        let pattern = match self {
+            Stuff::Sky => Pattern::Gradient {
+                angle: FRAC_PI_2 + rng.random_range(-0.35..0.35f32),
+            },
+            Stuff::Grass => {
+                let n = 6;
+                Pattern::Noise {
+                    grid: (0..n * n).map(|_| rng.random()).collect(),
+                    n,
+                }
+            }
+            Stuff::Wall => Pattern::Checker {
+                angle: rng.random_range(-0.15..0.15f32),
+                period: (s * rng.random_range(0.08..0.14f32)).max(2.0),
+            },
+            Stuff::Water => Pattern::Stripes {
+                angle: FRAC_PI_2 + rng.random_range(-0.3..0.3f32),
+                period: (s * rng.random_range(0.1..0.2f32)).max(3.0),
+                phase: rng.random(),
+            },
+        };
+        Fill { a, b, pattern }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -309,7 +309,7 @@ fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, scale: u32, color: 
 
 /// Distinct colours for label maps and instances (index 0 = background black).
 fn label_color(v: usize) -> Rgb<u8> {
-    const C: [[u8; 3]; 12] = [
+    const C: [[u8; 3]; 15] = [
         [0, 0, 0],
         [230, 25, 75],
         [60, 180, 75],
@@ -322,6 +322,9 @@ fn label_color(v: usize) -> Rgb<u8> {
         [210, 245, 60],
         [250, 190, 212],
         [0, 128, 128],
+        [128, 0, 0],
+        [170, 255, 195],
+        [0, 0, 128],
     ];
     Rgb(C[v % C.len()])
 }

@@ -110,3 +110,64 @@ fn learnable_but_not_trivial() {
     assert!(b.pixels_mean < 0.35 && b.pixels_1nn < 0.35, "{b:?}");
     assert!(b.silhouette_1nn > 0.8, "{b:?}");
 }
+
+/// Stuff regions: labelled after the shapes in the ADE map only, painted in their families, and
+/// a world without stuff is the same bytes as before the option existed.
+#[test]
+fn stuff_regions_are_annotated_after_the_shapes() {
+    let plain = small();
+    let cfg = SynthConfig {
+        stuff: 4,
+        ..small()
+    };
+    assert!(cfg.validate().is_ok());
+    assert!(
+        SynthConfig {
+            stuff: 5,
+            ..small()
+        }
+        .validate()
+        .is_err()
+    );
+    assert_eq!(cfg.ade_classes(), 12);
+    assert_eq!(cfg.stuff_names(), ["sky", "grass", "wall", "water"]);
+    // No stuff: nothing about the config's serialised form changes (world keys stay the same).
+    let json = serde_json::to_string(&plain).unwrap();
+    assert!(!json.contains("stuff"), "{json}");
+    let back: SynthConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plain);
+
+    let (mut seen, mut two_regions) = ([0usize; 4], 0);
+    for i in 0..64 {
+        let (a, b) = (render_scene(&plain, i), render_scene(&cfg, i));
+        assert!(
+            a.semantic.data.contains(&0),
+            "scene {i}: plain background is 0"
+        );
+        assert!(
+            !b.semantic.data.contains(&0),
+            "scene {i}: no unlabelled pixel"
+        );
+        assert_eq!(a.label, b.label);
+        let mut here = 0;
+        for (s, n) in seen.iter_mut().enumerate() {
+            let v = (9 + s) as u8;
+            let c = b.semantic.data.iter().filter(|&&p| p == v).count();
+            *n += c;
+            here += (c > 0) as usize;
+        }
+        assert!((1..=2).contains(&here), "scene {i}: {here} stuff regions");
+        two_regions += (here == 2) as usize;
+        // Objects keep their labels; stuff only where no object is visible.
+        let covered: u64 = b.objects.iter().map(|o| o.area).sum();
+        let things = b
+            .semantic
+            .data
+            .iter()
+            .filter(|&&v| (1..=8).contains(&v))
+            .count() as u64;
+        assert_eq!(covered, things, "scene {i}");
+    }
+    assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
+    assert!((10..60).contains(&two_regions), "{two_regions}");
+}

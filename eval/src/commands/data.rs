@@ -35,6 +35,11 @@ pub struct SynthArgs {
     /// Share of scenes in the validation split.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
+    /// Stuff classes in the ADE20K copy (0..=4: sky, grass, wall, water): backgrounds become
+    /// stuff regions annotated after the shapes, a segmentation task learnable from local
+    /// appearance. ImageFolder and COCO keep the shape classes only.
+    #[arg(long, default_value_t = 0)]
+    pub stuff: usize,
     /// Also draw a sample sheet (PNG grid of images, labels and masks) at this path.
     #[arg(long)]
     pub sheet: Option<PathBuf>,
@@ -54,6 +59,7 @@ fn synth(args: SynthArgs) -> anyhow::Result<()> {
     let mut cfg = SynthConfig::new(args.images, args.size, args.seed);
     cfg.classes = args.classes;
     cfg.val_fraction = args.val_fraction;
+    cfg.stuff = args.stuff;
     let summary = write_world(&cfg, &args.out)
         .with_context(|| format!("writing the synthetic world to {}", args.out.display()))?;
     if let Some(sheet) = &args.sheet {
@@ -63,8 +69,17 @@ fn synth(args: SynthArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
+        let stuff = if summary.stuff_classes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; ADE20K also has {} stuff classes: {}",
+                summary.stuff_classes.len(),
+                summary.stuff_classes.join(", ")
+            )
+        };
         println!(
-            "wrote {} train + {} val scenes ({} classes: {}) to {}",
+            "wrote {} train + {} val scenes ({} classes: {}{stuff}) to {}",
             summary.train_images,
             summary.val_images,
             summary.classes.len(),

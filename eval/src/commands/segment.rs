@@ -47,7 +47,8 @@ pub struct SegmentArgs {
     /// Evaluate every N iterations (0: only at the end) [default: the preset's].
     #[arg(long)]
     pub eval_every: Option<u64>,
-    /// Number of classes [default: the preset's: 150 for ade20k-paper, 8 for mini].
+    /// Number of classes [default: a synthetic world's own (its `world.json`: shapes + stuff),
+    /// else the preset's: 150 for ade20k-paper, 8 for mini].
     #[arg(long)]
     pub num_classes: Option<usize>,
     /// `--protocol linear`: concatenate the last N blocks (1, or 4 as DINOv2's "+ms").

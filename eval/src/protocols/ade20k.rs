@@ -855,29 +855,49 @@ fn headline(m: &SegMetrics) -> BTreeMap<String, f64> {
 /// The class names of the data: ADE20K's for 150 classes, the synthetic world's
 /// (`world.json` two folders up) when there, `class_<i>` otherwise.
 fn data_class_names(root: &Path, n: usize) -> Vec<String> {
-    let world = root
+    match world_classes(root) {
+        Some(names) if names.len() == n => names,
+        _ => crate::commands::ade_eval::class_names(n),
+    }
+}
+
+/// The ADE20K classes of a synthetic world (`world.json` at most two folders above the data
+/// root): its shapes, then its stuff classes. `None` for any other dataset.
+fn world_classes(root: &Path) -> Option<Vec<String>> {
+    let path = root
         .ancestors()
         .take(3)
         .map(|d| d.join("world.json"))
-        .find(|p| p.is_file());
-    if let Some(path) = world
-        && let Ok(text) = std::fs::read_to_string(&path)
-        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-        && let Some(names) = v.get("classes").and_then(|c| c.as_array())
-        && names.len() == n
-    {
-        return names
+        .find(|p| p.is_file())?;
+    let text = std::fs::read_to_string(&path).ok()?;
+    let v = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+    let names = |key: &str| -> Option<Vec<String>> {
+        v.get(key)?
+            .as_array()?
             .iter()
-            .map(|s| s.as_str().unwrap_or_default().to_string())
-            .collect();
-    }
-    crate::commands::ade_eval::class_names(n)
+            .map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut all = names("classes")?;
+    all.extend(names("stuff_classes").unwrap_or_default());
+    Some(all)
 }
 
 /// Runs `cae-bench segment` (see the module docs).
 pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
     let started = Instant::now();
-    let recipe = SegRecipe::resolve(&req.preset, req.protocol, &req.overrides)?;
+    let mut overrides = req.overrides.clone();
+    if overrides.num_classes.is_none()
+        && let Some(names) = world_classes(&req.data)
+    {
+        tracing::info!(
+            "{} classes, from the synthetic world's world.json ({})",
+            names.len(),
+            names.join(", ")
+        );
+        overrides.num_classes = Some(names.len());
+    }
+    let recipe = SegRecipe::resolve(&req.preset, req.protocol, &overrides)?;
     let device = cae_pretrain::device::parse_device(&req.device)?;
     let record_path = req.out.join("record.json");
     let existing = super::recipe::run_folder_checkpoints(&req.out, req.resume)?;
