@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Ours and PyTorch's training step, side by side, in one invocation.
 
-Runs `cae-bench bench pretrain` (the default; the step not split over threads; the fused kernels
-off; every backend asked for) and `benches/torch_twin.py` with the same
+Runs `cae-bench bench pretrain` (the default; the step not split over threads; the fused kernels'
+baseline SSE2 build; the fused kernels off; every backend asked for) and `benches/torch_twin.py` with the same
 preset, batch, steps and thread count, alternating them for `--rounds` rounds so that both see the
 same machine load, and prints a Markdown table (ms/step, img/s, ratio to PyTorch) plus the load
 average before and after. The reported figure of each implementation is its best round (the round
@@ -65,6 +65,9 @@ def main():
         "burn flex, step not split over threads (CAE_CPU_SPLIT=0)": (
             [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
             dict(env, CAE_CPU_SPLIT="0")),
+        "burn flex, kernels' baseline SSE2 build (CAE_SIMD=baseline)": (
+            [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
+            dict(env, CAE_SIMD="baseline")),
         "burn flex, fused kernels off (CAE_UNFUSED=1)": (
             [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
             dict(env, CAE_UNFUSED="1")),

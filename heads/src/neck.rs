@@ -42,7 +42,7 @@ pub enum NeckLayer {
 impl NeckLayer {
     fn forward(&mut self, x: Tensor<4>, train: bool) -> Tensor<4> {
         match self {
-            Self::Deconv(d) => d.forward(x),
+            Self::Deconv(d) => crate::segmentation::conv_module::conv_transpose2d(d, x),
             Self::Norm(n) => n.forward(x, train),
             Self::Gelu(g) => g.forward(x),
         }

@@ -145,7 +145,10 @@ fn ops(args: BenchOpsArgs) -> anyhow::Result<()> {
         rows.push((
             "deconv2x2 s2 768->768, 2x768x32x32 (neck x2)",
             Box::new(move || {
-                let _ = layer.forward(x.clone()).sum().backward();
+                // What the neck runs: kernel = stride, as one matrix product.
+                let _ = cae_heads::segmentation::conv_module::conv_transpose2d(&layer, x.clone())
+                    .sum()
+                    .backward();
                 Ok(())
             }),
         ));

@@ -236,7 +236,8 @@ impl FcnMaskHead {
         for c in &self.convs {
             x = relu(c.conv.forward(x));
         }
-        crate::segmentation::conv_module::conv2d(&self.conv_logits, relu(self.upsample.forward(x)))
+        let up = crate::segmentation::conv_module::conv_transpose2d(&self.upsample, x);
+        crate::segmentation::conv_module::conv2d(&self.conv_logits, relu(up))
     }
 }
 

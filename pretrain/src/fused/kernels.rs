@@ -21,15 +21,59 @@ pub const ROW_BLOCK: usize = 32;
 /// Elements per parallel task for the element-wise kernels (GELU).
 pub const ELEM_BLOCK: usize = 16 * 1024;
 
-/// Runs `f`: the loop bodies of the kernels, kept in one place for target-specific code generation.
+/// Whether the kernels run their AVX2 builds: the CPU has AVX2 and `CAE_SIMD` is not `baseline`
+/// (for A/B runs). Read once.
+#[cfg(target_arch = "x86_64")]
+pub fn avx2() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("CAE_SIMD")
+            .map(|v| v.trim() != "baseline")
+            .unwrap_or(true)
+            && std::arch::is_x86_feature_detected!("avx2")
+    })
+}
+
+/// Not an x86-64 CPU: the baseline build only.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn avx2() -> bool {
+    false
+}
+
+/// Defines `$twin`, the body `$name` compiled for AVX2 (x86-64 only).
 ///
-/// A `#[target_feature(enable = "avx2,fma")]` wrapper here did not help: the closure was not
-/// inlined into it, so it ran as baseline code and every `f32::mul_add` became a libm call
-/// (software FMA), which made the fused kernels 2-4x slower than burn's composed ops. The kernels
-/// now use plain multiply-adds (`Madd`), which LLVM vectorises with baseline SSE2.
-#[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
-    f()
+/// The loop bodies are `#[inline(always)]` functions, so they are compiled again inside the
+/// `#[target_feature]` twin with 256-bit vectors (a closure passed to a `#[target_feature]`
+/// wrapper is not inlined into it and stays baseline code). The twins do the same operations in
+/// the same order as the baseline (multiply-adds stay a multiply and an add; the reductions keep
+/// their [`LANES`] partial sums), so both give bit-identical results: only the vector width
+/// differs.
+macro_rules! avx2_twin {
+    ($name:ident => $twin:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)?) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        #[allow(clippy::too_many_arguments)]
+        fn $twin($($arg: $ty),*) $(-> $ret)? {
+            $name($($arg),*)
+        }
+    };
+}
+
+/// Calls the AVX2 twin of a loop body when [`avx2`] says so, else the baseline body.
+macro_rules! dispatch {
+    ($name:ident, $twin:ident, ($($a:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)] // the one unsafe call: a `#[target_feature]` function, checked first
+        let r = if avx2() {
+            // SAFETY: `avx2()` checked that the CPU supports AVX2.
+            unsafe { $twin($($a),*) }
+        } else {
+            $name($($a),*)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let r = $name($($a),*);
+        r
+    }};
 }
 
 /// `a·b + c` as a multiply and an add. `f32::mul_add` is a libm call (software FMA) unless the
@@ -145,15 +189,17 @@ pub fn gelu_forward(x: &[f32]) -> Vec<f32> {
     let mut y = vec![0.0f32; x.len()];
     y.par_chunks_mut(ELEM_BLOCK)
         .zip(x.par_chunks(ELEM_BLOCK))
-        .for_each(|(y, x)| {
-            simd(|| {
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
-                }
-            })
-        });
+        .for_each(|(y, x)| dispatch!(gelu_forward_block, gelu_forward_block_avx2, (y, x)));
     y
 }
+
+#[inline(always)]
+fn gelu_forward_block(y: &mut [f32], x: &[f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
+    }
+}
+avx2_twin!(gelu_forward_block => gelu_forward_block_avx2(y: &mut [f32], x: &[f32]));
 
 /// GELU's input gradient: `dx = dy · (Φ(x) + x·φ(x))`.
 pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
@@ -161,16 +207,20 @@ pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
     dx.par_chunks_mut(ELEM_BLOCK)
         .zip(x.par_chunks(ELEM_BLOCK).zip(dy.par_chunks(ELEM_BLOCK)))
         .for_each(|(dx, (x, dy))| {
-            simd(|| {
-                for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-                    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-                    let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * x * x);
-                    *dx = g * x.madd(pdf, cdf);
-                }
-            })
+            dispatch!(gelu_backward_block, gelu_backward_block_avx2, (dx, x, dy))
         });
     dx
 }
+
+#[inline(always)]
+fn gelu_backward_block(dx: &mut [f32], x: &[f32], dy: &[f32]) {
+    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+        let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+        let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * x * x);
+        *dx = g * x.madd(pdf, cdf);
+    }
+}
+avx2_twin!(gelu_backward_block => gelu_backward_block_avx2(dx: &mut [f32], x: &[f32], dy: &[f32]));
 
 /// What the LayerNorm forward keeps for the backward pass: per-row mean and `1/σ`.
 #[derive(Debug, Clone)]
@@ -194,7 +244,6 @@ pub fn layer_norm_forward(
     let mut y = vec![0.0f32; x.len()];
     let mut mean = vec![0.0f32; rows];
     let mut rstd = vec![0.0f32; rows];
-    let inv_c = 1.0 / c as f32;
     y.par_chunks_mut(ROW_BLOCK * c)
         .zip(x.par_chunks(ROW_BLOCK * c))
         .zip(
@@ -202,46 +251,68 @@ pub fn layer_norm_forward(
                 .zip(rstd.par_chunks_mut(ROW_BLOCK)),
         )
         .for_each(|((y, x), (mean, rstd))| {
-            simd(|| {
-                for (r, (y, x)) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)).enumerate() {
-                    let mu = sum(x) * inv_c;
-                    let mut acc = [0.0f32; LANES];
-                    let chunks = x.chunks_exact(LANES);
-                    let rem = chunks.remainder();
-                    for ch in chunks {
-                        for l in 0..LANES {
-                            let d = ch[l] - mu;
-                            acc[l] = d.madd(d, acc[l]);
-                        }
-                    }
-                    let mut var = 0.0;
-                    for a in acc {
-                        var += a;
-                    }
-                    for &v in rem {
-                        let d = v - mu;
-                        var = d.madd(d, var);
-                    }
-                    let rs = 1.0 / (var * inv_c + eps).sqrt();
-                    mean[r] = mu;
-                    rstd[r] = rs;
-                    match beta {
-                        Some(beta) => {
-                            for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
-                                *y = ((x - mu) * rs).madd(g, b);
-                            }
-                        }
-                        None => {
-                            for ((y, &x), &g) in y.iter_mut().zip(x).zip(gamma) {
-                                *y = (x - mu) * rs * g;
-                            }
-                        }
-                    }
-                }
-            })
+            dispatch!(
+                layer_norm_forward_block,
+                layer_norm_forward_block_avx2,
+                (y, x, mean, rstd, c, gamma, beta, eps)
+            )
         });
     (y, LayerNormStats { mean, rstd })
 }
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn layer_norm_forward_block(
+    y: &mut [f32],
+    x: &[f32],
+    mean: &mut [f32],
+    rstd: &mut [f32],
+    c: usize,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    eps: f32,
+) {
+    let inv_c = 1.0 / c as f32;
+    for (r, (y, x)) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)).enumerate() {
+        let mu = sum(x) * inv_c;
+        let mut acc = [0.0f32; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let rem = chunks.remainder();
+        for ch in chunks {
+            for l in 0..LANES {
+                let d = ch[l] - mu;
+                acc[l] = d.madd(d, acc[l]);
+            }
+        }
+        let mut var = 0.0;
+        for a in acc {
+            var += a;
+        }
+        for &v in rem {
+            let d = v - mu;
+            var = d.madd(d, var);
+        }
+        let rs = 1.0 / (var * inv_c + eps).sqrt();
+        mean[r] = mu;
+        rstd[r] = rs;
+        match beta {
+            Some(beta) => {
+                for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+                    *y = ((x - mu) * rs).madd(g, b);
+                }
+            }
+            None => {
+                for ((y, &x), &g) in y.iter_mut().zip(x).zip(gamma) {
+                    *y = (x - mu) * rs * g;
+                }
+            }
+        }
+    }
+}
+avx2_twin!(layer_norm_forward_block => layer_norm_forward_block_avx2(
+    y: &mut [f32], x: &[f32], mean: &mut [f32], rstd: &mut [f32], c: usize, gamma: &[f32],
+    beta: Option<&[f32]>, eps: f32
+));
 
 /// LayerNorm gradients: `(dx, dγ, dβ)` from the output gradient `dy`.
 ///
@@ -256,7 +327,6 @@ pub fn layer_norm_backward(
     stats: &LayerNormStats,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut dx = vec![0.0f32; x.len()];
-    let inv_c = 1.0 / c as f32;
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(ROW_BLOCK * c)
         .zip(x.par_chunks(ROW_BLOCK * c))
@@ -268,32 +338,11 @@ pub fn layer_norm_backward(
                 .zip(stats.rstd.par_chunks(ROW_BLOCK)),
         )
         .map(|(((dx, x), dy), (mean, rstd))| {
-            simd(|| {
-                let mut dg = vec![0.0f32; c];
-                let mut db = vec![0.0f32; c];
-                let mut xhat = vec![0.0f32; c];
-                let mut g = vec![0.0f32; c];
-                for (r, ((dx, x), dy)) in dx
-                    .chunks_exact_mut(c)
-                    .zip(x.chunks_exact(c))
-                    .zip(dy.chunks_exact(c))
-                    .enumerate()
-                {
-                    let (mu, rs) = (mean[r], rstd[r]);
-                    for i in 0..c {
-                        xhat[i] = (x[i] - mu) * rs;
-                        g[i] = dy[i] * gamma[i];
-                        dg[i] = dy[i].madd(xhat[i], dg[i]);
-                        db[i] += dy[i];
-                    }
-                    let mean_g = sum(&g) * inv_c;
-                    let mean_gx = dot(&g, &xhat) * inv_c;
-                    for i in 0..c {
-                        dx[i] = rs * (g[i] - mean_g - xhat[i] * mean_gx);
-                    }
-                }
-                (dg, db)
-            })
+            dispatch!(
+                layer_norm_backward_block,
+                layer_norm_backward_block_avx2,
+                (dx, x, dy, mean, rstd, c, gamma)
+            )
         })
         .collect();
     let mut dgamma = vec![0.0f32; c];
@@ -306,6 +355,47 @@ pub fn layer_norm_backward(
     }
     (dx, dgamma, dbeta)
 }
+
+/// One block of rows of [`layer_norm_backward`]: `dx`, and the block's partial `(dγ, dβ)`.
+#[inline(always)]
+fn layer_norm_backward_block(
+    dx: &mut [f32],
+    x: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    rstd: &[f32],
+    c: usize,
+    gamma: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let inv_c = 1.0 / c as f32;
+    let mut dg = vec![0.0f32; c];
+    let mut db = vec![0.0f32; c];
+    let mut xhat = vec![0.0f32; c];
+    let mut g = vec![0.0f32; c];
+    for (r, ((dx, x), dy)) in dx
+        .chunks_exact_mut(c)
+        .zip(x.chunks_exact(c))
+        .zip(dy.chunks_exact(c))
+        .enumerate()
+    {
+        let (mu, rs) = (mean[r], rstd[r]);
+        for i in 0..c {
+            xhat[i] = (x[i] - mu) * rs;
+            g[i] = dy[i] * gamma[i];
+            dg[i] = dy[i].madd(xhat[i], dg[i]);
+            db[i] += dy[i];
+        }
+        let mean_g = sum(&g) * inv_c;
+        let mean_gx = dot(&g, &xhat) * inv_c;
+        for i in 0..c {
+            dx[i] = rs * (g[i] - mean_g - xhat[i] * mean_gx);
+        }
+    }
+    (dg, db)
+}
+avx2_twin!(layer_norm_backward_block => layer_norm_backward_block_avx2(
+    dx: &mut [f32], x: &[f32], dy: &[f32], mean: &[f32], rstd: &[f32], c: usize, gamma: &[f32]
+) -> (Vec<f32>, Vec<f32>));
 
 /// Where a `[B, N, ·]` operand of the attention kernels lives in its buffer: element
 /// `(b, n, col)` is at `b·batch_stride + n·row_stride + offset + col`. Heads are contiguous
@@ -401,8 +491,7 @@ pub fn attention_forward(
         nq,
         nk,
         heads,
-        head_dim: hd,
-        scale,
+        ..
     } = dims;
     let width = dims.width();
     let mut out = vec![0.0f32; batch * nq * width];
@@ -411,44 +500,73 @@ pub fn attention_forward(
         .zip(probs.par_chunks_mut(heads * nq * nk))
         .enumerate()
         .for_each(|(b, (out, probs))| {
-            simd(|| {
-                let mut qh = vec![0.0f32; nq * hd];
-                let mut kh = vec![0.0f32; nk * hd];
-                let mut kt = vec![0.0f32; hd * nk];
-                let mut vh = vec![0.0f32; nk * hd];
-                for h in 0..heads {
-                    load_head(&mut qh, q.0, q.1, b, h, nq, hd, scale);
-                    load_head(&mut kh, k.0, k.1, b, h, nk, hd, 1.0);
-                    load_head(&mut vh, v.0, v.1, b, h, nk, hd, 1.0);
-                    transpose(&mut kt, &kh, nk, hd);
-                    let p_h = &mut probs[h * nq * nk..][..nq * nk];
-                    for i in 0..nq {
-                        let s = &mut p_h[i * nk..][..nk];
-                        s.fill(0.0);
-                        for d in 0..hd {
-                            axpy(s, qh[i * hd + d], &kt[d * nk..][..nk]);
-                        }
-                        let mut max = f32::NEG_INFINITY;
-                        for &x in s.iter() {
-                            max = max.max(x);
-                        }
-                        for x in s.iter_mut() {
-                            *x = exp(*x - max);
-                        }
-                        let inv = 1.0 / sum(s);
-                        for x in s.iter_mut() {
-                            *x *= inv;
-                        }
-                        let o = &mut out[i * width + h * hd..][..hd];
-                        for (j, &p) in s.iter().enumerate() {
-                            axpy(o, p, &vh[j * hd..][..hd]);
-                        }
-                    }
-                }
-            })
+            dispatch!(
+                attention_forward_item,
+                attention_forward_item_avx2,
+                (b, out, probs, q, k, v, dims)
+            )
         });
     (out, probs)
 }
+
+/// Batch item `b` of [`attention_forward`].
+#[inline(always)]
+fn attention_forward_item(
+    b: usize,
+    out: &mut [f32],
+    probs: &mut [f32],
+    q: (&[f32], Strided),
+    k: (&[f32], Strided),
+    v: (&[f32], Strided),
+    dims: AttentionDims,
+) {
+    let AttentionDims {
+        nq,
+        nk,
+        heads,
+        head_dim: hd,
+        scale,
+        ..
+    } = dims;
+    let width = dims.width();
+    let mut qh = vec![0.0f32; nq * hd];
+    let mut kh = vec![0.0f32; nk * hd];
+    let mut kt = vec![0.0f32; hd * nk];
+    let mut vh = vec![0.0f32; nk * hd];
+    for h in 0..heads {
+        load_head(&mut qh, q.0, q.1, b, h, nq, hd, scale);
+        load_head(&mut kh, k.0, k.1, b, h, nk, hd, 1.0);
+        load_head(&mut vh, v.0, v.1, b, h, nk, hd, 1.0);
+        transpose(&mut kt, &kh, nk, hd);
+        let p_h = &mut probs[h * nq * nk..][..nq * nk];
+        for i in 0..nq {
+            let s = &mut p_h[i * nk..][..nk];
+            s.fill(0.0);
+            for d in 0..hd {
+                axpy(s, qh[i * hd + d], &kt[d * nk..][..nk]);
+            }
+            let mut max = f32::NEG_INFINITY;
+            for &x in s.iter() {
+                max = max.max(x);
+            }
+            for x in s.iter_mut() {
+                *x = exp(*x - max);
+            }
+            let inv = 1.0 / sum(s);
+            for x in s.iter_mut() {
+                *x *= inv;
+            }
+            let o = &mut out[i * width + h * hd..][..hd];
+            for (j, &p) in s.iter().enumerate() {
+                axpy(o, p, &vh[j * hd..][..hd]);
+            }
+        }
+    }
+}
+avx2_twin!(attention_forward_item => attention_forward_item_avx2(
+    b: usize, out: &mut [f32], probs: &mut [f32], q: (&[f32], Strided), k: (&[f32], Strided),
+    v: (&[f32], Strided), dims: AttentionDims
+));
 
 /// Where the three input gradients of [`attention_backward`] go inside one batch item's chunk of
 /// the gradient buffer (`chunk` elements per batch item); `batch_stride` is unused.
@@ -479,77 +597,97 @@ pub fn attention_backward(
     dims: AttentionDims,
     layout: GradLayout,
 ) -> Vec<f32> {
+    let mut grad = vec![0.0f32; dims.batch * layout.chunk];
+    grad.par_chunks_mut(layout.chunk)
+        .enumerate()
+        .for_each(|(b, g)| {
+            dispatch!(
+                attention_backward_item,
+                attention_backward_item_avx2,
+                (b, g, dout, q, k, v, probs, dims, layout)
+            )
+        });
+    grad
+}
+
+/// Batch item `b` of [`attention_backward`], into its chunk `g` of the gradient buffer.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attention_backward_item(
+    b: usize,
+    g: &mut [f32],
+    dout: &[f32],
+    q: (&[f32], Strided),
+    k: (&[f32], Strided),
+    v: (&[f32], Strided),
+    probs: &[f32],
+    dims: AttentionDims,
+    layout: GradLayout,
+) {
     let AttentionDims {
-        batch,
         nq,
         nk,
         heads,
         head_dim: hd,
         scale,
+        ..
     } = dims;
     let width = dims.width();
-    let mut grad = vec![0.0f32; batch * layout.chunk];
-    grad.par_chunks_mut(layout.chunk)
-        .enumerate()
-        .for_each(|(b, g)| {
-            simd(|| {
-                let mut qh = vec![0.0f32; nq * hd];
-                let mut kh = vec![0.0f32; nk * hd];
-                let mut vh = vec![0.0f32; nk * hd];
-                let mut vt = vec![0.0f32; hd * nk];
-                let mut doh = vec![0.0f32; nq * hd];
-                let mut ds = vec![0.0f32; nk];
-                let mut dqh = vec![0.0f32; hd];
-                let mut dkh = vec![0.0f32; nk * hd];
-                let mut dvh = vec![0.0f32; nk * hd];
-                let dout_at = Strided::dense(nq, width);
-                for h in 0..heads {
-                    load_head(&mut qh, q.0, q.1, b, h, nq, hd, scale);
-                    load_head(&mut kh, k.0, k.1, b, h, nk, hd, 1.0);
-                    load_head(&mut vh, v.0, v.1, b, h, nk, hd, 1.0);
-                    load_head(&mut doh, dout, dout_at, b, h, nq, hd, 1.0);
-                    transpose(&mut vt, &vh, nk, hd);
-                    dkh.fill(0.0);
-                    dvh.fill(0.0);
-                    let p_h = &probs[(b * heads + h) * nq * nk..][..nq * nk];
-                    for i in 0..nq {
-                        let p = &p_h[i * nk..][..nk];
-                        let do_i = &doh[i * hd..][..hd];
-                        // dP row = dO_i · vᵀ
-                        ds.fill(0.0);
-                        for d in 0..hd {
-                            axpy(&mut ds, do_i[d], &vt[d * nk..][..nk]);
-                        }
-                        let di = dot(p, &ds);
-                        for (s, &p) in ds.iter_mut().zip(p) {
-                            *s = p * (*s - di);
-                        }
-                        dqh.fill(0.0);
-                        let q_i = &qh[i * hd..][..hd];
-                        for j in 0..nk {
-                            axpy(&mut dqh, ds[j], &kh[j * hd..][..hd]);
-                            axpy(&mut dkh[j * hd..][..hd], ds[j], q_i);
-                            axpy(&mut dvh[j * hd..][..hd], p[j], do_i);
-                        }
-                        let row =
-                            &mut g[layout.dq.offset + i * layout.dq.row_stride + h * hd..][..hd];
-                        for (r, &x) in row.iter_mut().zip(&dqh) {
-                            *r = x * scale;
-                        }
-                    }
-                    for j in 0..nk {
-                        let row =
-                            &mut g[layout.dk.offset + j * layout.dk.row_stride + h * hd..][..hd];
-                        row.copy_from_slice(&dkh[j * hd..][..hd]);
-                        let row =
-                            &mut g[layout.dv.offset + j * layout.dv.row_stride + h * hd..][..hd];
-                        row.copy_from_slice(&dvh[j * hd..][..hd]);
-                    }
-                }
-            })
-        });
-    grad
+    let mut qh = vec![0.0f32; nq * hd];
+    let mut kh = vec![0.0f32; nk * hd];
+    let mut vh = vec![0.0f32; nk * hd];
+    let mut vt = vec![0.0f32; hd * nk];
+    let mut doh = vec![0.0f32; nq * hd];
+    let mut ds = vec![0.0f32; nk];
+    let mut dqh = vec![0.0f32; hd];
+    let mut dkh = vec![0.0f32; nk * hd];
+    let mut dvh = vec![0.0f32; nk * hd];
+    let dout_at = Strided::dense(nq, width);
+    for h in 0..heads {
+        load_head(&mut qh, q.0, q.1, b, h, nq, hd, scale);
+        load_head(&mut kh, k.0, k.1, b, h, nk, hd, 1.0);
+        load_head(&mut vh, v.0, v.1, b, h, nk, hd, 1.0);
+        load_head(&mut doh, dout, dout_at, b, h, nq, hd, 1.0);
+        transpose(&mut vt, &vh, nk, hd);
+        dkh.fill(0.0);
+        dvh.fill(0.0);
+        let p_h = &probs[(b * heads + h) * nq * nk..][..nq * nk];
+        for i in 0..nq {
+            let p = &p_h[i * nk..][..nk];
+            let do_i = &doh[i * hd..][..hd];
+            // dP row = dO_i · vᵀ
+            ds.fill(0.0);
+            for d in 0..hd {
+                axpy(&mut ds, do_i[d], &vt[d * nk..][..nk]);
+            }
+            let di = dot(p, &ds);
+            for (s, &p) in ds.iter_mut().zip(p) {
+                *s = p * (*s - di);
+            }
+            dqh.fill(0.0);
+            let q_i = &qh[i * hd..][..hd];
+            for j in 0..nk {
+                axpy(&mut dqh, ds[j], &kh[j * hd..][..hd]);
+                axpy(&mut dkh[j * hd..][..hd], ds[j], q_i);
+                axpy(&mut dvh[j * hd..][..hd], p[j], do_i);
+            }
+            let row = &mut g[layout.dq.offset + i * layout.dq.row_stride + h * hd..][..hd];
+            for (r, &x) in row.iter_mut().zip(&dqh) {
+                *r = x * scale;
+            }
+        }
+        for j in 0..nk {
+            let row = &mut g[layout.dk.offset + j * layout.dk.row_stride + h * hd..][..hd];
+            row.copy_from_slice(&dkh[j * hd..][..hd]);
+            let row = &mut g[layout.dv.offset + j * layout.dv.row_stride + h * hd..][..hd];
+            row.copy_from_slice(&dvh[j * hd..][..hd]);
+        }
+    }
 }
+avx2_twin!(attention_backward_item => attention_backward_item_avx2(
+    b: usize, g: &mut [f32], dout: &[f32], q: (&[f32], Strided), k: (&[f32], Strided),
+    v: (&[f32], Strided), probs: &[f32], dims: AttentionDims, layout: GradLayout
+));
 
 #[cfg(test)]
 mod tests {
@@ -571,6 +709,140 @@ mod tests {
         assert!(worst_erf < 5e-7, "erf absolute error {worst_erf}");
         assert!(exp(-200.0).max(0.0) < 1e-37);
         assert!(exp(200.0).is_finite());
+    }
+
+    /// The AVX2 twins give bit-identical results to the baseline bodies (same operations in the
+    /// same order, only wider vectors), so results do not depend on the CPU.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[allow(unsafe_code)]
+    fn avx2_twins_equal_the_baseline_bit_for_bit() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 23) as f32 * 6.0 - 3.0
+                })
+                .collect()
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // GELU, both directions, on a length that is not a multiple of the lanes.
+        let (x, dy) = (rand(1037), rand(1037));
+        let (mut a, mut b) = (vec![0.0; 1037], vec![0.0; 1037]);
+        gelu_forward_block(&mut a, &x);
+        // SAFETY: AVX2 checked above.
+        unsafe { gelu_forward_block_avx2(&mut b, &x) };
+        assert_eq!(bits(&a), bits(&b), "gelu forward");
+        gelu_backward_block(&mut a, &x, &dy);
+        unsafe { gelu_backward_block_avx2(&mut b, &x, &dy) };
+        assert_eq!(bits(&a), bits(&b), "gelu backward");
+        // LayerNorm, 5 rows of 37.
+        let (c, rows) = (37, 5);
+        let (x, dy, gamma, beta) = (rand(c * rows), rand(c * rows), rand(c), rand(c));
+        let (mut y1, mut y2) = (vec![0.0; c * rows], vec![0.0; c * rows]);
+        let (mut m1, mut m2, mut r1, mut r2) = (
+            vec![0.0; rows],
+            vec![0.0; rows],
+            vec![0.0; rows],
+            vec![0.0; rows],
+        );
+        layer_norm_forward_block(&mut y1, &x, &mut m1, &mut r1, c, &gamma, Some(&beta), 1e-6);
+        unsafe {
+            layer_norm_forward_block_avx2(
+                &mut y2,
+                &x,
+                &mut m2,
+                &mut r2,
+                c,
+                &gamma,
+                Some(&beta),
+                1e-6,
+            )
+        };
+        assert_eq!(
+            (bits(&y1), bits(&m1), bits(&r1)),
+            (bits(&y2), bits(&m2), bits(&r2)),
+            "ln forward"
+        );
+        let (mut d1, mut d2) = (vec![0.0; c * rows], vec![0.0; c * rows]);
+        let p1 = layer_norm_backward_block(&mut d1, &x, &dy, &m1, &r1, c, &gamma);
+        let p2 = unsafe { layer_norm_backward_block_avx2(&mut d2, &x, &dy, &m1, &r1, c, &gamma) };
+        assert_eq!(bits(&d1), bits(&d2), "ln backward dx");
+        assert_eq!(
+            (bits(&p1.0), bits(&p1.1)),
+            (bits(&p2.0), bits(&p2.1)),
+            "ln backward dγ, dβ"
+        );
+        // Attention, one batch item: 2 heads of 12, 9 queries, 11 keys.
+        let dims = AttentionDims {
+            batch: 1,
+            nq: 9,
+            nk: 11,
+            heads: 2,
+            head_dim: 12,
+            scale: 12f32.powf(-0.5),
+        };
+        let (q, k, v) = (rand(9 * 24), rand(11 * 24), rand(11 * 24));
+        let (qs, ks) = (Strided::dense(9, 24), Strided::dense(11, 24));
+        let (mut o1, mut o2) = (vec![0.0; 9 * 24], vec![0.0; 9 * 24]);
+        let (mut pr1, mut pr2) = (vec![0.0; 2 * 9 * 11], vec![0.0; 2 * 9 * 11]);
+        attention_forward_item(0, &mut o1, &mut pr1, (&q, qs), (&k, ks), (&v, ks), dims);
+        unsafe {
+            attention_forward_item_avx2(0, &mut o2, &mut pr2, (&q, qs), (&k, ks), (&v, ks), dims)
+        };
+        assert_eq!(
+            (bits(&o1), bits(&pr1)),
+            (bits(&o2), bits(&pr2)),
+            "attention forward"
+        );
+        let dout = rand(9 * 24);
+        let layout = GradLayout {
+            chunk: 9 * 24 + 2 * 11 * 24,
+            dq: Strided::dense(9, 24),
+            dk: Strided {
+                batch_stride: 0,
+                row_stride: 24,
+                offset: 9 * 24,
+            },
+            dv: Strided {
+                batch_stride: 0,
+                row_stride: 24,
+                offset: 9 * 24 + 11 * 24,
+            },
+        };
+        let (mut g1, mut g2) = (vec![0.0; layout.chunk], vec![0.0; layout.chunk]);
+        attention_backward_item(
+            0,
+            &mut g1,
+            &dout,
+            (&q, qs),
+            (&k, ks),
+            (&v, ks),
+            &pr1,
+            dims,
+            layout,
+        );
+        unsafe {
+            attention_backward_item_avx2(
+                0,
+                &mut g2,
+                &dout,
+                (&q, qs),
+                (&k, ks),
+                (&v, ks),
+                &pr1,
+                dims,
+                layout,
+            )
+        };
+        assert_eq!(bits(&g1), bits(&g2), "attention backward");
     }
 
     /// `erf` in f64 by its Taylor series / continued fraction (reference only).
