@@ -150,7 +150,11 @@ pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
     // Round to nearest by adding and subtracting 1.5·2²³ (|x·log₂e| < 2²²): `f32::round` is a
     // libm call on baseline x86-64, which would stop the loop from vectorising.
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let t = x * std::f32::consts::LOG2_E + 12_582_912.0;
+    let n = t - 12_582_912.0;
+    // The integer `n` from the bits of `t = 1.5·2²³ + n` (an integer add, which vectorises):
+    // `n as i32` is a saturating cast, which LLVM emits as scalar code for every lane.
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
     let r = n.madd(-0.693_359_4, x);
     let r = n.madd(2.121_944_4e-4, r);
     let z = r * r;
@@ -161,7 +165,7 @@ pub fn exp(x: f32) -> f32 {
     p = p.madd(r, 1.666_666_5e-1);
     p = p.madd(r, 5.000_000_1e-1);
     let p = p.madd(z, r) + 1.0;
-    let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
+    let scale = f32::from_bits(((ni + 127) as u32) << 23);
     p * scale
 }
 
@@ -169,6 +173,13 @@ pub fn exp(x: f32) -> f32 {
 /// 5·10⁻⁷ in `f32`).
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
+    erf_exp(x).0
+}
+
+/// `(erf(x), e^(−x²))`: the exponential [`erf`] computes on the way, which GELU's backward
+/// needs too (`φ(x) ∝ e^(−x²/2)`, and its `erf` argument is `x/√2`).
+#[inline(always)]
+fn erf_exp(x: f32) -> (f32, f32) {
     let a = x.abs();
     let t = 1.0 / 0.327_591_1f32.madd(a, 1.0);
     let mut p = 1.061_405_4f32;
@@ -176,8 +187,9 @@ pub fn erf(x: f32) -> f32 {
     p = p.madd(t, 1.421_413_8);
     p = p.madd(t, -0.284_496_74);
     p = p.madd(t, 0.254_829_6);
-    let y = 1.0 - p * t * exp(-a * a);
-    y.copysign(x)
+    let e = exp(-a * a);
+    let y = 1.0 - p * t * e;
+    (y.copysign(x), e)
 }
 
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
@@ -215,8 +227,10 @@ pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
 #[inline(always)]
 fn gelu_backward_block(dx: &mut [f32], x: &[f32], dy: &[f32]) {
     for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
-        let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-        let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * x * x);
+        // One exponential for both: erf(x/√2) computes e^(−x²/2), which is √(2π)·φ(x).
+        let (erf, e) = erf_exp(x * FRAC_1_SQRT_2);
+        let cdf = 0.5 * (1.0 + erf);
+        let pdf = FRAC_1_SQRT_2PI * e;
         *dx = g * x.madd(pdf, cdf);
     }
 }
