@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use cae_bench::protocols::ade20k::{SegProtocol, SegRequest, run_segment};
 use cae_bench::protocols::encoder::EncoderSource;
-use common::{cae_bench, copy_tree, record_status, refused, small_world};
+use common::{cae_bench, copy_tree, record_status, refused, small_world, small_world_with};
 
 /// The small synthetic world's `ade` folder.
 fn world(dir: &Path) -> PathBuf {
@@ -289,27 +289,8 @@ fn bad_input_is_refused_naming_the_file() {
 #[test]
 fn a_world_with_stuff_brings_its_own_classes() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("w");
-    let made = cae_bench(&[
-        "data",
-        "synth",
-        "--out",
-        root.to_str().unwrap(),
-        "--images",
-        "48",
-        "--size",
-        "32",
-        "--seed",
-        "4",
-        "--stuff",
-        "4",
-    ]);
-    assert!(made.ok, "{}", made.stderr);
-    assert!(
-        made.stdout.contains("sky, grass, wall, water"),
-        "{}",
-        made.stdout
-    );
+    let (root, printed) = small_world_with(dir.path(), &["--stuff", "4"]);
+    assert!(printed.contains("sky, grass, wall, water"), "{printed}");
     let data = root.join("ade");
     let out = dir.path().join("lin");
     let run = run_segment(&request(&data, &out, SegProtocol::Linear)).unwrap();

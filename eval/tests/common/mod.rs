@@ -56,8 +56,14 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// A 32-px synthetic world of 48 scenes (the fewest with a validation image per class) written
 /// by `cae-bench data synth` under `dir/w`; returns that folder (`imagefolder/`, `ade/`, `coco/`).
 pub fn small_world(dir: &Path) -> PathBuf {
+    small_world_with(dir, &[]).0
+}
+
+/// [`small_world`] with more `data synth` options (e.g. `--stuff 4`); also returns what the
+/// command printed.
+pub fn small_world_with(dir: &Path, extra: &[&str]) -> (PathBuf, String) {
     let out = dir.join("w");
-    let run = cae_bench(&[
+    let mut args = vec![
         "data",
         "synth",
         "--out",
@@ -68,9 +74,11 @@ pub fn small_world(dir: &Path) -> PathBuf {
         "32",
         "--seed",
         "4",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let run = cae_bench(&args);
     assert!(run.ok, "data synth failed: {}", run.stderr);
-    out
+    (out, run.stdout)
 }
 
 /// Fails cleanly: non-zero exit, no panic, every needle in stderr.

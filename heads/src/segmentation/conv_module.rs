@@ -270,6 +270,18 @@ mod tests {
     }
     use burn::tensor::Device;
     use cae_pretrain::model::init::LinearInit;
+    /// Same length, and every element within `tol` of the other, relative to its magnitude
+    /// (absolute below 1).
+    fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs() / q.abs().max(1.0))
+            .fold(0.0, f32::max);
+        assert!(worst <= tol, "{what}: {worst}");
+    }
+
     #[test]
     fn separable_bilinear_resize_equals_the_interpolation() {
         use burn::tensor::Distribution;
@@ -283,15 +295,7 @@ mod tests {
             )
         };
         // Relative to the magnitude: a gradient sums up to 64 output gradients here.
-        let close = |a: &[f32], b: &[f32], what: &str| {
-            assert_eq!(a.len(), b.len(), "{what}");
-            let worst = a
-                .iter()
-                .zip(b)
-                .map(|(p, q)| (p - q).abs() / q.abs().max(1.0))
-                .fold(0.0, f32::max);
-            assert!(worst <= 1e-5, "{what}: {worst}");
-        };
+        let close = |a: &[f32], b: &[f32], what: &str| assert_close(a, b, 1e-5, what);
         // Up ×4 (the logits), up by odd ratios (PPM's 1/2/3/6 bins), down, one axis only.
         for (hw, size) in [
             ([4, 5], [16, 20]),
@@ -335,15 +339,7 @@ mod tests {
         use burn::nn::conv::ConvTranspose2dConfig;
         use burn::tensor::Distribution;
         let dev = burn::tensor::Device::flex().autodiff();
-        let close = |a: &[f32], b: &[f32], tol: f32, what: &str| {
-            assert_eq!(a.len(), b.len(), "{what}");
-            let worst = a
-                .iter()
-                .zip(b)
-                .map(|(p, q)| (p - q).abs() / q.abs().max(1.0))
-                .fold(0.0, f32::max);
-            assert!(worst <= tol, "{what}: {worst}");
-        };
+        let close = assert_close;
         for (kernel, bias) in [([2, 2], true), ([2, 3], false), ([3, 3], true)] {
             let conv = ConvTranspose2dConfig::new([5, 4], kernel)
                 .with_stride(kernel)
