@@ -134,14 +134,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// `y += a·x`.
-#[inline(always)]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y = a.madd(*x, *y);
-    }
-}
-
 /// `eˣ`, branch-free (Cody–Waite reduction and a degree-6 polynomial, as in Cephes' `expf`).
 /// Inputs are clamped to `[-87.3, 88.3]`.
 #[inline(always)]
@@ -490,6 +482,100 @@ fn transpose(dst: &mut [f32], src: &[f32], n: usize, hd: usize) {
     }
 }
 
+/// A matrix operand of [`small_gemm`]: element `(i, p)` at `data[i·row + p·col]`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    row: usize,
+    col: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// Row-major with `ld` elements between rows.
+    fn rows(data: &'a [f32], ld: usize) -> Self {
+        Mat {
+            data,
+            row: ld,
+            col: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `ld` elements between rows.
+    fn transposed(data: &'a [f32], ld: usize) -> Self {
+        Mat {
+            data,
+            row: 1,
+            col: ld,
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize, p: usize) -> f32 {
+        self.data[i * self.row + p * self.col]
+    }
+}
+
+/// Rows and columns of [`small_gemm`]'s register tile.
+const MR: usize = 4;
+const NR: usize = 16;
+
+/// `C = A·B` for the small per-head products of attention: `A` is `m × k` (any strides), `B`
+/// row-major `k × n` (`ldb` between rows), `C` row-major `m × n` (`ldc` between rows),
+/// overwritten. Full `4 × 16` tiles keep their sums in registers, with the tile's four rows of
+/// `A` packed once per row block; edge rows and columns take the same sums element by element.
+/// Every `C` element is the sum over `p` in increasing order on either path.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn small_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+    packed: &mut Vec<f32>,
+) {
+    let (mt, nt) = (m - m % MR, n - n % NR);
+    packed.resize(k * MR, 0.0);
+    for i0 in (0..mt).step_by(MR) {
+        for (p, ap) in packed.chunks_exact_mut(MR).enumerate() {
+            for (r, v) in ap.iter_mut().enumerate() {
+                *v = a.at(i0 + r, p);
+            }
+        }
+        for j0 in (0..nt).step_by(NR) {
+            let mut acc = [[0.0f32; NR]; MR];
+            for (p, ap) in packed.chunks_exact(MR).enumerate() {
+                let brow: &[f32; NR] = b[p * ldb + j0..][..NR].try_into().expect("NR wide");
+                for r in 0..MR {
+                    let av = ap[r];
+                    for l in 0..NR {
+                        acc[r][l] = av.madd(brow[l], acc[r][l]);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                c[(i0 + r) * ldc + j0..][..NR].copy_from_slice(acc);
+            }
+        }
+    }
+    let edge = |i: usize, j: usize| {
+        let mut s = 0.0f32;
+        for p in 0..k {
+            s = a.at(i, p).madd(b[p * ldb + j], s);
+        }
+        s
+    };
+    for i in 0..m {
+        let cols = if i < mt { nt..n } else { 0..n };
+        for j in cols {
+            c[i * ldc + j] = edge(i, j);
+        }
+    }
+}
+
 /// `softmax(q·scale @ kᵀ) @ v` per batch item and head.
 ///
 /// Returns the output, dense `[B, Nq, H·hd]`, and the attention probabilities `[B, H, Nq, Nk]`
@@ -547,18 +633,26 @@ fn attention_forward_item(
     let mut kh = vec![0.0f32; nk * hd];
     let mut kt = vec![0.0f32; hd * nk];
     let mut vh = vec![0.0f32; nk * hd];
+    let mut packed = Vec::new();
     for h in 0..heads {
         load_head(&mut qh, q.0, q.1, b, h, nq, hd, scale);
         load_head(&mut kh, k.0, k.1, b, h, nk, hd, 1.0);
         load_head(&mut vh, v.0, v.1, b, h, nk, hd, 1.0);
         transpose(&mut kt, &kh, nk, hd);
         let p_h = &mut probs[h * nq * nk..][..nq * nk];
-        for i in 0..nq {
-            let s = &mut p_h[i * nk..][..nk];
-            s.fill(0.0);
-            for d in 0..hd {
-                axpy(s, qh[i * hd + d], &kt[d * nk..][..nk]);
-            }
+        // S = (scale·q)·kᵀ, then the softmax of each row in place.
+        small_gemm(
+            nq,
+            nk,
+            hd,
+            Mat::rows(&qh, hd),
+            &kt,
+            nk,
+            p_h,
+            nk,
+            &mut packed,
+        );
+        for s in p_h.chunks_exact_mut(nk) {
             let mut max = f32::NEG_INFINITY;
             for &x in s.iter() {
                 max = max.max(x);
@@ -570,11 +664,20 @@ fn attention_forward_item(
             for x in s.iter_mut() {
                 *x *= inv;
             }
-            let o = &mut out[i * width + h * hd..][..hd];
-            for (j, &p) in s.iter().enumerate() {
-                axpy(o, p, &vh[j * hd..][..hd]);
-            }
         }
+        // O_h = P·v, straight into head h's columns of the output.
+        let p_h = &probs[h * nq * nk..][..nq * nk];
+        small_gemm(
+            nq,
+            hd,
+            nk,
+            Mat::rows(p_h, nk),
+            &vh,
+            hd,
+            &mut out[h * hd..],
+            width,
+            &mut packed,
+        );
     }
 }
 avx2_twin!(attention_forward_item => attention_forward_item_avx2(
@@ -652,10 +755,11 @@ fn attention_backward_item(
     let mut vh = vec![0.0f32; nk * hd];
     let mut vt = vec![0.0f32; hd * nk];
     let mut doh = vec![0.0f32; nq * hd];
-    let mut ds = vec![0.0f32; nk];
-    let mut dqh = vec![0.0f32; hd];
+    let mut ds = vec![0.0f32; nq * nk];
+    let mut dqh = vec![0.0f32; nq * hd];
     let mut dkh = vec![0.0f32; nk * hd];
     let mut dvh = vec![0.0f32; nk * hd];
+    let mut packed = Vec::new();
     let dout_at = Strided::dense(nq, width);
     for h in 0..heads {
         load_head(&mut qh, q.0, q.1, b, h, nq, hd, scale);
@@ -663,30 +767,62 @@ fn attention_backward_item(
         load_head(&mut vh, v.0, v.1, b, h, nk, hd, 1.0);
         load_head(&mut doh, dout, dout_at, b, h, nq, hd, 1.0);
         transpose(&mut vt, &vh, nk, hd);
-        dkh.fill(0.0);
-        dvh.fill(0.0);
         let p_h = &probs[(b * heads + h) * nq * nk..][..nq * nk];
-        for i in 0..nq {
-            let p = &p_h[i * nk..][..nk];
-            let do_i = &doh[i * hd..][..hd];
-            // dP row = dO_i · vᵀ
-            ds.fill(0.0);
-            for d in 0..hd {
-                axpy(&mut ds, do_i[d], &vt[d * nk..][..nk]);
-            }
-            let di = dot(p, &ds);
-            for (s, &p) in ds.iter_mut().zip(p) {
+        // dP = dO·vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) row by row in place.
+        small_gemm(
+            nq,
+            nk,
+            hd,
+            Mat::rows(&doh, hd),
+            &vt,
+            nk,
+            &mut ds,
+            nk,
+            &mut packed,
+        );
+        for (s, p) in ds.chunks_exact_mut(nk).zip(p_h.chunks_exact(nk)) {
+            let di = dot(p, s);
+            for (s, &p) in s.iter_mut().zip(p) {
                 *s = p * (*s - di);
             }
-            dqh.fill(0.0);
-            let q_i = &qh[i * hd..][..hd];
-            for j in 0..nk {
-                axpy(&mut dqh, ds[j], &kh[j * hd..][..hd]);
-                axpy(&mut dkh[j * hd..][..hd], ds[j], q_i);
-                axpy(&mut dvh[j * hd..][..hd], p[j], do_i);
-            }
+        }
+        // dq = scale·dS·k, dk = dSᵀ·(scale·q), dv = Pᵀ·dO.
+        small_gemm(
+            nq,
+            hd,
+            nk,
+            Mat::rows(&ds, nk),
+            &kh,
+            hd,
+            &mut dqh,
+            hd,
+            &mut packed,
+        );
+        small_gemm(
+            nk,
+            hd,
+            nq,
+            Mat::transposed(&ds, nk),
+            &qh,
+            hd,
+            &mut dkh,
+            hd,
+            &mut packed,
+        );
+        small_gemm(
+            nk,
+            hd,
+            nq,
+            Mat::transposed(p_h, nk),
+            &doh,
+            hd,
+            &mut dvh,
+            hd,
+            &mut packed,
+        );
+        for i in 0..nq {
             let row = &mut g[layout.dq.offset + i * layout.dq.row_stride + h * hd..][..hd];
-            for (r, &x) in row.iter_mut().zip(&dqh) {
+            for (r, &x) in row.iter_mut().zip(&dqh[i * hd..][..hd]) {
                 *r = x * scale;
             }
         }
@@ -794,19 +930,20 @@ mod tests {
             (bits(&p2.0), bits(&p2.1)),
             "ln backward dγ, dβ"
         );
-        // Attention, one batch item: 2 heads of 12, 9 queries, 11 keys.
+        // Attention, one batch item: 2 heads of 16, 21 queries, 19 keys (full
+        // 4 × 16 tiles of the small products and their edges).
         let dims = AttentionDims {
             batch: 1,
-            nq: 9,
-            nk: 11,
+            nq: 21,
+            nk: 19,
             heads: 2,
-            head_dim: 12,
-            scale: 12f32.powf(-0.5),
+            head_dim: 16,
+            scale: 16f32.powf(-0.5),
         };
-        let (q, k, v) = (rand(9 * 24), rand(11 * 24), rand(11 * 24));
-        let (qs, ks) = (Strided::dense(9, 24), Strided::dense(11, 24));
-        let (mut o1, mut o2) = (vec![0.0; 9 * 24], vec![0.0; 9 * 24]);
-        let (mut pr1, mut pr2) = (vec![0.0; 2 * 9 * 11], vec![0.0; 2 * 9 * 11]);
+        let (q, k, v) = (rand(21 * 32), rand(19 * 32), rand(19 * 32));
+        let (qs, ks) = (Strided::dense(21, 32), Strided::dense(19, 32));
+        let (mut o1, mut o2) = (vec![0.0; 21 * 32], vec![0.0; 21 * 32]);
+        let (mut pr1, mut pr2) = (vec![0.0; 2 * 21 * 19], vec![0.0; 2 * 21 * 19]);
         attention_forward_item(0, &mut o1, &mut pr1, (&q, qs), (&k, ks), (&v, ks), dims);
         unsafe {
             attention_forward_item_avx2(0, &mut o2, &mut pr2, (&q, qs), (&k, ks), (&v, ks), dims)
@@ -816,19 +953,19 @@ mod tests {
             (bits(&o2), bits(&pr2)),
             "attention forward"
         );
-        let dout = rand(9 * 24);
+        let dout = rand(21 * 32);
         let layout = GradLayout {
-            chunk: 9 * 24 + 2 * 11 * 24,
-            dq: Strided::dense(9, 24),
+            chunk: 21 * 32 + 2 * 19 * 32,
+            dq: Strided::dense(21, 32),
             dk: Strided {
                 batch_stride: 0,
-                row_stride: 24,
-                offset: 9 * 24,
+                row_stride: 32,
+                offset: 21 * 32,
             },
             dv: Strided {
                 batch_stride: 0,
-                row_stride: 24,
-                offset: 9 * 24 + 11 * 24,
+                row_stride: 32,
+                offset: 21 * 32 + 19 * 32,
             },
         };
         let (mut g1, mut g2) = (vec![0.0; layout.chunk], vec![0.0; layout.chunk]);
