@@ -854,13 +854,6 @@ fn headline(m: &SegMetrics) -> BTreeMap<String, f64> {
 
 /// The class names of the data: ADE20K's for 150 classes, the synthetic world's
 /// (`world.json` two folders up) when there, `class_<i>` otherwise.
-fn data_class_names(root: &Path, n: usize) -> Vec<String> {
-    match world_classes(root) {
-        Some(names) if names.len() == n => names,
-        _ => crate::commands::ade_eval::class_names(n),
-    }
-}
-
 /// The ADE20K classes of a synthetic world (`world.json` at most two folders above the data
 /// root): its shapes, then its stuff classes. `None` for any other dataset.
 fn world_classes(root: &Path) -> Option<Vec<String>> {
@@ -887,8 +880,10 @@ fn world_classes(root: &Path) -> Option<Vec<String>> {
 pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
     let started = Instant::now();
     let mut overrides = req.overrides.clone();
+    // A synthetic world names its classes (read once: the count here, the names in the record).
+    let world_names = world_classes(&req.data);
     if overrides.num_classes.is_none()
-        && let Some(names) = world_classes(&req.data)
+        && let Some(names) = &world_names
     {
         tracing::info!(
             "{} classes, from the synthetic world's world.json ({})",
@@ -1008,7 +1003,10 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
                 None => (None, None, None),
             };
             if let Some(m) = &metrics {
-                let names = data_class_names(&req.data, recipe.num_classes);
+                let names = match &world_names {
+                    Some(names) if names.len() == recipe.num_classes => names.clone(),
+                    _ => crate::commands::ade_eval::class_names(recipe.num_classes),
+                };
                 writer.record.per_class = names
                     .into_iter()
                     .enumerate()

@@ -609,6 +609,42 @@ pub fn attention_forward(
     (out, probs)
 }
 
+/// Head `h` of batch item `b` of the three attention operands, dense `[n, hd]` each, the queries
+/// times the score scale: what both passes start every head from.
+struct HeadOperands {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl HeadOperands {
+    fn new(dims: AttentionDims) -> Self {
+        let hd = dims.head_dim;
+        Self {
+            q: vec![0.0; dims.nq * hd],
+            k: vec![0.0; dims.nk * hd],
+            v: vec![0.0; dims.nk * hd],
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        &mut self,
+        q: (&[f32], Strided),
+        k: (&[f32], Strided),
+        v: (&[f32], Strided),
+        b: usize,
+        h: usize,
+        dims: AttentionDims,
+    ) {
+        let (nq, nk, hd) = (dims.nq, dims.nk, dims.head_dim);
+        load_head(&mut self.q, q.0, q.1, b, h, nq, hd, dims.scale);
+        load_head(&mut self.k, k.0, k.1, b, h, nk, hd, 1.0);
+        load_head(&mut self.v, v.0, v.1, b, h, nk, hd, 1.0);
+    }
+}
+
 /// Batch item `b` of [`attention_forward`].
 #[inline(always)]
 fn attention_forward_item(
@@ -625,33 +661,23 @@ fn attention_forward_item(
         nk,
         heads,
         head_dim: hd,
-        scale,
         ..
     } = dims;
     let width = dims.width();
-    let mut qh = vec![0.0f32; nq * hd];
-    let mut kh = vec![0.0f32; nk * hd];
+    let mut ops = HeadOperands::new(dims);
     let mut kt = vec![0.0f32; hd * nk];
-    let mut vh = vec![0.0f32; nk * hd];
     let mut packed = Vec::new();
     for h in 0..heads {
-        load_head(&mut qh, q.0, q.1, b, h, nq, hd, scale);
-        load_head(&mut kh, k.0, k.1, b, h, nk, hd, 1.0);
-        load_head(&mut vh, v.0, v.1, b, h, nk, hd, 1.0);
-        transpose(&mut kt, &kh, nk, hd);
+        ops.load(q, k, v, b, h, dims);
+        let HeadOperands {
+            q: qh,
+            k: kh,
+            v: vh,
+        } = &ops;
+        transpose(&mut kt, kh, nk, hd);
         let p_h = &mut probs[h * nq * nk..][..nq * nk];
         // S = (scale·q)·kᵀ, then the softmax of each row in place.
-        small_gemm(
-            nq,
-            nk,
-            hd,
-            Mat::rows(&qh, hd),
-            &kt,
-            nk,
-            p_h,
-            nk,
-            &mut packed,
-        );
+        small_gemm(nq, nk, hd, Mat::rows(qh, hd), &kt, nk, p_h, nk, &mut packed);
         for s in p_h.chunks_exact_mut(nk) {
             let mut max = f32::NEG_INFINITY;
             for &x in s.iter() {
@@ -672,7 +698,7 @@ fn attention_forward_item(
             hd,
             nk,
             Mat::rows(p_h, nk),
-            &vh,
+            vh,
             hd,
             &mut out[h * hd..],
             width,
@@ -750,9 +776,7 @@ fn attention_backward_item(
         ..
     } = dims;
     let width = dims.width();
-    let mut qh = vec![0.0f32; nq * hd];
-    let mut kh = vec![0.0f32; nk * hd];
-    let mut vh = vec![0.0f32; nk * hd];
+    let mut ops = HeadOperands::new(dims);
     let mut vt = vec![0.0f32; hd * nk];
     let mut doh = vec![0.0f32; nq * hd];
     let mut ds = vec![0.0f32; nq * nk];
@@ -762,11 +786,14 @@ fn attention_backward_item(
     let mut packed = Vec::new();
     let dout_at = Strided::dense(nq, width);
     for h in 0..heads {
-        load_head(&mut qh, q.0, q.1, b, h, nq, hd, scale);
-        load_head(&mut kh, k.0, k.1, b, h, nk, hd, 1.0);
-        load_head(&mut vh, v.0, v.1, b, h, nk, hd, 1.0);
+        ops.load(q, k, v, b, h, dims);
+        let HeadOperands {
+            q: qh,
+            k: kh,
+            v: vh,
+        } = &ops;
         load_head(&mut doh, dout, dout_at, b, h, nq, hd, 1.0);
-        transpose(&mut vt, &vh, nk, hd);
+        transpose(&mut vt, vh, nk, hd);
         let p_h = &probs[(b * heads + h) * nq * nk..][..nq * nk];
         // dP = dO·vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) row by row in place.
         small_gemm(
@@ -792,7 +819,7 @@ fn attention_backward_item(
             hd,
             nk,
             Mat::rows(&ds, nk),
-            &kh,
+            kh,
             hd,
             &mut dqh,
             hd,
@@ -803,7 +830,7 @@ fn attention_backward_item(
             hd,
             nq,
             Mat::transposed(&ds, nk),
-            &qh,
+            qh,
             hd,
             &mut dkh,
             hd,
