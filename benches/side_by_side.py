@@ -2,11 +2,14 @@
 """Ours and PyTorch's training step, side by side, in one invocation.
 
 Runs `cae-bench bench pretrain` (the default; the step not split over threads; the fused kernels'
-baseline SSE2 build; the fused kernels off; every backend asked for) and `benches/torch_twin.py` with the same
+baseline SSE2 build; the Linear layers through burn's matmul; glibc's allocator defaults; the fused
+kernels off; every backend asked for) and `benches/torch_twin.py` with the same
 preset, batch, steps and thread count, alternating them for `--rounds` rounds so that both see the
 same machine load, and prints a Markdown table (ms/step, img/s, ratio to PyTorch) plus the load
 average before and after. The reported figure of each implementation is its best round (the round
-least disturbed by other processes); every round is printed too.
+least disturbed by other processes); every round is printed too, and the ratio of each round's
+pair (the two runs of a round are seconds apart, so they share the machine's state) as its median
+and range over the rounds.
 
     python3 benches/side_by_side.py --preset mini --batch 64 --threads 2 --rounds 3
     python3 benches/side_by_side.py --preset vit_small_patch16 --batch 8 --steps 3 --threads 2
@@ -19,6 +22,7 @@ target/). `--tch-bin` adds the libtorch backend from a binary built with `--feat
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +58,8 @@ def main():
     ap.add_argument("--torch-lib", help="torch/lib of the venv that tch was built against")
     ap.add_argument("--python", default=sys.executable, help="python with torch for the twin")
     ap.add_argument("--json", action="store_true", help="print the raw results as JSON too")
+    ap.add_argument("--only-default", action="store_true",
+                    help="run only our default configuration beside PyTorch (long presets)")
     a = ap.parse_args()
     batch = a.batch or (64 if a.preset == "mini" else 8)
     common = ["--preset", a.preset, "--batch", str(batch), "--steps", str(a.steps),
@@ -68,12 +74,20 @@ def main():
         "burn flex, kernels' baseline SSE2 build (CAE_SIMD=baseline)": (
             [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
             dict(env, CAE_SIMD="baseline")),
+        "burn flex, Linear layers through burn's matmul (CAE_UNFUSED=linear)": (
+            [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
+            dict(env, CAE_UNFUSED="linear")),
+        "burn flex, glibc malloc defaults (CAE_MALLOC=default)": (
+            [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
+            dict(env, CAE_MALLOC="default")),
         "burn flex, fused kernels off (CAE_UNFUSED=1)": (
             [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
             dict(env, CAE_UNFUSED="1")),
         "PyTorch (torch_twin.py)": ([a.python, str(ROOT / "benches" / "torch_twin.py"), *common,
                                      "--threads", str(a.threads), "--json"], env),
     }
+    if a.only_default:
+        runs = {n: r for n, r in runs.items() if "default" in n and "CAE_" not in n or "PyTorch" in n}
     if a.tch_bin:
         tch_env = dict(env)
         if a.torch_lib:
@@ -96,12 +110,17 @@ def main():
     print(f"\n{a.preset}, batch {batch}, {a.threads} threads, {a.steps} timed steps, "
           f"best of {a.rounds} alternating rounds; load average {load_before:.2f} before, "
           f"{load_after:.2f} after\n")
-    print("| implementation | ms/step | img/s | ratio to PyTorch (img/s) | all rounds (ms/step) |")
-    print("|---|---|---|---|---|")
+    print("| implementation | ms/step | img/s | ratio to PyTorch (img/s) | "
+          "per-round ratio: median [min, max] | all rounds (ms/step) |")
+    print("|---|---|---|---|---|---|")
+    torch_rounds = results["PyTorch (torch_twin.py)"]
     for name, b in best.items():
         rounds = ", ".join(f"{x['ms_per_step']:.0f}" for x in results[name])
+        paired = sorted(t["ms_per_step"] / x["ms_per_step"]
+                        for x, t in zip(results[name], torch_rounds))
         print(f"| {name} | {b['ms_per_step']:.1f} | {b['img_per_s']:.1f} | "
-              f"{b['img_per_s'] / torch_ips:.2f}× | {rounds} |")
+              f"{b['img_per_s'] / torch_ips:.2f}× | {statistics.median(paired):.2f}× "
+              f"[{paired[0]:.2f}, {paired[-1]:.2f}] | {rounds} |")
     if a.json:
         print(json.dumps(results))
 

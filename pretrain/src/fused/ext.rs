@@ -13,6 +13,7 @@ use burn::backend::{Autodiff, Backend, Flex, backend_extension, tensor::FloatTen
 use burn::tensor::{Bytes, DType, Shape};
 
 use super::kernels::{self, AttentionDims, GradLayout, LayerNormStats, Strided};
+use super::matmul::{self, Mat};
 
 /// Fused CPU operations (see the module docs of [`super`]).
 #[backend_extension(Flex, Autodiff)]
@@ -40,6 +41,17 @@ pub trait FusedOps: Backend {
     /// Self-attention on the output of a fused projection: `qkv: [B, N, 3D]` (queries, keys,
     /// values side by side) → `[B, N, D]`.
     fn fused_attention_packed(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self>;
+
+    /// A Linear layer on rows: `x: [R, D_in]`, `weight: [D_in, D_out]`, `bias: [D_out]` →
+    /// `x @ weight + bias: [R, D_out]`.
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// A Linear layer without bias: `x: [R, D_in] @ weight: [D_in, D_out]`.
+    fn fused_linear_no_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// `t` as a dense buffer (a view is copied, a dense tensor is shared).
@@ -64,6 +76,62 @@ fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
         Layout::contiguous(shape),
         DType::F32,
     )
+}
+
+fn dims2(t: &FlexTensor) -> [usize; 2] {
+    let s = t.layout().shape();
+    assert_eq!(s.num_dims(), 2, "expected a matrix, got {s:?}");
+    [s[0], s[1]]
+}
+
+/// `x @ weight (+ bias)` on dense operands: the product starts from the bias rows, so the bias
+/// costs no pass of its own.
+fn linear_forward(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>) -> FlexTensor {
+    let [rows, d_in] = dims2(x);
+    let [d_in_w, d_out] = dims2(weight);
+    assert_eq!(
+        d_in, d_in_w,
+        "linear: {d_in} input features, weight has {d_in_w}"
+    );
+    let xm = Mat::row_major(values(x), rows, d_in);
+    let wm = Mat::row_major(values(weight), d_in, d_out);
+    let y = match bias {
+        Some(bias) => {
+            let mut y = values(bias).repeat(rows);
+            matmul::product_acc(&mut y, xm, wm);
+            y
+        }
+        None => matmul::product(xm, wm),
+    };
+    tensor(y, Shape::from(vec![rows, d_out]))
+}
+
+/// The gradients of a Linear layer for the operands whose nodes are tracked: `dx = dy @ Wᵀ`,
+/// `dW = xᵀ @ dy` (one product over all rows), `db = Σ_rows dy`.
+fn linear_backward(
+    dy: &FlexTensor,
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    want: [bool; 3],
+) -> [Option<FlexTensor>; 3] {
+    let [rows, d_in] = dims2(x);
+    let [_, d_out] = dims2(weight);
+    let dym = Mat::row_major(values(dy), rows, d_out);
+    let dx = want[0].then(|| {
+        let w = Mat::row_major(values(weight), d_in, d_out);
+        tensor(matmul::product(dym, w.t()), Shape::from(vec![rows, d_in]))
+    });
+    let dw = want[1].then(|| {
+        let xm = Mat::row_major(values(x), rows, d_in);
+        tensor(matmul::product(xm.t(), dym), Shape::from(vec![d_in, d_out]))
+    });
+    let db = want[2].then(|| {
+        tensor(
+            matmul::column_sums(values(dy), d_out),
+            Shape::from(vec![d_out]),
+        )
+    });
+    [dx, dw, db]
 }
 
 fn dims3(t: &FlexTensor) -> [usize; 3] {
@@ -228,6 +296,14 @@ impl FusedOps for Flex {
     fn fused_attention_packed(qkv: FlexTensor, heads: usize) -> FlexTensor {
         AttentionInputs::packed(qkv, heads).forward().0
     }
+
+    fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        linear_forward(&dense(x), &dense(weight), Some(&dense(bias)))
+    }
+
+    fn fused_linear_no_bias(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        linear_forward(&dense(x), &dense(weight), None)
+    }
 }
 
 #[derive(Debug)]
@@ -345,6 +421,45 @@ impl Backward<Flex, 1> for PackedAttentionStep {
     }
 }
 
+#[derive(Debug)]
+struct LinearStep;
+
+impl Backward<Flex, 3> for LinearStep {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let (x, weight) = ops.state;
+        let want = ops.parents.each_ref().map(Option::is_some);
+        let found = linear_backward(&dy, &x, &weight, want);
+        for (node, grad) in ops.parents.into_iter().zip(found) {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LinearNoBiasStep;
+
+impl Backward<Flex, 2> for LinearNoBiasStep {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let (x, weight) = ops.state;
+        let [node_x, node_w] = ops.parents;
+        let want = [node_x.is_some(), node_w.is_some(), false];
+        let [dx, dw, _] = linear_backward(&dy, &x, &weight, want);
+        for (node, grad) in [(node_x, dx), (node_w, dw)] {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_layer_norm(
         x: FloatTensor<Self>,
@@ -415,6 +530,36 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         {
             OpsKind::Tracked(prep) => prep.finish((inputs, std::sync::Arc::new(probs)), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let guards = [x.node(), weight.node(), bias.node()];
+        let x = dense(x.into_primitive());
+        let weight = dense(weight.into_primitive());
+        let y = linear_forward(&x, &weight, Some(&dense(bias.into_primitive())));
+        match LinearStep.prepare::<C>(guards).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x, weight), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_linear_no_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let guards = [x.node(), weight.node()];
+        let x = dense(x.into_primitive());
+        let weight = dense(weight.into_primitive());
+        let y = linear_forward(&x, &weight, None);
+        match LinearNoBiasStep
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, weight), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
 }

@@ -888,6 +888,35 @@ mod tests {
         assert!(exp(200.0).is_finite());
     }
 
+    /// Every element of `small_gemm`, in a full tile or at an edge, is the in-order
+    /// sum `Σ_p A[i][p]·B[p][j]` from zero, bit for bit.
+    #[test]
+    fn small_gemm_is_the_in_order_sum_everywhere() {
+        let val = |i: usize| ((i * 2654435761) % 997) as f32 / 499.0 - 1.0;
+        let mut scratch = Vec::new();
+        for (m, n, k) in [(33, 33, 32), (4, 16, 8), (3, 5, 7), (65, 17, 33), (1, 1, 1)] {
+            let a_rm: Vec<f32> = (0..m * k).map(val).collect();
+            let a_cm: Vec<f32> = (0..k * m).map(|i| val(i + 7)).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| val(i + 3)).collect();
+            for a in [Mat::rows(&a_rm, k), Mat::transposed(&a_cm, m)] {
+                let ldc = n + 2;
+                let mut c = vec![f32::NAN; m * ldc];
+                small_gemm(m, n, k, a, &b, n, &mut c, ldc, &mut scratch);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want = (0..k).fold(0.0f32, |s, p| a.at(i, p) * b[p * n + j] + s);
+                        assert_eq!(
+                            c[i * ldc + j].to_bits(),
+                            want.to_bits(),
+                            "{m}×{n}×{k} ({i}, {j})"
+                        );
+                    }
+                    assert!(c[i * ldc + n].is_nan(), "wrote past the row");
+                }
+            }
+        }
+    }
+
     /// The AVX2 twins give bit-identical results to the baseline bodies (same operations in the
     /// same order, only wider vectors), so results do not depend on the CPU.
     #[cfg(target_arch = "x86_64")]

@@ -15,6 +15,7 @@
 
 pub mod ext;
 pub mod kernels;
+pub mod matmul;
 
 use std::sync::OnceLock;
 
@@ -25,20 +26,21 @@ use burn::tensor::{DType, Device, Tensor};
 use ext::FusedOps;
 
 /// The fused operations `CAE_UNFUSED` turns off: unset, empty or `0` turns none off; a
-/// comma-separated list of `ln`, `gelu`, `attn` turns off those; anything else (e.g. `1`) all.
-fn unfused() -> &'static [bool; 3] {
-    static OFF: OnceLock<[bool; 3]> = OnceLock::new();
+/// comma-separated list of `ln`, `gelu`, `attn`, `linear` turns off those; anything else (e.g.
+/// `1`) all.
+fn unfused() -> &'static [bool; 4] {
+    static OFF: OnceLock<[bool; 4]> = OnceLock::new();
     OFF.get_or_init(|| {
         let v = std::env::var("CAE_UNFUSED").unwrap_or_default();
         let v = v.trim();
         if v.is_empty() || v == "0" {
-            return [false; 3];
+            return [false; 4];
         }
         let names: Vec<&str> = v.split(',').map(str::trim).collect();
         if names.iter().all(|n| Op::ALL.iter().any(|o| o.name() == *n)) {
             Op::ALL.map(|o| names.contains(&o.name()))
         } else {
-            [true; 3]
+            [true; 4]
         }
     })
 }
@@ -52,16 +54,19 @@ pub enum Op {
     Gelu,
     /// Multi-head attention.
     Attention,
+    /// Linear layers (products written once, the bias as the product's start).
+    Linear,
 }
 
 impl Op {
-    const ALL: [Op; 3] = [Op::LayerNorm, Op::Gelu, Op::Attention];
+    const ALL: [Op; 4] = [Op::LayerNorm, Op::Gelu, Op::Attention, Op::Linear];
 
     fn name(self) -> &'static str {
         match self {
             Op::LayerNorm => "ln",
             Op::Gelu => "gelu",
             Op::Attention => "attn",
+            Op::Linear => "linear",
         }
     }
 }
@@ -98,6 +103,18 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         gelu_fused(x)
     } else {
         burn::tensor::activation::gelu(x)
+    }
+}
+
+/// A Linear layer on rows: `x @ weight + bias`.
+///
+/// # Shapes
+/// `x: [R, D_in]`, `weight: [D_in, D_out]`, `bias: [D_out]` → `[R, D_out]`
+pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    if use_fused(Op::Linear, &x) {
+        linear_fused(x, weight, bias)
+    } else {
+        burn::tensor::module::linear(x, weight, bias)
     }
 }
 
@@ -150,6 +167,20 @@ pub fn layer_norm_fused<const D: usize>(
 /// The fused GELU (flex only).
 pub fn gelu_fused<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gelu(x.into_dispatch()))
+}
+
+/// The fused Linear layer (flex only).
+pub fn linear_fused(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    Tensor::from_dispatch(match bias {
+        Some(b) => <Dispatch as FusedOps>::fused_linear(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            b.into_dispatch(),
+        ),
+        None => {
+            <Dispatch as FusedOps>::fused_linear_no_bias(x.into_dispatch(), weight.into_dispatch())
+        }
+    })
 }
 
 /// The fused attention (flex only).
@@ -366,6 +397,68 @@ mod tests {
     }
 
     #[test]
+    fn linear_matches_the_reference_values_and_gradients() {
+        for (rows, d_in, d_out) in [(37, 24, 40), (2112, 128, 384), (1, 1, 1)] {
+            for with_bias in [true, false] {
+                let x = rand([rows, d_in], 13);
+                let w = rand([d_in, d_out], 14);
+                let b = rand([d_out], 15);
+                let bias = with_bias.then(|| b.clone());
+                let want = burn::tensor::module::linear(x.clone(), w.clone(), bias.clone());
+                let got = linear_fused(x.clone(), w.clone(), bias);
+                assert_close("linear y", &vals(got.clone()), &vals(want.clone()), 1e-5);
+                let gw = weighted(want, 16).backward();
+                let gg = weighted(got, 16).backward();
+                for (name, t) in [("dx", &x), ("dw", &w)] {
+                    assert_close(
+                        name,
+                        &vals(t.grad(&gg).unwrap()),
+                        &vals(t.grad(&gw).unwrap()),
+                        1e-5,
+                    );
+                }
+                if with_bias {
+                    assert_close(
+                        "db",
+                        &vals(b.grad(&gg).unwrap()),
+                        &vals(b.grad(&gw).unwrap()),
+                        1e-5,
+                    );
+                } else {
+                    assert!(b.grad(&gg).is_none(), "an unused bias gets no gradient");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn linear_leaves_frozen_operands_without_gradients() {
+        let frozen = |shape: [usize; 2], seed| {
+            Tensor::<2>::from_data(
+                burn::tensor::TensorData::new(vals(rand(shape, seed)), shape),
+                &dev(),
+            )
+        };
+        let x = frozen([9, 6], 17);
+        let b = frozen([1, 5], 19).reshape([5]);
+        let w = rand([6, 5], 18);
+        let g = linear_fused(x.clone(), w.clone(), Some(b.clone()))
+            .sum()
+            .backward();
+        assert!(x.grad(&g).is_none() && b.grad(&g).is_none());
+        let dw = vals(w.grad(&g).unwrap());
+        // d(Σ x·W)/dW[i][j] = Σ_rows x[r][i].
+        let xs = vals(x);
+        for (i, row) in dw.chunks(5).enumerate() {
+            let want: f32 = (0..9).map(|r| xs[r * 6 + i]).sum();
+            assert_close("dw", row, &[want; 5], 1e-5);
+        }
+        // Nothing tracked: the product runs untracked.
+        let y = linear_fused(frozen([3, 6], 20), frozen([6, 5], 21), None);
+        assert!(!y.is_require_grad());
+    }
+
+    #[test]
     fn fused_ops_run_without_autodiff_and_are_deterministic() {
         let d = Device::flex();
         let x = Tensor::<3>::random([4, 10, 96], Distribution::Normal(0.0, 1.0), &d);
@@ -373,7 +466,12 @@ mod tests {
         let b = vals(attention_packed_fused(x.clone(), 2));
         assert_eq!(a, b);
         let y = vals(gelu_fused(x.clone()));
-        assert_eq!(y, vals(gelu_fused(x)));
+        assert_eq!(y, vals(gelu_fused(x.clone())));
+        let rows = x.reshape([40, 96]);
+        let w = Tensor::<2>::random([96, 7], Distribution::Normal(0.0, 1.0), &d);
+        let l = vals(linear_fused(rows.clone(), w.clone(), None));
+        assert_eq!(l, vals(linear_fused(rows.clone(), w.clone(), None)));
+        assert_close("linear", &l, &vals(rows.matmul(w)), 1e-5);
     }
 
     #[test]
