@@ -28,10 +28,10 @@ fn main() -> ExitCode {
 ///
 /// By default glibc serves blocks above a sliding threshold with fresh `mmap`s and gives freed
 /// memory at the top of a heap back to the kernel, so the same buffers are page-faulted, zeroed
-/// by the kernel and unmapped (with a TLB shootdown to the other core) again and again: 5–10% of
-/// a `mini` step's samples in `perf` (`docs/speed/perf-mini-step.log`). Raising the threshold to
+/// by the kernel and unmapped (with a TLB shootdown to the other core) again and again
+/// (`docs/speed/perf-mini-step.log` before, `docs/speed/w25-3.log` after). Raising the threshold to
 /// its largest value (32 MiB), never trimming, and growing heaps 64 MiB at a time keeps freed
-/// buffers for reuse; peak RSS is unchanged (`docs/speed/malloc-ab.log`). `CAE_MALLOC=default`
+/// buffers for reuse; peak RSS is unchanged (`docs/speed/w25-3.log`). `CAE_MALLOC=default`
 /// leaves glibc's defaults, for A/B runs.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 /// Returns the parameters glibc refused.
