@@ -53,14 +53,36 @@ impl ConvModule {
     }
 }
 
-/// `conv.forward(x)`, with a `1×1` convolution (stride 1, no padding, dilation 1, one group)
-/// computed as one batched matrix product `W[O, C] · x[b][C, H·W]`, as PyTorch does: burn-flex's
-/// generic convolution was 3.3× slower than PyTorch on UperNet's 1×1 laterals
-/// (`docs/speed/ops-side-by-side.log`). Same parameters, same result up to float rounding.
+/// `conv.forward(x)` computed as matrix products, as PyTorch's CPU kernels do.
+///
+/// On `flex`, a convolution with stride 1, dilation 1 and one group (every convolution of the
+/// UperNet and Mask R-CNN heads) is the fused im2col convolution of
+/// [`cae_pretrain::fused::conv`], forward and backward: burn-flex has no convolution backward of
+/// its own, and burn's generic one (a transposed convolution and a convolution over swapped axes,
+/// with layout conversions) ran the heads' 3×3 convolutions at 0.60–0.73× PyTorch's speed
+/// (`docs/speed/ops-side-by-side.log`). Elsewhere, or with `CAE_UNFUSED=conv`, a `1×1`
+/// convolution without padding is one batched matrix product `W[O, C] · x[b][C, H·W]` (burn's
+/// generic convolution was 3.3× slower than PyTorch on UperNet's 1×1 laterals), and anything else
+/// is burn's convolution. Same parameters, same result up to float rounding.
 ///
 /// # Shapes
 /// `x: [B, C_in, H, W] → [B, C_out, H', W']`
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    use cae_pretrain::fused;
+    let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => Some([0; 4]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
+        PaddingConfig2d::Same => None,
+    };
+    if let Some(padding) = padding.filter(|_| plain && fused::use_fused(fused::Op::Conv, &x)) {
+        return fused::conv2d_fused(
+            x,
+            conv.weight.val(),
+            conv.bias.as_ref().map(|b| b.val()),
+            padding,
+        );
+    }
     let pointwise = conv.kernel_size == [1, 1]
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]

@@ -12,6 +12,7 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{Autodiff, Backend, Flex, backend_extension, tensor::FloatTensor};
 use burn::tensor::{Bytes, DType, Shape};
 
+use super::conv::{self, ConvDims};
 use super::kernels::{self, AttentionDims, GradLayout, LayerNormStats, Strided};
 use super::matmul::{self, Mat};
 
@@ -48,6 +49,22 @@ pub trait FusedOps: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// A convolution with stride 1, dilation 1, one group and zero padding `[top, left, bottom,
+    /// right]`: `x: [B, C, H, W]`, `weight: [O, C, kh, kw]`, `bias: [O]` → `[B, O, H', W']`.
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self>;
+
+    /// [`Self::fused_conv2d`] without bias.
+    fn fused_conv2d_no_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        padding: [usize; 4],
     ) -> FloatTensor<Self>;
 
     /// A Linear layer without bias: `x: [R, D_in] @ weight: [D_in, D_out]`.
@@ -132,6 +149,54 @@ fn linear_backward(
         )
     });
     [dx, dw, db]
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let s = t.layout().shape();
+    assert_eq!(s.num_dims(), 4, "expected [B, C, H, W], got {s:?}");
+    [s[0], s[1], s[2], s[3]]
+}
+
+fn conv_dims(x: &FlexTensor, weight: &FlexTensor, padding: [usize; 4]) -> ConvDims {
+    let [batch, c_in, h, w] = dims4(x);
+    let [c_out, c_w, kh, kw] = dims4(weight);
+    assert_eq!(c_in, c_w, "conv2d: {c_in} input channels, weight has {c_w}");
+    ConvDims {
+        batch,
+        c_in,
+        h,
+        w,
+        c_out,
+        kh,
+        kw,
+        pad: padding,
+    }
+}
+
+fn conv_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    d: &ConvDims,
+) -> FlexTensor {
+    let (ho, wo) = d.out_hw();
+    let y = conv::conv2d_forward(values(x), values(weight), bias.map(values), d);
+    tensor(y, Shape::from(vec![d.batch, d.c_out, ho, wo]))
+}
+
+/// The convolution's gradients `[dx, dweight, dbias]`, those asked for in `want`.
+fn conv_grads(
+    dy: &FlexTensor,
+    state: &(FlexTensor, FlexTensor, ConvDims),
+    want: [bool; 3],
+) -> [Option<FlexTensor>; 3] {
+    let (x, weight, d) = state;
+    let [dx, dw, db] = conv::conv2d_backward(values(x), values(weight), values(dy), d, want);
+    [
+        dx.map(|g| tensor(g, x.layout().shape().clone())),
+        dw.map(|g| tensor(g, weight.layout().shape().clone())),
+        db.map(|g| tensor(g, Shape::from(vec![d.c_out]))),
+    ]
 }
 
 fn dims3(t: &FlexTensor) -> [usize; 3] {
@@ -297,6 +362,23 @@ impl FusedOps for Flex {
         AttentionInputs::packed(qkv, heads).forward().0
     }
 
+    fn fused_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        padding: [usize; 4],
+    ) -> FlexTensor {
+        let (x, weight) = (dense(x), dense(weight));
+        let d = conv_dims(&x, &weight, padding);
+        conv_forward(&x, &weight, Some(&dense(bias)), &d)
+    }
+
+    fn fused_conv2d_no_bias(x: FlexTensor, weight: FlexTensor, padding: [usize; 4]) -> FlexTensor {
+        let (x, weight) = (dense(x), dense(weight));
+        let d = conv_dims(&x, &weight, padding);
+        conv_forward(&x, &weight, None, &d)
+    }
+
     fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         linear_forward(&dense(x), &dense(weight), Some(&dense(bias)))
     }
@@ -460,6 +542,42 @@ impl Backward<Flex, 2> for LinearNoBiasStep {
     }
 }
 
+#[derive(Debug)]
+struct ConvStep;
+
+impl Backward<Flex, 3> for ConvStep {
+    type State = (FlexTensor, FlexTensor, ConvDims);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let want = ops.parents.each_ref().map(Option::is_some);
+        let found = conv_grads(&dy, &ops.state, want);
+        for (node, grad) in ops.parents.into_iter().zip(found) {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ConvNoBiasStep;
+
+impl Backward<Flex, 2> for ConvNoBiasStep {
+    type State = (FlexTensor, FlexTensor, ConvDims);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let dy = dense(grads.consume::<Flex>(&ops.node));
+        let [px, pw] = ops.parents.each_ref().map(Option::is_some);
+        let found = conv_grads(&dy, &ops.state, [px, pw, false]);
+        for (node, grad) in ops.parents.into_iter().zip(found) {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_layer_norm(
         x: FloatTensor<Self>,
@@ -559,6 +677,43 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => prep.finish((x, weight), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self> {
+        let guards = [x.node(), weight.node(), bias.node()];
+        let x = dense(x.into_primitive());
+        let weight = dense(weight.into_primitive());
+        let d = conv_dims(&x, &weight, padding);
+        let y = conv_forward(&x, &weight, Some(&dense(bias.into_primitive())), &d);
+        match ConvStep.prepare::<C>(guards).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((x, weight, d), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_conv2d_no_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        padding: [usize; 4],
+    ) -> FloatTensor<Self> {
+        let guards = [x.node(), weight.node()];
+        let x = dense(x.into_primitive());
+        let weight = dense(weight.into_primitive());
+        let d = conv_dims(&x, &weight, padding);
+        let y = conv_forward(&x, &weight, None, &d);
+        match ConvNoBiasStep
+            .prepare::<C>(guards)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x, weight, d), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }

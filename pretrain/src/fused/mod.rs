@@ -13,6 +13,7 @@
 //! the environment variable `CAE_UNFUSED` is set (for A/B measurements). Tests check every fused
 //! operation against its reference: values and gradients.
 
+pub mod conv;
 pub mod ext;
 pub mod kernels;
 pub mod matmul;
@@ -26,21 +27,21 @@ use burn::tensor::{DType, Device, Tensor};
 use ext::FusedOps;
 
 /// The fused operations `CAE_UNFUSED` turns off: unset, empty or `0` turns none off; a
-/// comma-separated list of `ln`, `gelu`, `attn`, `linear` turns off those; anything else (e.g.
-/// `1`) all.
-fn unfused() -> &'static [bool; 4] {
-    static OFF: OnceLock<[bool; 4]> = OnceLock::new();
+/// comma-separated list of `ln`, `gelu`, `attn`, `linear`, `conv` turns off those; anything else
+/// (e.g. `1`) all.
+fn unfused() -> &'static [bool; 5] {
+    static OFF: OnceLock<[bool; 5]> = OnceLock::new();
     OFF.get_or_init(|| {
         let v = std::env::var("CAE_UNFUSED").unwrap_or_default();
         let v = v.trim();
         if v.is_empty() || v == "0" {
-            return [false; 4];
+            return [false; 5];
         }
         let names: Vec<&str> = v.split(',').map(str::trim).collect();
         if names.iter().all(|n| Op::ALL.iter().any(|o| o.name() == *n)) {
             Op::ALL.map(|o| names.contains(&o.name()))
         } else {
-            [true; 4]
+            [true; 5]
         }
     })
 }
@@ -56,10 +57,12 @@ pub enum Op {
     Attention,
     /// Linear layers (products written once, the bias as the product's start).
     Linear,
+    /// Stride-1 convolutions as im2col + matrix products, forward and backward (the dense heads).
+    Conv,
 }
 
 impl Op {
-    const ALL: [Op; 4] = [Op::LayerNorm, Op::Gelu, Op::Attention, Op::Linear];
+    const ALL: [Op; 5] = [Op::LayerNorm, Op::Gelu, Op::Attention, Op::Linear, Op::Conv];
 
     fn name(self) -> &'static str {
         match self {
@@ -67,6 +70,7 @@ impl Op {
             Op::Gelu => "gelu",
             Op::Attention => "attn",
             Op::Linear => "linear",
+            Op::Conv => "conv",
         }
     }
 }
@@ -82,7 +86,8 @@ pub fn supported(device: &Device) -> bool {
     device.clone().without_autodiff() == Device::flex()
 }
 
-fn use_fused<const D: usize>(op: Op, x: &Tensor<D>) -> bool {
+/// Whether the fused `op` runs for `x` (on by default, `f32` on the `flex` device).
+pub fn use_fused<const D: usize>(op: Op, x: &Tensor<D>) -> bool {
     !disabled(op) && x.dtype() == DType::F32 && supported(&x.device())
 }
 
@@ -180,6 +185,33 @@ pub fn linear_fused(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) ->
         None => {
             <Dispatch as FusedOps>::fused_linear_no_bias(x.into_dispatch(), weight.into_dispatch())
         }
+    })
+}
+
+/// The fused stride-1 convolution (flex only; see [`conv`]), zero padding
+/// `[top, left, bottom, right]`.
+///
+/// # Shapes
+/// `x: [B, C, H, W]`, `weight: [O, C, kh, kw]`, `bias: [O]` → `[B, O, H + top + bottom − kh + 1,
+/// W + left + right − kw + 1]`
+pub fn conv2d_fused(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    padding: [usize; 4],
+) -> Tensor<4> {
+    Tensor::from_dispatch(match bias {
+        Some(b) => <Dispatch as FusedOps>::fused_conv2d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            b.into_dispatch(),
+            padding,
+        ),
+        None => <Dispatch as FusedOps>::fused_conv2d_no_bias(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            padding,
+        ),
     })
 }
 
@@ -456,6 +488,59 @@ mod tests {
         // Nothing tracked: the product runs untracked.
         let y = linear_fused(frozen([3, 6], 20), frozen([6, 5], 21), None);
         assert!(!y.is_require_grad());
+    }
+
+    #[test]
+    fn conv_matches_burn_values_and_gradients() {
+        use burn::nn::PaddingConfig2d;
+        use burn::nn::conv::Conv2dConfig;
+        for (k, pad, bias, shape) in [
+            (3, [1, 1, 1, 1], false, [2, 4, 6, 5]),
+            (3, [0, 0, 0, 0], true, [1, 3, 5, 7]),
+            (3, [2, 0, 1, 3], true, [2, 2, 4, 4]),
+            (1, [0, 0, 0, 0], true, [3, 5, 4, 3]),
+            (1, [1, 1, 1, 1], false, [1, 3, 3, 3]),
+            (5, [2, 2, 2, 2], true, [1, 2, 6, 6]),
+        ] {
+            let [top, left, bottom, right] = pad;
+            let mut conv = Conv2dConfig::new([shape[1], 3], [k, k])
+                .with_bias(bias)
+                .with_padding(PaddingConfig2d::Explicit(top, left, bottom, right))
+                .init(&dev());
+            let w = rand([3, shape[1], k, k], 22);
+            conv.weight = burn::module::Param::from_tensor(w.clone());
+            let b = rand([3], 23);
+            if bias {
+                conv.bias = Some(burn::module::Param::from_tensor(b.clone()));
+            }
+            let x = rand(shape, 24);
+            let want = conv.forward(x.clone());
+            let got = conv2d_fused(x.clone(), w.clone(), bias.then(|| b.clone()), pad);
+            assert_eq!(got.dims(), want.dims(), "k {k}, pad {pad:?}");
+            assert_close("conv y", &vals(got.clone()), &vals(want.clone()), 1e-5);
+            let gw = weighted(want, 25).backward();
+            let gg = weighted(got, 25).backward();
+            assert_close(
+                "conv dx",
+                &vals(x.grad(&gg).unwrap()),
+                &vals(x.grad(&gw).unwrap()),
+                1e-5,
+            );
+            assert_close(
+                "conv dw",
+                &vals(w.grad(&gg).unwrap()),
+                &vals(w.grad(&gw).unwrap()),
+                1e-5,
+            );
+            if bias {
+                assert_close(
+                    "conv db",
+                    &vals(b.grad(&gg).unwrap()),
+                    &vals(b.grad(&gw).unwrap()),
+                    1e-5,
+                );
+            }
+        }
     }
 
     #[test]
