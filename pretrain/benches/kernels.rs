@@ -1,14 +1,17 @@
 //! Criterion benchmarks of the fused CPU kernels against the same operations composed from
 //! burn's primitives (what `CAE_UNFUSED` runs), forward + backward on `Autodiff<flex>`, at the
 //! shapes of one thread's piece of a `mini` batch-64 step (32 images, 65 tokens, width 128,
-//! 4 heads, MLP 512): `cargo bench -p cae-pretrain --bench kernels`.
+//! 4 heads, MLP 512; the Linear layer is the MLP's `fc1`), and the stride-1 convolution at the
+//! detection FPN's 3×3 shape against burn's convolution:
+//! `cargo bench -p cae-pretrain --bench kernels`.
 //!
 //! The tests in `cae_pretrain::fused` check that both sides compute the same values and
 //! gradients; this says what the fused side buys.
 
 use std::time::Duration;
 
-use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::{LayerNorm, LayerNormConfig, PaddingConfig2d};
 use burn::tensor::{Device, Distribution, Tensor};
 use cae_pretrain::fused;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -43,6 +46,13 @@ fn bench(c: &mut Criterion) {
     let norm = LayerNormConfig::new(D).with_epsilon(EPS).init(&dev);
     let h = rand([B, N, MLP], &dev);
     let qkv = rand([B, N, 3 * D], &dev);
+    let (w1, b1) = (rand([D, MLP], &dev), rand([MLP], &dev));
+    // The detection FPN's 3×3 convolution at a quarter of its channels: 2 × 64 × 64 × 64.
+    let img = rand([2, 64, 64, 64], &dev);
+    let conv = Conv2dConfig::new([64, 64], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .init(&dev);
     for (side, on) in [("fused", true), ("composed", false)] {
         group.bench_with_input(BenchmarkId::new("layer_norm", side), &on, |b, &on| {
             b.iter(|| {
@@ -55,6 +65,27 @@ fn bench(c: &mut Criterion) {
                     fused::gelu_fused(h.clone())
                 } else {
                     burn::tensor::activation::gelu(h.clone())
+                };
+                let _ = y.sum().backward();
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("linear", side), &on, |b, &on| {
+            b.iter(|| {
+                let rows = x.clone().reshape([B * N, D]);
+                let y = if on {
+                    fused::linear_fused(rows, w1.clone(), Some(b1.clone()))
+                } else {
+                    burn::tensor::module::linear(rows, w1.clone(), Some(b1.clone()))
+                };
+                let _ = y.sum().backward();
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("conv3x3", side), &on, |b, &on| {
+            b.iter(|| {
+                let y = if on {
+                    fused::conv2d_fused(img.clone(), conv.weight.val(), None, [1; 4])
+                } else {
+                    conv.forward(img.clone())
                 };
                 let _ = y.sum().backward();
             })

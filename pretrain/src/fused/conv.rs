@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::matmul::{self, Mat};
+use super::matmul::{self, Mat, Threads};
 
 /// The geometry of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,43 +139,58 @@ fn check(x: &[f32], weight: &[f32], d: &ConvDims) {
     );
 }
 
+/// How many groups of images the work splits into: one per thread of the current pool when there
+/// are at least that many images (each group then runs its products on one thread), else one
+/// group whose products split over the pool.
+fn groups(batch: usize) -> (usize, Threads) {
+    let t = rayon::current_num_threads();
+    if t > 1 && batch >= t {
+        (t, Threads::One)
+    } else {
+        (1, Threads::Pool)
+    }
+}
+
 /// The convolution: `x: [B, C, H, W]`, `weight: [O, C, kh, kw]`, `bias: [O]` →
 /// `[B, O, H', W']`, all dense row-major.
 pub fn conv2d_forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, d: &ConvDims) -> Vec<f32> {
     check(x, weight, d);
     let (ho, wo) = d.out_hw();
     let (k, hw) = (d.c_in * d.taps(), ho * wo);
+    let (img_len, out_len) = (d.c_in * d.h * d.w, d.c_out * hw);
     let wm = Mat::row_major(weight, d.c_out, k);
-    let mut out = Vec::with_capacity(d.batch * d.c_out * hw);
-    let mut cols = if d.pointwise() {
-        Vec::new()
-    } else {
-        vec![0.0; k * hw]
-    };
-    for img in x.chunks_exact(d.c_in * d.h * d.w) {
-        let cm = if d.pointwise() {
-            Mat::row_major(img, k, hw)
-        } else {
-            im2col(img, d, &mut cols);
-            Mat::row_major(&cols, k, hw)
-        };
-        match bias {
-            Some(bias) => {
-                let mut y: Vec<f32> = bias
-                    .iter()
-                    .flat_map(|&b| std::iter::repeat_n(b, hw))
-                    .collect();
-                matmul::product_acc(&mut y, wm, cm);
-                out.extend_from_slice(&y);
+    let (groups, threads) = groups(d.batch);
+    let per = d.batch.div_ceil(groups).max(1);
+    let mut out = vec![0.0f32; d.batch * out_len];
+    out.par_chunks_mut(per * out_len)
+        .zip(x.par_chunks(per * img_len))
+        .for_each(|(out, x)| {
+            let mut cols = if d.pointwise() {
+                Vec::new()
+            } else {
+                vec![0.0; k * hw]
+            };
+            for (y, img) in out.chunks_exact_mut(out_len).zip(x.chunks_exact(img_len)) {
+                if let Some(bias) = bias {
+                    for (row, b) in y.chunks_exact_mut(hw).zip(bias) {
+                        row.fill(*b);
+                    }
+                }
+                let cm = if d.pointwise() {
+                    Mat::row_major(img, k, hw)
+                } else {
+                    im2col(img, d, &mut cols);
+                    Mat::row_major(&cols, k, hw)
+                };
+                matmul::product_acc_on(y, wm, cm, threads);
             }
-            None => out.extend_from_slice(&matmul::product(wm, cm)),
-        }
-    }
+        });
     out
 }
 
 /// The gradients of [`conv2d_forward`] asked for in `want` (`[dx, dweight, dbias]`), from the
-/// output gradient `dy: [B, O, H', W']`.
+/// output gradient `dy: [B, O, H', W']`. With several groups of images (see [`groups`]) each
+/// group sums its own weight and bias gradients, and the groups' sums are added in order.
 pub fn conv2d_backward(
     x: &[f32],
     weight: &[f32],
@@ -186,50 +201,73 @@ pub fn conv2d_backward(
     check(x, weight, d);
     let (ho, wo) = d.out_hw();
     let (k, hw) = (d.c_in * d.taps(), ho * wo);
-    assert_eq!(
-        dy.len(),
-        d.batch * d.c_out * hw,
-        "conv2d: output gradient size"
-    );
+    let (img_len, out_len) = (d.c_in * d.h * d.w, d.c_out * hw);
+    assert_eq!(dy.len(), d.batch * out_len, "conv2d: output gradient size");
     let wm = Mat::row_major(weight, d.c_out, k);
+    let (groups, threads) = groups(d.batch);
+    let per = d.batch.div_ceil(groups).max(1);
     let mut dx = want[0].then(|| vec![0.0f32; x.len()]);
-    let mut dw = want[1].then(|| vec![0.0f32; weight.len()]);
-    let mut db = want[2].then(|| vec![0.0f32; d.c_out]);
-    let mut cols = if d.pointwise() || !want[1] {
-        Vec::new()
-    } else {
-        vec![0.0; k * hw]
+    let dx_parts: Vec<Option<&mut [f32]>> = match dx.as_mut() {
+        Some(dx) => dx.chunks_mut(per * img_len).map(Some).collect(),
+        None => (0..d.batch.div_ceil(per)).map(|_| None).collect(),
     };
-    let img_len = d.c_in * d.h * d.w;
-    for (i, (img, g)) in x
-        .chunks_exact(img_len)
-        .zip(dy.chunks_exact(d.c_out * hw))
-        .enumerate()
-    {
-        let gm = Mat::row_major(g, d.c_out, hw);
-        if let Some(dw) = dw.as_mut() {
-            let cm = if d.pointwise() {
-                Mat::row_major(img, k, hw)
+    let partial: Vec<[Option<Vec<f32>>; 2]> = dx_parts
+        .into_par_iter()
+        .zip(x.par_chunks(per * img_len))
+        .zip(dy.par_chunks(per * out_len))
+        .map(|((mut dx, x), dy)| {
+            let mut dw = want[1].then(|| vec![0.0f32; weight.len()]);
+            let mut db = want[2].then(|| vec![0.0f32; d.c_out]);
+            let mut cols = if d.pointwise() || !want[1] {
+                Vec::new()
             } else {
-                im2col(img, d, &mut cols);
-                Mat::row_major(&cols, k, hw)
+                vec![0.0; k * hw]
             };
-            matmul::product_acc(dw, gm, cm.t());
-        }
-        if let Some(dx) = dx.as_mut() {
-            let dcols = matmul::product(wm.t(), gm);
-            let dx = &mut dx[i * img_len..][..img_len];
-            if d.pointwise() {
-                dx.copy_from_slice(&dcols);
-            } else {
-                col2im_add(&dcols, d, dx);
+            for (i, (img, g)) in x
+                .chunks_exact(img_len)
+                .zip(dy.chunks_exact(out_len))
+                .enumerate()
+            {
+                let gm = Mat::row_major(g, d.c_out, hw);
+                if let Some(dw) = dw.as_mut() {
+                    let cm = if d.pointwise() {
+                        Mat::row_major(img, k, hw)
+                    } else {
+                        im2col(img, d, &mut cols);
+                        Mat::row_major(&cols, k, hw)
+                    };
+                    matmul::product_acc_on(dw, gm, cm.t(), threads);
+                }
+                if let Some(dx) = dx.as_mut() {
+                    let dcols = matmul::product_on(wm.t(), gm, threads);
+                    let dx = &mut dx[i * img_len..][..img_len];
+                    if d.pointwise() {
+                        dx.copy_from_slice(&dcols);
+                    } else {
+                        col2im_add(&dcols, d, dx);
+                    }
+                }
+                if let Some(db) = db.as_mut() {
+                    for (s, row) in db.iter_mut().zip(g.chunks_exact(hw)) {
+                        *s += row.iter().sum::<f32>();
+                    }
+                }
             }
+            [dw, db]
+        })
+        .collect();
+    let add = |a: Option<Vec<f32>>, b: &Option<Vec<f32>>| match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            Some(a)
         }
-        if let Some(db) = db.as_mut() {
-            for (s, row) in db.iter_mut().zip(g.chunks_exact(hw)) {
-                *s += row.iter().sum::<f32>();
-            }
-        }
+        (a, _) => a,
+    };
+    let mut parts = partial.into_iter();
+    let [mut dw, mut db] = parts.next().unwrap_or([None, None]);
+    for [pw, pb] in parts {
+        dw = add(dw, &pw);
+        db = add(db, &pb);
     }
     [dx, dw, db]
 }
@@ -352,6 +390,48 @@ mod tests {
                 (lhs - rhs).abs() < 1e-3 * (1.0 + lhs.abs()),
                 "{d:?}: {lhs} vs {rhs}"
             );
+        }
+    }
+
+    #[test]
+    fn images_split_over_threads_give_the_same_gradients() {
+        let d = ConvDims {
+            batch: 5,
+            c_in: 3,
+            h: 6,
+            w: 5,
+            c_out: 4,
+            kh: 3,
+            kw: 3,
+            pad: [1, 1, 1, 1],
+        };
+        let x = data(d.batch * d.c_in * d.h * d.w, 4);
+        let w = data(d.c_out * d.c_in * 9, 5);
+        let b = data(d.c_out, 6);
+        let (ho, wo) = d.out_hw();
+        let dy = data(d.batch * d.c_out * ho * wo, 7);
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let run = |pool: rayon::ThreadPool| {
+            pool.install(|| {
+                (
+                    conv2d_forward(&x, &w, Some(&b), &d),
+                    conv2d_backward(&x, &w, &dy, &d, [true; 3]),
+                )
+            })
+        };
+        let (y1, g1) = run(pool(1));
+        let (y3, g3) = run(pool(3));
+        assert_eq!(y1, y3, "the forward does not depend on the split");
+        for (a, b) in g1.iter().zip(&g3) {
+            let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+            for (p, q) in a.iter().zip(b) {
+                assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+            }
         }
     }
 }

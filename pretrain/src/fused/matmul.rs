@@ -78,6 +78,15 @@ fn dims(a: &Mat, b: &Mat) -> (usize, usize, usize) {
     (a.rows, b.cols, a.cols)
 }
 
+/// Whether a product may split over the current rayon pool's threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// Split when the pool has more than one thread and the product is large enough.
+    Pool,
+    /// One thread (the caller already splits its work over the pool).
+    One,
+}
+
 /// `dst = a @ b` (`accumulate == false`: `dst` is not read) or `dst += a @ b`, `dst` row-major
 /// `[a.rows, b.cols]` at `dst_ptr`.
 ///
@@ -85,9 +94,12 @@ fn dims(a: &Mat, b: &Mat) -> (usize, usize, usize) {
 /// `dst_ptr` must be valid for writes (and, with `accumulate`, reads of initialised values) of
 /// `m·n` elements, where `(m, _, n)` are the checked dimensions, and must not overlap `a` or `b`.
 #[allow(unsafe_code)]
-unsafe fn gemm_into(dst_ptr: *mut f32, accumulate: bool, a: Mat, b: Mat) {
+unsafe fn gemm_into(dst_ptr: *mut f32, accumulate: bool, a: Mat, b: Mat, threads: Threads) {
     let (m, n, k) = dims(&a, &b);
-    let parallelism = if rayon::current_num_threads() > 1 && m * n * k >= PARALLEL_MACS {
+    let parallelism = if threads == Threads::Pool
+        && rayon::current_num_threads() > 1
+        && m * n * k >= PARALLEL_MACS
+    {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -122,6 +134,11 @@ unsafe fn gemm_into(dst_ptr: *mut f32, accumulate: bool, a: Mat, b: Mat) {
 
 /// `a @ b` as a new row-major `[a.rows, b.cols]` buffer, written once (no zero-fill first).
 pub fn product(a: Mat, b: Mat) -> Vec<f32> {
+    product_on(a, b, Threads::Pool)
+}
+
+/// [`product`] on the given threads.
+pub fn product_on(a: Mat, b: Mat, threads: Threads) -> Vec<f32> {
     let (m, n, k) = dims(&a, &b);
     if k == 0 || m * n == 0 {
         return vec![0.0; m * n];
@@ -132,7 +149,7 @@ pub fn product(a: Mat, b: Mat) -> Vec<f32> {
     // initialised before `set_len`.
     #[allow(unsafe_code)]
     unsafe {
-        gemm_into(out.as_mut_ptr(), false, a, b);
+        gemm_into(out.as_mut_ptr(), false, a, b, threads);
         out.set_len(m * n);
     }
     out
@@ -143,13 +160,18 @@ pub fn product(a: Mat, b: Mat) -> Vec<f32> {
 /// # Panics
 /// If `dst` does not hold exactly `a.rows · b.cols` elements.
 pub fn product_acc(dst: &mut [f32], a: Mat, b: Mat) {
+    product_acc_on(dst, a, b, Threads::Pool)
+}
+
+/// [`product_acc`] on the given threads.
+pub fn product_acc_on(dst: &mut [f32], a: Mat, b: Mat, threads: Threads) {
     let (m, n, _) = dims(&a, &b);
     assert_eq!(dst.len(), m * n, "matmul: the output is not {m}×{n}");
     // SAFETY: `dst` is an initialised `m·n` slice borrowed mutably, so it overlaps neither
     // operand.
     #[allow(unsafe_code)]
     unsafe {
-        gemm_into(dst.as_mut_ptr(), true, a, b);
+        gemm_into(dst.as_mut_ptr(), true, a, b, threads);
     }
 }
 
