@@ -65,29 +65,21 @@ def main():
     common = ["--preset", a.preset, "--batch", str(batch), "--steps", str(a.steps),
               "--warmup", str(a.warmup)]
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
-    runs = {
-        "burn flex, fused kernels (ours, default)": ([a.bin, "--threads", str(a.threads), "bench", "pretrain", *common,
-                              "--json"], env),
-        "burn flex, step not split over threads (CAE_CPU_SPLIT=0)": (
-            [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
-            dict(env, CAE_CPU_SPLIT="0")),
-        "burn flex, kernels' baseline SSE2 build (CAE_SIMD=baseline)": (
-            [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
-            dict(env, CAE_SIMD="baseline")),
-        "burn flex, Linear layers through burn's matmul (CAE_UNFUSED=linear)": (
-            [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
-            dict(env, CAE_UNFUSED="linear")),
-        "burn flex, glibc malloc defaults (CAE_MALLOC=default)": (
-            [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
-            dict(env, CAE_MALLOC="default")),
-        "burn flex, fused kernels off (CAE_UNFUSED=1)": (
-            [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"],
-            dict(env, CAE_UNFUSED="1")),
-        "PyTorch (torch_twin.py)": ([a.python, str(ROOT / "benches" / "torch_twin.py"), *common,
-                                     "--threads", str(a.threads), "--json"], env),
-    }
+    ours = [a.bin, "--threads", str(a.threads), "bench", "pretrain", *common, "--json"]
+    # Our default, then each A/B variant: (label, environment overrides).
+    variants = [
+        ("fused kernels (ours, default)", {}),
+        ("step not split over threads (CAE_CPU_SPLIT=0)", {"CAE_CPU_SPLIT": "0"}),
+        ("kernels' baseline SSE2 build (CAE_SIMD=baseline)", {"CAE_SIMD": "baseline"}),
+        ("Linear layers through burn's matmul (CAE_UNFUSED=linear)", {"CAE_UNFUSED": "linear"}),
+        ("glibc malloc defaults (CAE_MALLOC=default)", {"CAE_MALLOC": "default"}),
+        ("fused kernels off (CAE_UNFUSED=1)", {"CAE_UNFUSED": "1"}),
+    ]
     if a.only_default:
-        runs = {n: r for n, r in runs.items() if "default" in n and "CAE_" not in n or "PyTorch" in n}
+        variants = variants[:1]
+    runs = {f"burn flex, {label}": (ours, dict(env, **extra)) for label, extra in variants}
+    runs["PyTorch (torch_twin.py)"] = ([a.python, str(ROOT / "benches" / "torch_twin.py"), *common,
+                                        "--threads", str(a.threads), "--json"], env)
     if a.tch_bin:
         tch_env = dict(env)
         if a.torch_lib:

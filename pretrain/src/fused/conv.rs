@@ -124,6 +124,20 @@ fn col2im_add(cols: &[f32], d: &ConvDims, dx: &mut [f32]) {
         });
 }
 
+/// One image's `cols` as a `[C·kh·kw, H'·W']` matrix: the image itself for a `1×1` convolution
+/// without padding, else its im2col written into `buf`.
+fn cols_of<'a>(img: &'a [f32], d: &ConvDims, buf: &'a mut Vec<f32>) -> Mat<'a> {
+    let (ho, wo) = d.out_hw();
+    let (k, hw) = (d.c_in * d.taps(), ho * wo);
+    if d.pointwise() {
+        Mat::row_major(img, k, hw)
+    } else {
+        buf.resize(k * hw, 0.0);
+        im2col(img, d, buf);
+        Mat::row_major(buf, k, hw)
+    }
+}
+
 fn check(x: &[f32], weight: &[f32], d: &ConvDims) {
     assert!(
         d.valid(),
@@ -165,23 +179,14 @@ pub fn conv2d_forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, d: &ConvD
     out.par_chunks_mut(per * out_len)
         .zip(x.par_chunks(per * img_len))
         .for_each(|(out, x)| {
-            let mut cols = if d.pointwise() {
-                Vec::new()
-            } else {
-                vec![0.0; k * hw]
-            };
+            let mut cols = Vec::new();
             for (y, img) in out.chunks_exact_mut(out_len).zip(x.chunks_exact(img_len)) {
                 if let Some(bias) = bias {
                     for (row, b) in y.chunks_exact_mut(hw).zip(bias) {
                         row.fill(*b);
                     }
                 }
-                let cm = if d.pointwise() {
-                    Mat::row_major(img, k, hw)
-                } else {
-                    im2col(img, d, &mut cols);
-                    Mat::row_major(&cols, k, hw)
-                };
+                let cm = cols_of(img, d, &mut cols);
                 matmul::product_acc_on(y, wm, cm, threads);
             }
         });
@@ -218,11 +223,7 @@ pub fn conv2d_backward(
         .map(|((mut dx, x), dy)| {
             let mut dw = want[1].then(|| vec![0.0f32; weight.len()]);
             let mut db = want[2].then(|| vec![0.0f32; d.c_out]);
-            let mut cols = if d.pointwise() || !want[1] {
-                Vec::new()
-            } else {
-                vec![0.0; k * hw]
-            };
+            let mut cols = Vec::new();
             for (i, (img, g)) in x
                 .chunks_exact(img_len)
                 .zip(dy.chunks_exact(out_len))
@@ -230,12 +231,7 @@ pub fn conv2d_backward(
             {
                 let gm = Mat::row_major(g, d.c_out, hw);
                 if let Some(dw) = dw.as_mut() {
-                    let cm = if d.pointwise() {
-                        Mat::row_major(img, k, hw)
-                    } else {
-                        im2col(img, d, &mut cols);
-                        Mat::row_major(&cols, k, hw)
-                    };
+                    let cm = cols_of(img, d, &mut cols);
                     matmul::product_acc_on(dw, gm, cm.t(), threads);
                 }
                 if let Some(dx) = dx.as_mut() {

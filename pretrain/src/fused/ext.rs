@@ -503,17 +503,27 @@ impl Backward<Flex, 1> for PackedAttentionStep {
     }
 }
 
+/// Which of a step's `[x, weight, bias]` gradients are wanted: the tracked ones among its `N`
+/// parents (`N = 2`: no bias).
+fn wanted<T, const N: usize>(parents: &[Option<T>; N]) -> [bool; 3] {
+    let mut want = [false; 3];
+    for (w, p) in want.iter_mut().zip(parents) {
+        *w = p.is_some();
+    }
+    want
+}
+
+/// The backward of the fused Linear layer, with (`N = 3`) or without (`N = 2`) bias.
 #[derive(Debug)]
 struct LinearStep;
 
-impl Backward<Flex, 3> for LinearStep {
+impl<const N: usize> Backward<Flex, N> for LinearStep {
     type State = (FlexTensor, FlexTensor);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = dense(grads.consume::<Flex>(&ops.node));
-        let (x, weight) = ops.state;
-        let want = ops.parents.each_ref().map(Option::is_some);
-        let found = linear_backward(&dy, &x, &weight, want);
+        let (x, weight) = &ops.state;
+        let found = linear_backward(&dy, x, weight, wanted(&ops.parents));
         for (node, grad) in ops.parents.into_iter().zip(found) {
             if let (Some(node), Some(grad)) = (node, grad) {
                 grads.register::<Flex>(node.id, grad);
@@ -522,54 +532,16 @@ impl Backward<Flex, 3> for LinearStep {
     }
 }
 
-#[derive(Debug)]
-struct LinearNoBiasStep;
-
-impl Backward<Flex, 2> for LinearNoBiasStep {
-    type State = (FlexTensor, FlexTensor);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = dense(grads.consume::<Flex>(&ops.node));
-        let (x, weight) = ops.state;
-        let [node_x, node_w] = ops.parents;
-        let want = [node_x.is_some(), node_w.is_some(), false];
-        let [dx, dw, _] = linear_backward(&dy, &x, &weight, want);
-        for (node, grad) in [(node_x, dx), (node_w, dw)] {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
-    }
-}
-
+/// The backward of the fused convolution, with (`N = 3`) or without (`N = 2`) bias.
 #[derive(Debug)]
 struct ConvStep;
 
-impl Backward<Flex, 3> for ConvStep {
+impl<const N: usize> Backward<Flex, N> for ConvStep {
     type State = (FlexTensor, FlexTensor, ConvDims);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let dy = dense(grads.consume::<Flex>(&ops.node));
-        let want = ops.parents.each_ref().map(Option::is_some);
-        let found = conv_grads(&dy, &ops.state, want);
-        for (node, grad) in ops.parents.into_iter().zip(found) {
-            if let (Some(node), Some(grad)) = (node, grad) {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-struct ConvNoBiasStep;
-
-impl Backward<Flex, 2> for ConvNoBiasStep {
-    type State = (FlexTensor, FlexTensor, ConvDims);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let dy = dense(grads.consume::<Flex>(&ops.node));
-        let [px, pw] = ops.parents.each_ref().map(Option::is_some);
-        let found = conv_grads(&dy, &ops.state, [px, pw, false]);
+        let found = conv_grads(&dy, &ops.state, wanted(&ops.parents));
         for (node, grad) in ops.parents.into_iter().zip(found) {
             if let (Some(node), Some(grad)) = (node, grad) {
                 grads.register::<Flex>(node.id, grad);
@@ -671,11 +643,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let x = dense(x.into_primitive());
         let weight = dense(weight.into_primitive());
         let y = linear_forward(&x, &weight, None);
-        match LinearNoBiasStep
-            .prepare::<C>(guards)
-            .compute_bound()
-            .stateful()
-        {
+        match LinearStep.prepare::<C>(guards).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((x, weight), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
@@ -708,11 +676,7 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         let weight = dense(weight.into_primitive());
         let d = conv_dims(&x, &weight, padding);
         let y = conv_forward(&x, &weight, None, &d);
-        match ConvNoBiasStep
-            .prepare::<C>(guards)
-            .compute_bound()
-            .stateful()
-        {
+        match ConvStep.prepare::<C>(guards).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((x, weight, d), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }

@@ -29,19 +29,19 @@ use ext::FusedOps;
 /// The fused operations `CAE_UNFUSED` turns off: unset, empty or `0` turns none off; a
 /// comma-separated list of `ln`, `gelu`, `attn`, `linear`, `conv` turns off those; anything else
 /// (e.g. `1`) all.
-fn unfused() -> &'static [bool; 5] {
-    static OFF: OnceLock<[bool; 5]> = OnceLock::new();
+fn unfused() -> &'static [bool; Op::ALL.len()] {
+    static OFF: OnceLock<[bool; Op::ALL.len()]> = OnceLock::new();
     OFF.get_or_init(|| {
         let v = std::env::var("CAE_UNFUSED").unwrap_or_default();
         let v = v.trim();
         if v.is_empty() || v == "0" {
-            return [false; 5];
+            return [false; Op::ALL.len()];
         }
         let names: Vec<&str> = v.split(',').map(str::trim).collect();
         if names.iter().all(|n| Op::ALL.iter().any(|o| o.name() == *n)) {
             Op::ALL.map(|o| names.contains(&o.name()))
         } else {
-            [true; 5]
+            [true; Op::ALL.len()]
         }
     })
 }
