@@ -182,9 +182,12 @@ pub fn dropout2d(x: Tensor<4>, p: f64, ctx: &mut ForwardCtx) -> Tensor<4> {
 /// already matches.
 ///
 /// Bilinear resizing is separable: `y = A_h · x · A_wᵀ` per map, with interpolation matrices of
-/// two non-zero weights per row ([`bilinear_weights`]). It runs as two matrix products (rows, then
-/// columns), whose backward is two more; burn-flex's direct kernel took 2.5× PyTorch's time to
-/// resize UperNet's logits forward and backward (`docs/speed/ops-side-by-side.log`). The weights
+/// two non-zero weights per row ([`bilinear_weights`]). It runs as two matrix products, whose
+/// backward is two more: rows first, a small product per map on the input's width, then columns
+/// as one product over all `B·C·h` rows (the fused Linear layer on `flex`, which writes the large
+/// output once; as per-map products through burn's matmul this step made the whole resize 0.67–
+/// 1.06× PyTorch, `docs/speed/ops-side-by-side.log` runs 3–7). burn-flex's direct kernel took
+/// 2.5× PyTorch's time to resize UperNet's logits forward and backward (same log, run 1). The weights
 /// are PyTorch's, computed as it does in `f32`, and each output sums the same two products in
 /// the same order, so the values equal burn's interpolation up to float rounding (tested, values
 /// and gradients).
@@ -212,18 +215,19 @@ pub fn resize_bilinear(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
             &device,
         )
     };
-    // Columns: [B·C·H, W] · A_wᵀ [W, w].
-    let y = if ow == w {
-        x.reshape([b * c * h, w])
-    } else {
-        x.reshape([b * c * h, w]).matmul(matrix(ow, w).transpose())
-    };
-    // Rows: A_h [h, H] · [B·C][H, w].
-    let y = y.reshape([b * c, h, ow]);
+    // Rows: A_h [h, H] · x[B·C][H, W], one small product per map.
+    let y = x.reshape([b * c, h, w]);
     let y = if oh == h {
         y
     } else {
         matrix(oh, h).unsqueeze_dim::<3>(0).matmul(y)
+    };
+    // Columns: [B·C·h, W] · A_wᵀ [W, w], one product over all rows (the fused Linear on flex).
+    let y = y.reshape([b * c * oh, w]);
+    let y = if ow == w {
+        y
+    } else {
+        cae_pretrain::fused::linear(y, matrix(ow, w).transpose(), None)
     };
     y.reshape([b, c, oh, ow])
 }
