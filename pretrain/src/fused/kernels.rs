@@ -483,6 +483,10 @@ fn transpose(dst: &mut [f32], src: &[f32], n: usize, hd: usize) {
 }
 
 /// A matrix operand of [`small_gemm`]: element `(i, p)` at `data[i·row + p·col]`.
+///
+/// Not [`super::matmul::Mat`]: that view carries its shape, checked before the unsafe `gemm`
+/// call; this one is only the strides the per-head loops need (the shared view was slower in an
+/// alternating run of the attention bench, not logged).
 #[derive(Clone, Copy)]
 struct Mat<'a> {
     data: &'a [f32],
@@ -637,11 +641,12 @@ impl HeadOperands {
         b: usize,
         h: usize,
         dims: AttentionDims,
-    ) {
+    ) -> (&[f32], &[f32], &[f32]) {
         let (nq, nk, hd) = (dims.nq, dims.nk, dims.head_dim);
         load_head(&mut self.q, q.0, q.1, b, h, nq, hd, dims.scale);
         load_head(&mut self.k, k.0, k.1, b, h, nk, hd, 1.0);
         load_head(&mut self.v, v.0, v.1, b, h, nk, hd, 1.0);
+        (&self.q, &self.k, &self.v)
     }
 }
 
@@ -668,12 +673,7 @@ fn attention_forward_item(
     let mut kt = vec![0.0f32; hd * nk];
     let mut packed = Vec::new();
     for h in 0..heads {
-        ops.load(q, k, v, b, h, dims);
-        let HeadOperands {
-            q: qh,
-            k: kh,
-            v: vh,
-        } = &ops;
+        let (qh, kh, vh) = ops.load(q, k, v, b, h, dims);
         transpose(&mut kt, kh, nk, hd);
         let p_h = &mut probs[h * nq * nk..][..nq * nk];
         // S = (scale·q)·kᵀ, then the softmax of each row in place.
@@ -786,12 +786,7 @@ fn attention_backward_item(
     let mut packed = Vec::new();
     let dout_at = Strided::dense(nq, width);
     for h in 0..heads {
-        ops.load(q, k, v, b, h, dims);
-        let HeadOperands {
-            q: qh,
-            k: kh,
-            v: vh,
-        } = &ops;
+        let (qh, kh, vh) = ops.load(q, k, v, b, h, dims);
         load_head(&mut doh, dout, dout_at, b, h, nq, hd, 1.0);
         transpose(&mut vt, vh, nk, hd);
         let p_h = &probs[(b * heads + h) * nq * nk..][..nq * nk];
