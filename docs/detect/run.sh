@@ -1,25 +1,32 @@
 #!/bin/bash
-# The detection runs quoted in the README: mini preset on the quickstart's world, with the
-# quickstart's CAE encoder and a random initialisation, seeds 0 and 1; then pycocotools on each
-# run's results files (check.py) and the leaderboard.
+# The detection runs quoted in the README: `detect --preset mini` on a 400-scene world (320 train /
+# 80 validation, generator seed 5, so none of its scenes is among the pretraining images), with the
+# quickstart's 600-step CAE `mini` encoder and a random initialisation, seeds 0 and 1; then
+# pycocotools on each run's results files (check.py, when a Python with pycocotools is at hand)
+# and the leaderboard.
 set -e
-cd /work/runs
-export PATH=/work/bin3:$PATH
+cd /work/runs/w30
+export PATH=/work/bin-w30:$PATH
 echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"
-echo "# cae-bench: debug build (cargo build --workspace) of commit $(git -C /work/main rev-parse --short HEAD)"
-W=qs-docs/world-8826de5d/coco
-E=qs-docs/pretrain/cae-0958f880/encoder.safetensors
+echo "# cae-bench: $(cae-bench --version), release build of commit $(git -C /work/main rev-parse --short HEAD) (cargo build --release -p cae-bench)"
+W=det-world
+E=$(ls qs/pretrain/cae-*/encoder.safetensors)
+echo "# encoder: $E (docs/quickstart/run.log), sha256 $(sha256sum $E | cut -c1-16)..."
+rm -rf $W det-docs
+echo "\$ cae-bench data synth --out $W --images 400 --size 32 --seed 5"
+cae-bench data synth --out $W --images 400 --size 32 --seed 5 2>&1
 for enc in cae random; do
   for seed in 0 1; do
-    src=$E; label="CAE mini, 40 steps (quickstart)"
+    src=$E; label="CAE-mini-600"
     [ $enc = random ] && src=random && label="random init mini"
     out=det-docs/runs/$enc/seed-$seed
-    rm -rf $out
-    echo "\$ cae-bench detect --encoder $src --label \"$label\" --data $W --preset mini --seed $seed --out $out --no-progress"
-    /usr/bin/time -f "# wall %e s, max RSS %M KiB" cae-bench-det detect --encoder $src --label "$label" --data $W --preset mini --seed $seed --out $out --no-progress 2>&1
+    echo "\$ cae-bench detect --encoder $src --label \"$label\" --data $W/coco --preset mini --seed $seed --out $out --no-progress"
+    /usr/bin/time -f "# wall %e s, max RSS %M KiB" cae-bench detect --encoder $src --label "$label" --data $W/coco --preset mini --seed $seed --out $out --no-progress 2>&1
   done
 done
-echo "\$ python check.py (pycocotools 2.0.11 on every run's results files)"
-/work/torchenv/bin/python /work/main/docs/detect/check.py $W/annotations/instances_val2017.json det-docs/runs
+if [ -x /work/torchenv/bin/python ]; then
+  echo "\$ python check.py (pycocotools on every run's results files)"
+  /work/torchenv/bin/python /work/main/docs/detect/check.py $W/coco/annotations/instances_val2017.json det-docs/runs
+fi
 echo "# done: $(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -180,7 +180,7 @@ fn an_encoder_built_for_another_size_is_moved_to_the_crop() {
         serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap()).unwrap();
     assert_eq!(
         record["protocol"]["details"]["position_table"],
-        "built for 32 px, sin-cos rebuilt for 16 px"
+        "built for 32 px, pretrained sin-cos table resampled bicubically (cls slot kept, frozen) for 16 px"
     );
     assert_eq!(record["config"]["model"]["encoder"]["img_size"], 16);
 }

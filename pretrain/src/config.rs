@@ -43,6 +43,30 @@ pub enum PosEmbed {
     None,
 }
 
+/// How a fixed sin-cos position table moves to another patch grid (a downstream crop or canvas
+/// of another size than pretraining's). A learned table is always resampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PosResize {
+    /// The pretrained table resampled bicubically (PyTorch's `align_corners = False`), the cls
+    /// slot kept, and kept frozen: CAE's downstream code (`mmcv_custom/checkpoint.py`).
+    #[default]
+    Interpolate,
+    /// A sin-cos table built afresh for the new grid (differs from the resampled one: the
+    /// frequencies are laid over the new grid instead of stretched).
+    Rebuild,
+}
+
+impl PosResize {
+    /// The name `--set pos_embed_resize=` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            PosResize::Interpolate => "interpolate",
+            PosResize::Rebuild => "rebuild",
+        }
+    }
+}
+
 /// BEiT's relative position bias in the encoder's self-attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -249,6 +249,35 @@ pub struct RunRecord {
     /// image by image (a paired bootstrap, [`crate::stats::paired_bootstrap`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_image: Option<PerImage>,
+    /// What the run trained, per parameter group (the model's top-level components: `backbone`,
+    /// `neck`, `decode_head`, …): trainable and frozen parameter counts and the learning-rate
+    /// scales of the trainable ones. Empty for runs that train nothing or predate it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trainable: Vec<TrainableGroup>,
+}
+
+/// What one parameter group of a run trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainableGroup {
+    /// The component (the first segment of the parameter paths: `backbone`, `encoder`, `head`).
+    pub group: String,
+    /// Elements of the parameters that take gradients and are updated.
+    pub trainable: u64,
+    /// Elements of the parameters that are not trained (the fixed sin-cos position table, a
+    /// frozen encoder).
+    pub frozen: u64,
+    /// Elements of buffers (BatchNorm running statistics): updated by the forward pass, never by
+    /// the optimiser, counted apart from both.
+    #[serde(default)]
+    pub buffers: u64,
+    /// Smallest and largest learning-rate scale among the trainable parameters (layer-wise lr
+    /// decay spreads them; `[1, 1]` without it); `None` when nothing trains.
+    pub lr_scale: Option<(f64, f64)>,
+    /// Smallest and largest weight decay among the trainable parameters.
+    pub weight_decay: Option<(f64, f64)>,
+    /// The frozen parameters by path (a whole frozen component is named once, as `group.*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen_params: Vec<String>,
 }
 
 /// Per-image results of one evaluation, in the evaluation split's order.
@@ -332,6 +361,7 @@ impl RunRecord {
             request_key: None,
             per_class: Vec::new(),
             per_image: None,
+            trainable: Vec::new(),
         }
     }
 

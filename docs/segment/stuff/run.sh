@@ -4,14 +4,14 @@
 # quickstart's 600-step CAE `mini` encoder and a random initialisation; UperNet and the linear
 # head; seeds 0 and 1; the `mini` preset, everything else default.
 set -e
-cd /work/runs
-export PATH=/work/bin3:$PATH
-BIN=cae-bench-stuff
+cd /work/runs/w30
+export PATH=/work/bin-w30:$PATH
+BIN=cae-bench
 echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"
 echo "# cae-bench: $($BIN --version) (release build of commit $(git -C /work/main rev-parse --short HEAD): cargo build --release --bin cae-bench)"
 W=seg-stuff/world
-ENC=qs-fresh/pretrain/cae-839e1e7d/encoder.safetensors
+ENC=$(ls qs/pretrain/cae-*/encoder.safetensors)
 echo "# encoder: $ENC (docs/quickstart/run.log), sha256 $(sha256sum $ENC | cut -c1-16)..."
 rm -rf seg-stuff && mkdir -p seg-stuff
 echo "\$ cae-bench data synth --out $W --images 12000 --size 32 --seed 0 --stuff 4"

@@ -135,6 +135,9 @@ pub struct LinearProbeArgs {
     /// Run folder for `record.json`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Fine-tuning: also write the fine-tuned model to `OUT/finetuned.safetensors`.
+    #[arg(long, requires = "out")]
+    pub save_model: bool,
     /// Device: cpu, cuda[:N], tch, tch-cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -219,6 +222,7 @@ pub fn request(args: &LinearProbeArgs, threads: Option<usize>) -> anyhow::Result
         label: args.label.clone(),
         data_fingerprint: None,
         request_key: None,
+        save_model: args.save_model,
     })
 }
 

@@ -46,7 +46,7 @@ use cae_heads::segmentation::layer_decay::seg_param_group;
 use cae_heads::segmentation::{
     LinearSegmentor, SEG_IGNORED_KEYS, UperNet, UperNetConfig, seg_cross_entropy, slide_logits,
 };
-use cae_pretrain::config::CaeConfig;
+use cae_pretrain::config::{CaeConfig, PosResize};
 use cae_pretrain::model::init::{Init, LinearInit};
 use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
 use cae_pretrain::train::step::salted_step_rng;
@@ -135,6 +135,10 @@ pub struct SegRecipe {
     pub drop_path: f64,
     /// Give each block a zero-initialised relative position bias (CAE's segmentation backbone).
     pub rel_pos_bias: bool,
+    /// How the pretrained sin-cos position table moves to the input's patch grid:
+    /// `interpolate` (CAE's downstream code: bicubic, cls kept, frozen) or `rebuild`.
+    #[serde(default)]
+    pub pos_embed_resize: PosResize,
     /// `linear`: how many last blocks are concatenated (1, or 4 for DINOv2's "+ms" head input).
     pub linear_blocks: usize,
     /// Evaluate every this many iterations (0: only at the end).
@@ -207,6 +211,7 @@ impl SegRecipe {
             min_lr: 0.0,
             drop_path: 0.1,
             rel_pos_bias: true,
+            pos_embed_resize: PosResize::Interpolate,
             linear_blocks: 1,
             eval_every: 16_000,
             checkpoint_every: 16_000,
@@ -224,6 +229,7 @@ impl SegRecipe {
                 layer_decay: 1.0,
                 drop_path: 0.0,
                 rel_pos_bias: false,
+                pos_embed_resize: PosResize::Interpolate,
                 eval_every: 4_000,
                 checkpoint_every: 4_000,
                 ..upernet
@@ -631,7 +637,9 @@ impl SegModel {
                 }
                 cfg.in_channels = d;
                 cfg.num_classes = recipe.num_classes;
-                let model = UperNet::new(&cfg, seed, ad)?.with_backbone(&cfg, encoder.fork(ad))?;
+                // The backbone is fine-tuned: every parameter but the frozen sin-cos table trains.
+                let model = UperNet::new(&cfg, seed, ad)?
+                    .with_backbone(&cfg, cae_pretrain::train::on_autodiff(encoder, ad))?;
                 Ok(SegModel::Upernet(model, cfg))
             }
             SegProtocol::Linear => {
@@ -907,22 +915,25 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
     check_encoder_fits(req, &recipe, &model_cfg)?;
     let built_for = model_cfg.encoder.img_size;
     let encoder = encoder
-        .at_resolution(&mut model_cfg.encoder, [recipe.crop; 2])
+        .at_resolution(
+            &mut model_cfg.encoder,
+            [recipe.crop; 2],
+            recipe.pos_embed_resize,
+        )
         .map_err(|e| {
             ProtocolError::Config(format!(
                 "{}: {e}",
                 encoder_name(&req.encoder, &recipe.encoder_preset)
             ))
         })?;
+    let position_table = super::recipe::position_table_note(
+        model_cfg.encoder.pos_embed,
+        recipe.pos_embed_resize,
+        built_for,
+        recipe.crop,
+    );
     if built_for != recipe.crop {
-        tracing::info!(
-            "the encoder was built for {built_for} px; its position table is {} for {} px crops",
-            match model_cfg.encoder.pos_embed {
-                cae_pretrain::config::PosEmbed::Learned => "resampled (bicubic)",
-                _ => "rebuilt",
-            },
-            recipe.crop
-        );
+        tracing::info!("position table: {position_table}");
     }
     let fingerprint = cae_datasets::fingerprint_dir(&req.data)?.to_string();
     let key = super::recipe::identity(
@@ -965,22 +976,15 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
         &key,
         start,
     )?;
-    writer.record.protocol.details.insert(
-        "position_table".into(),
-        serde_json::json!(if built_for == recipe.crop {
-            format!("as built ({built_for} px)")
-        } else {
-            format!(
-                "built for {built_for} px, {} for {} px",
-                match model_cfg.encoder.pos_embed {
-                    cae_pretrain::config::PosEmbed::Learned => "resampled bicubically",
-                    cae_pretrain::config::PosEmbed::SinCos => "sin-cos rebuilt",
-                    cae_pretrain::config::PosEmbed::None => "none; nothing to move",
-                },
-                recipe.crop
-            )
-        }),
-    );
+    writer
+        .record
+        .protocol
+        .details
+        .insert("position_table".into(), serde_json::json!(position_table));
+    writer.record.trainable = match &model {
+        SegModel::Upernet(m, _) => super::recipe::trainable_groups(m, &opt),
+        SegModel::Linear(m) => super::recipe::trainable_groups(m, &opt),
+    };
     writer.update()?;
     let result = train_and_evaluate(
         req,

@@ -568,6 +568,9 @@ pub struct ProbeRequest {
     /// The caller's identity of this request, written into the record (see
     /// `RunRecord::request_key`).
     pub request_key: Option<String>,
+    /// Fine-tuning: write the fine-tuned model (encoder, `fc_norm`, head) to
+    /// `OUT/finetuned.safetensors` at the end (needs `out`).
+    pub save_model: bool,
 }
 
 impl ProbeRequest {
@@ -588,6 +591,7 @@ impl ProbeRequest {
             label: None,
             data_fingerprint: None,
             request_key: None,
+            save_model: false,
         }
     }
 }
@@ -1198,7 +1202,8 @@ fn finetune(
     let side = enc_cfg.img_size;
     let classes = splits.num_classes();
     let ad = device.clone().autodiff();
-    let encoder = encoder.fork(&ad);
+    // The encoder is fine-tuned: every parameter but the frozen sin-cos table trains.
+    let encoder = cae_pretrain::train::on_autodiff(encoder, &ad);
     let mut model = FinetuneModel::new(
         encoder,
         &FinetuneBuild {
@@ -1222,6 +1227,10 @@ fn finetune(
         },
         Box::new(move |p, nd| layer_decay_group(p, nd, depth, decay, wd)),
     );
+    if let Some(w) = writer.as_mut() {
+        w.record.trainable = super::recipe::trainable_groups(&model, &opt);
+        w.update()?;
+    }
     let spe = subset.len() / cfg.batch_size;
     let schedule = CosineSchedule {
         base: cfg.lr,
@@ -1287,8 +1296,20 @@ fn finetune(
         report_epoch(cfg, &r, writer, &mut per_epoch, &pb)?;
     }
     pb.finish_and_clear();
+    if req.save_model
+        && let Some(out) = &req.out
+    {
+        let meta = std::collections::HashMap::from([(
+            "format".to_string(),
+            "cae-bench-finetuned-v1".to_string(),
+        )]);
+        cae_pretrain::weights::save_safetensors(&model, &out.join(FINETUNED_FILE), None, &meta)?;
+    }
     Ok(per_epoch)
 }
+
+/// The fine-tuned model of `linear-probe --protocol finetune --save-model`, in the run folder.
+pub const FINETUNED_FILE: &str = "finetuned.safetensors";
 
 /// The salt of fine-tuning's per-step drop-path streams ([`salted_step_rng`]).
 const FINETUNE_STEP_SALT: u64 = 0xd409_9a7f;

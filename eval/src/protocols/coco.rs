@@ -46,6 +46,7 @@ use cae_heads::optim::{Optimizer, Rule};
 use cae_heads::schedule::StepSchedule;
 use cae_heads::segmentation::SEG_IGNORED_KEYS;
 use cae_heads::segmentation::layer_decay::seg_param_group;
+use cae_pretrain::config::PosResize;
 use cae_pretrain::model::ForwardCtx;
 use cae_pretrain::model::init::{Init, LinearInit};
 use cae_pretrain::train::step::salted_step_rng;
@@ -111,6 +112,10 @@ pub struct DetRecipe {
     /// Per-block zero-initialised relative position bias (BEiT's detection backbone; CAE's
     /// uses the absolute sin-cos table only).
     pub rel_pos_bias: bool,
+    /// How the pretrained sin-cos position table moves to the input's patch grid:
+    /// `interpolate` (CAE's downstream code: bicubic, cls kept, frozen) or `rebuild`.
+    #[serde(default)]
+    pub pos_embed_resize: PosResize,
     /// Box head: `4conv1fc` (BEiT / CAE) or `2fc` (mmdet's base `Shared2FCBBoxHead`); widths
     /// from the detector preset.
     #[serde(default = "four_conv_one_fc")]
@@ -176,6 +181,7 @@ impl DetRecipe {
             gamma: 0.1,
             drop_path: 0.2,
             rel_pos_bias: false,
+            pos_embed_resize: PosResize::Interpolate,
             box_head: "4conv1fc".into(),
             box_loss: BoxLoss::Giou { weight: 10.0 },
             eval_every: 0,
@@ -540,8 +546,13 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
             recipe.canvas
         )));
     }
+    let built_for = model_cfg.encoder.img_size;
     let mut encoder = encoder
-        .at_resolution(&mut model_cfg.encoder, [recipe.canvas; 2])
+        .at_resolution(
+            &mut model_cfg.encoder,
+            [recipe.canvas; 2],
+            recipe.pos_embed_resize,
+        )
         .map_err(|e| {
             ProtocolError::Config(format!(
                 "{}: {e}",
@@ -559,8 +570,8 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
     );
 
     let ad = device.clone().autodiff();
-    let encoder_ad = encoder.fork(&ad);
-    encoder = encoder_ad;
+    // The backbone is fine-tuned: every parameter but the frozen sin-cos table trains.
+    encoder = cae_pretrain::train::on_autodiff(encoder, &ad);
     let init = Init::new(req.seed ^ 0xde7_b1a5, LinearInit::TruncNormal, &ad);
     prepare_finetune_backbone(
         &mut encoder,
@@ -609,6 +620,16 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
         total,
         start,
     )?;
+    writer.record.trainable = super::recipe::trainable_groups(&model, &opt);
+    writer.record.protocol.details.insert(
+        "position_table".into(),
+        serde_json::json!(super::recipe::position_table_note(
+            model_cfg.encoder.pos_embed,
+            recipe.pos_embed_resize,
+            built_for,
+            recipe.canvas,
+        )),
+    );
     writer.update()?;
     let ctx = RunCtx {
         req,

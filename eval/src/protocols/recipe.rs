@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
+use cae_pretrain::config::{PosEmbed, PosResize};
 use cae_pretrain::train::checkpoint::list_checkpoints;
 use cae_reports::record::{EncoderInfo, RunRecord, request_key};
 use serde::Serialize;
@@ -128,4 +129,78 @@ pub fn finish_record(record: &mut RunRecord, out: &Path, start: u64) {
             .filter(|e| e.epoch <= start)
             .collect();
     }
+}
+
+/// What happened to the encoder's position table on its way from pretraining's `built_for` px to
+/// the protocol's `now` px input (the record's `position_table` detail).
+pub fn position_table_note(
+    pos: PosEmbed,
+    resize: PosResize,
+    built_for: usize,
+    now: usize,
+) -> String {
+    if built_for == now {
+        return format!("as built ({built_for} px)");
+    }
+    let how = match (pos, resize) {
+        (PosEmbed::Learned, _) => "learned table resampled bicubically",
+        (PosEmbed::SinCos, PosResize::Interpolate) => {
+            "pretrained sin-cos table resampled bicubically (cls slot kept, frozen)"
+        }
+        (PosEmbed::SinCos, PosResize::Rebuild) => "sin-cos table rebuilt (frozen)",
+        (PosEmbed::None, _) => "none; nothing to move",
+    };
+    format!("built for {built_for} px, {how} for {now} px")
+}
+
+/// What `model` trains under `opt`, per top-level component (the record's `trainable`): each
+/// float parameter that takes a gradient is trainable with the lr scale and decay its optimiser
+/// group gives; BatchNorm's running statistics are buffers; everything else is frozen.
+pub fn trainable_groups<M: burn::module::Module>(
+    model: &M,
+    opt: &cae_heads::optim::Optimizer,
+) -> Vec<cae_reports::record::TrainableGroup> {
+    use cae_reports::record::TrainableGroup;
+    let widen =
+        |r: Option<(f64, f64)>, x: f64| Some(r.map_or((x, x), |(a, b)| (a.min(x), b.max(x))));
+    let mut groups: Vec<TrainableGroup> = Vec::new();
+    for p in cae_pretrain::train::parameters(model) {
+        let name = p.path.split('.').next().unwrap_or("").to_string();
+        let at = match groups.iter().position(|g| g.group == name) {
+            Some(i) => i,
+            None => {
+                groups.push(TrainableGroup {
+                    group: name,
+                    trainable: 0,
+                    frozen: 0,
+                    buffers: 0,
+                    lr_scale: None,
+                    weight_decay: None,
+                    frozen_params: Vec::new(),
+                });
+                groups.len() - 1
+            }
+        };
+        let g = &mut groups[at];
+        let n = p.numel as u64;
+        let leaf = p.path.rsplit('.').next().unwrap_or("");
+        if matches!(leaf, "running_mean" | "running_var") {
+            g.buffers += n;
+        } else if p.trainable {
+            let pg = opt.group(&p.path, p.rank);
+            g.trainable += n;
+            g.lr_scale = widen(g.lr_scale, pg.lr_scale);
+            g.weight_decay = widen(g.weight_decay, pg.weight_decay);
+        } else {
+            g.frozen += n;
+            g.frozen_params.push(p.path);
+        }
+    }
+    // A wholly frozen component is named once.
+    for g in &mut groups {
+        if g.trainable == 0 && g.frozen > 0 {
+            g.frozen_params = vec![format!("{}.*", g.group)];
+        }
+    }
+    groups
 }

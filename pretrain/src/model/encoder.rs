@@ -14,7 +14,7 @@ use super::init::Init;
 use super::patch_embed::PatchEmbed;
 use super::pos_embed::sincos_2d_with_cls;
 use super::rel_pos_bias::RelativePositionBias;
-use crate::config::{EncoderConfig, PosEmbed, RelPosBias};
+use crate::config::{EncoderConfig, PosEmbed, PosResize, RelPosBias};
 use crate::error::PretrainError;
 use crate::fused;
 
@@ -141,17 +141,19 @@ impl VisionTransformerEncoder {
         }
     }
 
-    /// The encoder for images of `img_size` (`[H, W]`, whole patches): a fixed sin-cos table is
-    /// rebuilt for the new grid, a learned one resampled bicubically as PyTorch does (cls slot
-    /// kept; [`super::pos_embed::resample_with_cls`]), and `cfg.img_size` is updated (square
-    /// images; a non-square size keeps `cfg` as it is). Relative position bias tables are tied
-    /// to their window: an encoder that has them can only keep its grid (BEiT's resampling of
-    /// those tables is not implemented, so it is an error rather than a silently wrong bias).
-    /// The same grid is a no-op.
+    /// The encoder for images of `img_size` (`[H, W]`, whole patches): the position table is
+    /// resampled bicubically as PyTorch does (cls slot kept;
+    /// [`super::pos_embed::resample_with_cls`]), a fixed sin-cos one staying frozen, as CAE's
+    /// downstream code does; with [`PosResize::Rebuild`] a sin-cos table is built afresh for the
+    /// new grid instead. `cfg.img_size` is updated (square images; a non-square size keeps `cfg`
+    /// as it is). Relative position bias tables are tied to their window: an encoder that has
+    /// them can only keep its grid (BEiT's resampling of those tables is not implemented, so it
+    /// is an error rather than a silently wrong bias). The same grid is a no-op.
     pub fn at_resolution(
         mut self,
         cfg: &mut EncoderConfig,
         img_size: [usize; 2],
+        resize: PosResize,
     ) -> Result<Self, PretrainError> {
         let p = cfg.patch_size;
         let [h, w] = img_size;
@@ -191,8 +193,8 @@ impl VisionTransformerEncoder {
         }
         if let Some(pos) = self.pos_embed.take() {
             let device = pos.val().device();
-            let values = match cfg.pos_embed {
-                PosEmbed::SinCos => sincos_2d_with_cls(new.0, new.1, d),
+            let values = match (cfg.pos_embed, resize) {
+                (PosEmbed::SinCos, PosResize::Rebuild) => sincos_2d_with_cls(new.0, new.1, d),
                 _ => {
                     let table = pos
                         .val()
@@ -381,34 +383,61 @@ mod tests {
     }
 
     #[test]
-    fn at_resolution_rebuilds_sincos_resamples_learned_and_refuses_what_it_cannot() {
+    fn at_resolution_resamples_or_rebuilds_sincos_resamples_learned_and_refuses_what_it_cannot() {
         let dev = Device::flex();
         let mut cfg = CaeConfig::test().encoder; // 16 px, patch 4: a 4×4 grid, sin-cos
         let enc = VisionTransformerEncoder::new(&cfg, &mut Init::new(0, LinearInit::Xavier, &dev));
-        let same = enc.clone().at_resolution(&mut cfg, [16, 16]).unwrap();
+        let same = enc
+            .clone()
+            .at_resolution(&mut cfg, [16, 16], PosResize::Rebuild)
+            .unwrap();
         let v = |t: Tensor<3>| t.try_into_vec_as::<f32>().unwrap();
         let pos = |e: &VisionTransformerEncoder| v(e.pos_embed.as_ref().unwrap().val());
         assert_eq!(pos(&same), pos(&enc), "the same grid changes nothing");
         // Sin-cos: rebuilt for 12×16, frozen, and the encoder runs on 48×64 images.
         let mut c = cfg.clone();
-        let big = enc.clone().at_resolution(&mut c, [48, 64]).unwrap();
+        let big = enc
+            .clone()
+            .at_resolution(&mut c, [48, 64], PosResize::Rebuild)
+            .unwrap();
         assert_eq!(pos(&big), sincos_2d_with_cls(12, 16, cfg.embed_dim));
         assert!(!big.pos_embed.as_ref().unwrap().val().is_require_grad());
         let x = Tensor::<4>::ones([1, 3, 48, 64], &dev);
         let taps = big.clone().forward_taps(x, &[0], &mut ForwardCtx::eval());
         assert_eq!(taps[0].dims(), [1, 1 + 12 * 16, cfg.embed_dim]);
         // Its config still says 16 px: a second move is refused, not resampled from 4×4.
-        assert!(big.at_resolution(&mut c, [32, 32]).is_err());
+        assert!(
+            big.at_resolution(&mut c, [32, 32], PosResize::Rebuild)
+                .is_err()
+        );
         let mut c = cfg.clone();
-        let _ = enc.clone().at_resolution(&mut c, [32, 32]).unwrap();
+        let _ = enc
+            .clone()
+            .at_resolution(&mut c, [32, 32], PosResize::Rebuild)
+            .unwrap();
         assert_eq!(c.img_size, 32);
+        // Sin-cos, interpolated (CAE's downstream default): the pretrained table resampled
+        // bicubically, cls slot kept, still frozen; not the rebuilt table.
+        let mut c = cfg.clone();
+        let interp = enc
+            .clone()
+            .at_resolution(&mut c, [24, 24], PosResize::Interpolate)
+            .unwrap();
+        let want =
+            super::super::pos_embed::resample_with_cls(&pos(&enc), (4, 4), cfg.embed_dim, (6, 6));
+        assert_eq!(pos(&interp), want);
+        assert_ne!(pos(&interp), sincos_2d_with_cls(6, 6, cfg.embed_dim));
+        assert!(!interp.pos_embed.as_ref().unwrap().val().is_require_grad());
+        assert_eq!(c.img_size, 24);
         // Learned: the bicubic resampling of its own table.
         let mut lc = cfg.clone();
         lc.pos_embed = PosEmbed::Learned;
         let learned =
             VisionTransformerEncoder::new(&lc, &mut Init::new(1, LinearInit::Xavier, &dev));
         let before = pos(&learned);
-        let moved = learned.at_resolution(&mut lc, [24, 24]).unwrap();
+        let moved = learned
+            .at_resolution(&mut lc, [24, 24], PosResize::Rebuild)
+            .unwrap();
         assert_eq!(
             pos(&moved),
             super::super::pos_embed::resample_with_cls(&before, (4, 4), cfg.embed_dim, (6, 6))
@@ -416,13 +445,15 @@ mod tests {
         // Not whole patches; relative position tables tied to their window.
         assert!(
             enc.clone()
-                .at_resolution(&mut cfg.clone(), [18, 16])
+                .at_resolution(&mut cfg.clone(), [18, 16], PosResize::Interpolate)
                 .is_err()
         );
         let mut rc = cfg.clone();
         rc.rel_pos_bias = RelPosBias::PerBlock;
         let rel = VisionTransformerEncoder::new(&rc, &mut Init::new(0, LinearInit::Xavier, &dev));
-        let err = rel.at_resolution(&mut rc, [32, 32]).unwrap_err();
+        let err = rel
+            .at_resolution(&mut rc, [32, 32], PosResize::Interpolate)
+            .unwrap_err();
         assert!(err.to_string().contains("relative position bias"), "{err}");
     }
 }

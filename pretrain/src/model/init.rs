@@ -143,11 +143,14 @@ impl Init {
 /// Divides a Linear's weight by `sqrt(2·layer_id)` (BEiT's `fix_init_weight` rescale, 1-based id).
 pub fn rescale_linear(linear: Linear, layer_id: usize) -> Linear {
     let factor = (2.0 * layer_id as f64).sqrt();
-    // Detached so that the scaled value is a fresh leaf, not a graph node hanging off the draw.
+    // Detached so that the scaled value is a fresh leaf, not a graph node hanging off the draw;
+    // on a device without autodiff there is no graph (and no gradient to ask for: the
+    // parameter's configured state, kept by `Param::map`, is what `train()` applies later).
     Linear {
-        weight: linear
-            .weight
-            .map(|w| w.div_scalar(factor).detach().require_grad()),
+        weight: linear.weight.map(|w| {
+            let w = w.div_scalar(factor).detach();
+            if w.is_autodiff() { w.require_grad() } else { w }
+        }),
         bias: linear.bias,
     }
 }

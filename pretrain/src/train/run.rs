@@ -30,6 +30,7 @@ use super::config::{Derived, RunConfig, TrainConfig};
 use super::dist::{Collective, SingleProcess};
 use super::schedule::CosineSchedule;
 use super::step::{PretrainBatch, StepStats, step_rng, train_step_parallel};
+use super::trainable::on_autodiff;
 use crate::config::{CaeConfig, Method, TargetConfig};
 use crate::dalle::{DalleConfig, DalleEncoder};
 use crate::error::PretrainError;
@@ -436,11 +437,18 @@ pub fn run_parallel(
         );
     }
 
+    // Built on the plain device (the initial values are drawn on the CPU either way), then made
+    // trainable the one way every protocol does it (`trainable::on_autodiff`).
+    let plain = device.clone().without_autodiff();
     let mut model = match cfg.model.method {
-        Method::Cae => AnyModel::Cae(Box::new(ContextAutoencoder::new(
-            &cfg.model, t.seed, &device,
+        Method::Cae => AnyModel::Cae(Box::new(on_autodiff(
+            ContextAutoencoder::new(&cfg.model, t.seed, &plain),
+            &device,
         ))),
-        Method::Beit => AnyModel::Beit(Box::new(BeitPretrain::new(&cfg.model, t.seed, &device))),
+        Method::Beit => AnyModel::Beit(Box::new(on_autodiff(
+            BeitPretrain::new(&cfg.model, t.seed, &plain),
+            &device,
+        ))),
     };
     let mut optim = AdamW::new(AdamWConfig {
         beta1: t.beta1,

@@ -383,7 +383,7 @@ pub fn train_step_parallel<M: Pretrainable + Send + Sync>(
         let replica = if *device == home {
             model.clone()
         } else {
-            model.clone().fork(device)
+            super::trainable::on_autodiff(model.clone(), device)
         };
         let mut accumulator = GradientsAccumulator::<M>::new();
         for (i, mb) in micro_batches.iter().enumerate() {
