@@ -141,7 +141,10 @@ mod tests {
             assert_eq!(moved, direct, "{method:?}");
             assert!(moved.iter().filter(|p| p.trainable).count() > 10);
             let frozen: Vec<String> = moved.iter().filter(|p| !p.trainable).map(values).collect();
-            assert!(frozen.iter().any(|p| p.ends_with("pos_embed")), "{frozen:?}");
+            assert!(
+                frozen.iter().any(|p| p.ends_with("pos_embed")),
+                "{frozen:?}"
+            );
         }
     }
 
