@@ -24,6 +24,7 @@ use cae_bench::protocols::coco::{DetRequest, run_detect};
 use cae_bench::protocols::encoder::EncoderSource;
 use cae_pretrain::config::CaeConfig;
 use cae_pretrain::model::pos_embed::resample_with_cls;
+use cae_pretrain::train::checkpoint::list_checkpoints;
 use common::{cae_bench, small_world};
 
 type Tensors = BTreeMap<String, Vec<f32>>;
@@ -43,12 +44,11 @@ fn tensors(path: &Path) -> Tensors {
 
 /// The newest checkpoint of a run folder.
 fn last_checkpoint(run: &Path) -> PathBuf {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))
+    list_checkpoints(&run.join("checkpoints"))
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    all.sort();
-    all.pop().expect("the run wrote a checkpoint")
+        .pop()
+        .expect("the run wrote a checkpoint")
+        .1
 }
 
 fn record(run: &Path) -> serde_json::Value {
@@ -152,6 +152,18 @@ fn numel(t: &Tensors) -> u64 {
     t.values().map(|v| v.len() as u64).sum()
 }
 
+/// The trainable size of a fine-tuned backbone whose weights are `trained` under `prefix`: the
+/// encoder file's parameters less its frozen position table, plus the relative position tables
+/// the protocol adds (zero-initialised, trained).
+fn trainable_backbone(start: &Tensors, trained: &Tensors, prefix: &str) -> u64 {
+    let rel: u64 = trained
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix) && k.contains("relative_position"))
+        .map(|(_, v)| v.len() as u64)
+        .sum();
+    numel(start) - start["pos_embed"].len() as u64 + rel
+}
+
 fn seg_request(data: &Path, out: &Path, protocol: SegProtocol, file: &Path) -> SegRequest {
     let mut r = SegRequest::new(EncoderSource::File(file.to_path_buf()), data, out);
     r.preset = "test".into();
@@ -187,18 +199,14 @@ fn upernet_fine_tunes_the_backbone_and_keeps_the_resampled_position_table() {
     let rec = record(&out);
     let pos = want.len() as u64;
     let bb = group(&rec, "backbone");
-    let rel: u64 = ckpt
-        .iter()
-        .filter(|(k, _)| k.starts_with("model.backbone.") && k.contains("relative_position"))
-        .map(|(_, v)| v.len() as u64)
-        .sum();
     assert!(
-        rel > 0,
+        ckpt.keys()
+            .any(|k| k.starts_with("model.backbone.") && k.contains("relative_position")),
         "CAE's segmentation backbone adds relative position tables"
     );
     assert_eq!(
         bb["trainable"],
-        numel(&start) - start["pos_embed"].len() as u64 + rel
+        trainable_backbone(&start, &ckpt, "model.backbone.")
     );
     assert_eq!(bb["frozen"], pos);
     assert_eq!(
@@ -289,14 +297,9 @@ fn mask_rcnn_fine_tunes_the_backbone() {
         bb["frozen_params"],
         serde_json::json!(["backbone.pos_embed"])
     );
-    let rel: u64 = ckpt
-        .iter()
-        .filter(|(k, _)| k.starts_with("model.backbone.") && k.contains("relative_position"))
-        .map(|(_, v)| v.len() as u64)
-        .sum();
     assert_eq!(
         bb["trainable"],
-        numel(&start) - start["pos_embed"].len() as u64 + rel
+        trainable_backbone(&start, &ckpt, "model.backbone.")
     );
     for head in ["neck", "rpn_head", "roi_head"] {
         assert!(group(&rec, head)["trainable"].as_u64().unwrap() > 0);
@@ -326,14 +329,9 @@ fn the_finetune_probe_fine_tunes_the_encoder() {
     assert_eq!(tuned["encoder.pos_embed"], start["pos_embed"]);
     let rec = record(&out);
     let enc = group(&rec, "encoder");
-    let rel: u64 = tuned
-        .iter()
-        .filter(|(k, _)| k.starts_with("encoder.") && k.contains("relative_position"))
-        .map(|(_, v)| v.len() as u64)
-        .sum();
     assert_eq!(
         enc["trainable"],
-        numel(&start) - start["pos_embed"].len() as u64 + rel
+        trainable_backbone(&start, &tuned, "encoder.")
     );
     assert_eq!(
         enc["frozen_params"],
@@ -367,17 +365,15 @@ fn pretraining_trains_every_encoder_weight_but_the_position_table() {
     // The starting point: the same model drawn from the same seed.
     let cfg = CaeConfig::preset("test").unwrap();
     let init = cae_pretrain::model::ContextAutoencoder::new(&cfg, 3, &Device::flex());
-    let start: Tensors = cae_pretrain::weights::collect_tensors(&init, Some(r"^encoder\."), "")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _, bytes)| {
-            let v = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            (k.strip_prefix("encoder.").unwrap().to_string(), v)
-        })
-        .collect();
+    let init_file = dir.path().join("init.safetensors");
+    cae_pretrain::weights::save_safetensors(
+        &init,
+        &init_file,
+        Some(r"^encoder\."),
+        &HashMap::new(),
+    )
+    .unwrap();
+    let start = encoder_tensors(&init_file);
     let ckpt = tensors(&last_checkpoint(&out));
     assert_eq!(
         start.len(),

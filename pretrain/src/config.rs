@@ -57,16 +57,6 @@ pub enum PosResize {
     Rebuild,
 }
 
-impl PosResize {
-    /// The name `--set pos_embed_resize=` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            PosResize::Interpolate => "interpolate",
-            PosResize::Rebuild => "rebuild",
-        }
-    }
-}
-
 /// BEiT's relative position bias in the encoder's self-attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
