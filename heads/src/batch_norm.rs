@@ -99,6 +99,38 @@ impl BatchNorm2d {
         out.output
     }
 
+    /// Training mode over several inputs of different sizes at once, as SyncBN over the GPUs of
+    /// a data-parallel batch: the statistics are those of every element of every input
+    /// together; the running ones are updated once.
+    ///
+    /// # Shapes
+    /// `xs[g]: [B_g, C, H_g, W_g]` → same shapes
+    pub fn forward_train_sync(&mut self, xs: Vec<Tensor<4>>) -> Vec<Tensor<4>> {
+        if xs.len() == 1 {
+            return vec![self.forward_train(xs.into_iter().next().expect("one input"))];
+        }
+        let dims: Vec<[usize; 4]> = xs.iter().map(|x| x.dims()).collect();
+        let c = self.channels();
+        let flat: Vec<Tensor<2>> = xs
+            .into_iter()
+            .zip(&dims)
+            .map(|(x, &[b, _, h, w])| x.swap_dims(0, 1).reshape([c, b * h * w]))
+            .collect();
+        let all: Tensor<2> = Tensor::cat(flat, 1);
+        let n = all.dims()[1];
+        let y = self.forward_train(all.reshape([1, c, n, 1]));
+        let y: Tensor<2> = y.reshape([c, n]);
+        let mut out = Vec::with_capacity(dims.len());
+        let mut at = 0;
+        for [b, _, h, w] in dims {
+            let k = b * h * w;
+            let part: Tensor<4> = y.clone().narrow(1, at, k).reshape([c, b, h, w]);
+            out.push(part.swap_dims(0, 1));
+            at += k;
+        }
+        out
+    }
+
     /// [`Self::forward_train`] when `train`, else [`Self::forward_eval`].
     pub fn forward(&mut self, x: Tensor<4>, train: bool) -> Tensor<4> {
         if train {
@@ -114,6 +146,46 @@ mod tests {
     use super::*;
     use crate::error::to_vec;
     use burn::tensor::TensorData;
+
+    #[test]
+    fn sync_statistics_are_those_of_all_inputs_together() {
+        let dev = Device::flex();
+        // Two inputs of different sizes; channel 0 holds 1, 2 | 3, 4, 5, 6 (mean 3.5), channel 1
+        // holds 0, 0 | 2, 2, 2, 2 (mean 4/3).
+        let a = Tensor::<4>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 0.0, 0.0], [1, 2, 1, 2]),
+            &dev,
+        );
+        let b = Tensor::<4>::from_data(
+            TensorData::new(
+                vec![3.0f32, 4.0, 5.0, 6.0, 2.0, 2.0, 2.0, 2.0],
+                [1, 2, 2, 2],
+            ),
+            &dev,
+        );
+        let mut bn = BatchNorm2d::new(2, 0.0, &dev);
+        let out = bn.forward_train_sync(vec![a, b]);
+        assert_eq!(out[0].dims(), [1, 2, 1, 2]);
+        assert_eq!(out[1].dims(), [1, 2, 2, 2]);
+        let var0 = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .map(|v| (v - 3.5) * (v - 3.5))
+            .sum::<f32>()
+            / 6.0;
+        let got = to_vec(out[0].clone()).unwrap();
+        assert!((got[0] - (1.0 - 3.5) / var0.sqrt()).abs() < 1e-5, "{got:?}");
+        let got1 = to_vec(out[1].clone()).unwrap();
+        assert!(
+            (got1[3] - (6.0 - 3.5) / var0.sqrt()).abs() < 1e-5,
+            "{got1:?}"
+        );
+        // Running mean: 0.9·0 + 0.1·mean, once.
+        let rm = to_vec(bn.running_mean.val()).unwrap();
+        assert!(
+            (rm[0] - 0.35).abs() < 1e-6 && (rm[1] - 0.4 / 3.0).abs() < 1e-6,
+            "{rm:?}"
+        );
+    }
 
     fn input(dev: &Device) -> Tensor<4> {
         // Two samples, two channels, 1×2 maps: channel 0 = [1, 2, 3, 4], channel 1 = [0, 0, 2, 2].

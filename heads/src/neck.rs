@@ -158,6 +158,77 @@ impl Feature2Pyramid {
     }
 }
 
+impl Feature2Pyramid {
+    /// [`Self::forward`] over several batches of different sizes (a data-parallel batch's
+    /// padding groups): each layer runs per group, the BatchNorm in training mode over all
+    /// groups together (SyncBN, [`BatchNorm2d::forward_train_sync`]). One group is
+    /// [`Self::forward`].
+    pub fn forward_groups(
+        &mut self,
+        groups: Vec<Vec<Tensor<4>>>,
+        train: bool,
+    ) -> Result<Vec<Vec<Tensor<4>>>> {
+        if groups.len() == 1 {
+            let g = groups.into_iter().next().expect("one group");
+            return Ok(vec![self.forward(g, train)?]);
+        }
+        let levels = self.rescales.len();
+        if let Some(g) = groups.iter().find(|g| g.len() != levels) {
+            return Err(HeadsError::Config(format!(
+                "the neck has {levels} levels but got {} maps",
+                g.len()
+            )));
+        }
+        let n = groups.len();
+        let mut by_level: Vec<Vec<Tensor<4>>> =
+            (0..levels).map(|_| Vec::with_capacity(n)).collect();
+        for g in groups {
+            for (l, x) in g.into_iter().enumerate() {
+                by_level[l].push(x);
+            }
+        }
+        let rescales = self.rescales.clone();
+        let mut out: Vec<Vec<Tensor<4>>> = (0..n).map(|_| Vec::with_capacity(levels)).collect();
+        for (xs, s) in by_level.into_iter().zip(rescales) {
+            let branch = if s == 4.0 {
+                self.upsample_4x.as_mut()
+            } else if s == 2.0 {
+                self.upsample_2x.as_mut()
+            } else {
+                None
+            };
+            let ys: Vec<Tensor<4>> = match branch {
+                Some(layers) => {
+                    let mut xs = xs;
+                    for l in layers.iter_mut() {
+                        xs = match l {
+                            NeckLayer::Norm(bn) if train => bn.forward_train_sync(xs),
+                            l => xs.into_iter().map(|x| l.forward(x, train)).collect(),
+                        };
+                    }
+                    xs
+                }
+                None if s == 1.0 => xs,
+                None if s == 0.5 || s == 0.25 => {
+                    let k = if s == 0.5 { 2 } else { 4 };
+                    xs.into_iter()
+                        .map(|x| max_pool2d(x, MaxPoolOptions::new([k, k])))
+                        .collect()
+                }
+                None => {
+                    return Err(HeadsError::Config(format!(
+                        "neck rescale {s} has no branch"
+                    )));
+                }
+            };
+            for (g, y) in ys.into_iter().enumerate() {
+                out[g].push(y);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The tap blocks (0-based) of an encoder of `depth` blocks: the outputs of blocks 4, 6, 8 and 12
 /// of 12 (`out_indices = [3, 5, 7, 11]`), scaled to the depth: block `round(depth·m/12)` for
 /// `m = 4, 6, 8, 12` (ViT-L, 24 blocks: `[7, 11, 15, 23]`, as CAE's config). At least block 1.

@@ -37,8 +37,9 @@ use cae_datasets::loader::derive_seed;
 use cae_datasets::transforms::det::{DetSample, DetTestTransform, DetTrainTransform};
 use cae_datasets::{CocoDataset, CocoSplit};
 use cae_heads::classification::finetune::prepare_finetune_backbone;
-use cae_heads::detection::mask_rcnn::{MaskRcnn, MaskRcnnConfig};
-use cae_heads::detection::paste::{binarize, paste_masks_in_image};
+use cae_heads::detection::assign::GtProposalOrder;
+use cae_heads::detection::mask_rcnn::{ClipTo, DetGroup, ImageMeta, MaskRcnn, MaskRcnnConfig};
+use cae_heads::detection::paste::{MaskPaste, binarize};
 use cae_heads::detection::roi_head::BoxLoss;
 use cae_heads::detection::rpn::GtInstances;
 use cae_heads::error::to_vec;
@@ -60,7 +61,6 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::ade20k::batch_indices;
 use super::checkpoint::{self, CheckpointState};
 use super::encoder::{EncoderSource, resolve_encoder};
 use super::error::{ProtocolError, Result};
@@ -83,8 +83,53 @@ pub struct DetRecipe {
     pub test_short_side: u32,
     /// Bound on the long side.
     pub max_size: u32,
-    /// Side of the square canvas every image is padded to (a multiple of the patch).
+    /// How a batch is padded: `batch` (mmdet's `Pad(size_divisor)` then the collate: each
+    /// group padded to its largest image) or `canvas` (every image on one square canvas).
+    #[serde(default = "pad_canvas")]
+    pub pad: PadMode,
+    /// Each image is padded to a multiple of this (32).
+    #[serde(default = "divisor_32")]
+    pub size_divisor: u32,
+    /// Side of the square canvas of `pad = canvas` (a multiple of the patch).
     pub canvas: usize,
+    /// Images per padding group (mmdet's `samples_per_gpu`: 2): a batch is `batch /
+    /// images_per_group` groups of one orientation each (mmdet's `GroupSampler`), each padded
+    /// to its largest image, their losses averaged as data-parallel training does, BatchNorm
+    /// over the whole batch (SyncBN).
+    #[serde(default = "one_group")]
+    pub images_per_group: usize,
+    /// Images per forward pass at test time (CAE: 1).
+    #[serde(default = "one_image")]
+    pub test_batch: usize,
+    /// Size `[H, W]` the pretrained position table is resampled to at load (CAE's backbone
+    /// `img_size = [672, 1092]`), from which each batch's table is resampled again (`pad =
+    /// batch`); `None` keeps the encoder's own grid.
+    #[serde(default)]
+    pub pos_load_size: Option<[usize; 2]>,
+    /// The DETR-style branch of CAE's `AutoAugment` (resize to 400/500/600, random crop
+    /// 384–600, resize to the training scales), drawn with probability ½.
+    #[serde(default)]
+    pub crop_branch: bool,
+    /// Drop training images without annotations (mmdet's `filter_empty_gt`) before the epoch
+    /// is counted.
+    #[serde(default)]
+    pub filter_empty_gt: bool,
+    /// Drop training images whose shorter side is below this (mmdet's `_filter_imgs`: 32).
+    #[serde(default)]
+    pub min_size: u32,
+    /// What proposals and detections are clipped to before NMS.
+    #[serde(default = "clip_input")]
+    pub clip: ClipTo,
+    /// Assign and sample only the anchors inside each image's own padded size (mmdet's
+    /// `valid_flags`).
+    #[serde(default)]
+    pub anchor_valid_flags: bool,
+    /// Where the ground truths join the proposals of the RoI head.
+    #[serde(default = "gt_joint")]
+    pub gt_proposal_order: GtProposalOrder,
+    /// How mask probabilities are pasted into the image at test time.
+    #[serde(default = "paste_torchvision")]
+    pub mask_paste: MaskPaste,
     /// Horizontal flip probability.
     pub flip_prob: f64,
     /// Training iterations (used when `epochs` is `None`).
@@ -132,6 +177,40 @@ fn four_conv_one_fc() -> String {
     "4conv1fc".into()
 }
 
+// Defaults for records written before these settings existed: what the code did then.
+fn pad_canvas() -> PadMode {
+    PadMode::Canvas
+}
+fn divisor_32() -> u32 {
+    32
+}
+fn one_group() -> usize {
+    usize::MAX
+}
+fn one_image() -> usize {
+    usize::MAX
+}
+fn clip_input() -> ClipTo {
+    ClipTo::Input
+}
+fn gt_joint() -> GtProposalOrder {
+    GtProposalOrder::Joint
+}
+fn paste_torchvision() -> MaskPaste {
+    MaskPaste::Torchvision
+}
+
+/// How the images of a batch are padded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadMode {
+    /// Each padding group to its largest image (each image first to a multiple of
+    /// `size_divisor`): mmdet's `Pad(size_divisor=32)` and collate.
+    Batch,
+    /// Every image on one `canvas × canvas` input (ViTDet's `square_pad`).
+    Canvas,
+}
+
 /// Changes to a preset from the command line.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DetOverrides {
@@ -156,9 +235,12 @@ impl DetRecipe {
     /// The paper's recipe (CAE's `vit_base_giou_4conv1f_coco_maskrcnn_1x_cae_sincos_init0.1_
     /// lr00003`): 12 epochs, batch 32 (16 GPUs × 2), AdamW lr 3e-4, wd 0.05, layer decay 0.75,
     /// warmup 500 iterations from 0.001, ×0.1 at epochs 9 and 11, drop path 0.2, GIoU × 10,
-    /// multi-scale training (short side 480–800, max 1333), test at 800 / 1333. Deviations:
-    /// a square 1344 canvas (see the module docs) and no random-crop branch of the DETR-style
-    /// augmentation.
+    /// flip, then `AutoAugment` (multi-scale resize, short side 480–800, max 1333, or the
+    /// DETR-style crop branch), training images without annotations dropped, each batch 16
+    /// groups of 2 images of one orientation padded to their largest (multiple of 32), the
+    /// position table resampled to 672×1092 at load and to each batch's grid, proposals and
+    /// detections clipped to the image, test at 800 / 1333 one image per forward, masks pasted
+    /// with `grid_sample`. What still differs from CAE's code is listed in the README.
     pub fn paper() -> Self {
         Self {
             preset: "coco-1x-paper".into(),
@@ -167,7 +249,19 @@ impl DetRecipe {
             train_short_sides: (0..11).map(|i| 480 + 32 * i).collect(),
             test_short_side: 800,
             max_size: 1333,
+            pad: PadMode::Batch,
+            size_divisor: 32,
             canvas: 1344,
+            images_per_group: 2,
+            test_batch: 1,
+            pos_load_size: Some([672, 1092]),
+            crop_branch: true,
+            filter_empty_gt: true,
+            min_size: 32,
+            clip: ClipTo::Image,
+            anchor_valid_flags: true,
+            gt_proposal_order: GtProposalOrder::AfterAssign,
+            mask_paste: MaskPaste::GridSample,
             flip_prob: 0.5,
             iters: 0,
             epochs: Some(12.0),
@@ -192,8 +286,9 @@ impl DetRecipe {
     /// The paper's recipe scaled to the `mini` encoder (patch 4, width 128) and the synthetic
     /// world (32-px images, 8 classes) on 2 CPU cores: the images at their native 32 px (the
     /// detector's geometry is the paper's at a quarter of the scale: see [`MaskRcnnConfig`]),
-    /// batch 4, a fixed number of iterations, lr 1e-3 for heads that start from scratch in a
-    /// few hundred steps, warmup 20 iterations.
+    /// batch 4 (two groups of 2), a fixed number of iterations, lr 1e-3 for heads that start
+    /// from scratch in a few hundred steps, warmup 20 iterations, the encoder's own position
+    /// grid, no crop branch (its 384–600 px crops have no counterpart on 32-px scenes).
     pub fn mini() -> Self {
         Self {
             preset: "mini".into(),
@@ -203,6 +298,8 @@ impl DetRecipe {
             test_short_side: 32,
             max_size: 32,
             canvas: 32,
+            pos_load_size: None,
+            crop_branch: false,
             iters: 300,
             epochs: None,
             batch: 4,
@@ -288,7 +385,21 @@ impl DetRecipe {
         if self.test_short_side == 0 || self.max_size == 0 || self.canvas == 0 {
             return bad("test short side, max size and canvas must be ≥ 1".into());
         }
-        if (self.max_size as usize) > self.canvas {
+        if self.size_divisor == 0 || self.test_batch == 0 {
+            return bad("size divisor and test batch must be ≥ 1".into());
+        }
+        if self.images_per_group == 0 || !self.batch.is_multiple_of(self.images_per_group) {
+            return bad(format!(
+                "a batch of {} is not a whole number of groups of {}",
+                self.batch, self.images_per_group
+            ));
+        }
+        if self.rel_pos_bias && self.pad == PadMode::Batch {
+            return bad(
+                "relative position bias tables need one input size: use `pad = canvas`".into(),
+            );
+        }
+        if self.pad == PadMode::Canvas && (self.max_size as usize) > self.canvas {
             return bad(format!(
                 "images up to {} px do not fit the {}-px canvas",
                 self.max_size, self.canvas
@@ -427,9 +538,13 @@ struct Data {
     train: CocoDataset,
     val: CocoDataset,
     val_json: PathBuf,
+    /// The training images kept ([`training_images`]).
+    train_idx: Vec<usize>,
+    /// Orientation of each kept image (1: wider than high), for the group sampler.
+    flags: Vec<u8>,
 }
 
-fn open_data(root: &Path) -> Result<Data> {
+fn open_data(root: &Path, recipe: &DetRecipe) -> Result<Data> {
     let open = |split: CocoSplit| -> Result<CocoDataset> {
         let ds = CocoDataset::open(root, split)?;
         if ds.is_empty() {
@@ -452,51 +567,180 @@ fn open_data(root: &Path) -> Result<Data> {
         });
     }
     let val_json = val.annotation_file.clone();
+    let train_idx = training_images(&train, recipe.filter_empty_gt, recipe.min_size);
+    if train_idx.is_empty() {
+        return Err(ProtocolError::Input {
+            path: train.annotation_file.clone(),
+            message: format!(
+                "no training image is left after dropping those without annotations{} or with \
+                 a side under {} px",
+                if recipe.filter_empty_gt { "" } else { " (off)" },
+                recipe.min_size
+            ),
+        });
+    }
+    let flags = train_idx
+        .iter()
+        .map(|&i| {
+            let im = train.image(i);
+            u8::from(im.width > im.height)
+        })
+        .collect();
     Ok(Data {
         train,
         val,
         val_json,
+        train_idx,
+        flags,
     })
 }
 
-/// Pads a transformed sample onto the `canvas × canvas` input: the image with zeros, and its
-/// non-crowd objects as targets (masks on the canvas), crowd boxes apart.
-fn to_canvas(s: &DetSample, canvas: usize) -> Result<(Vec<f32>, GtInstances)> {
-    let (w, h) = (s.width as usize, s.height as usize);
-    if w > canvas || h > canvas {
-        return Err(ProtocolError::Config(format!(
-            "a {w}×{h} input does not fit the {canvas}-px canvas (raise `canvas` or lower \
-             `max_size`)"
-        )));
-    }
-    let mut image = vec![0f32; 3 * canvas * canvas];
-    for c in 0..3 {
-        for y in 0..h {
-            let src = &s.image[(c * h + y) * w..(c * h + y) * w + w];
-            image[(c * canvas + y) * canvas..(c * canvas + y) * canvas + w].copy_from_slice(src);
+/// The input size of a padding group of images whose own padded sizes are `sizes` (height,
+/// width): the canvas, or the largest of each side (each already a multiple of the size
+/// divisor, mmdet's collate).
+fn group_input_size(recipe: &DetRecipe, sizes: &[(usize, usize)]) -> Result<(usize, usize)> {
+    let h = sizes.iter().map(|s| s.0).max().unwrap_or(0);
+    let w = sizes.iter().map(|s| s.1).max().unwrap_or(0);
+    match recipe.pad {
+        PadMode::Batch => Ok((h, w)),
+        PadMode::Canvas => {
+            let c = recipe.canvas;
+            if w > c || h > c {
+                return Err(ProtocolError::Config(format!(
+                    "a {w}×{h} input does not fit the {c}-px canvas (raise `canvas` or lower                      `max_size`)"
+                )));
+            }
+            Ok((c, c))
         }
     }
-    let mut gt = GtInstances {
-        boxes: Vec::new(),
-        labels: Vec::new(),
-        crowds: Vec::new(),
-        masks: Vec::new(),
-    };
-    let (vw, vh) = (s.valid_width as usize, s.valid_height as usize);
-    for inst in &s.instances {
-        if inst.crowd {
-            gt.crowds.push(inst.bbox);
+}
+
+/// Pads transformed samples into one group input `[B, 3, H, W]` (zeros after normalisation,
+/// bottom and right), with each image's non-crowd objects as targets (masks at `H × W`, crowd
+/// boxes apart) and its shapes (resized, and padded alone).
+fn pad_group(
+    samples: &[DetSample],
+    recipe: &DetRecipe,
+    device: &Device,
+) -> Result<(DetGroup, (usize, usize))> {
+    let sizes: Vec<(usize, usize)> = samples
+        .iter()
+        .map(|s| (s.height as usize, s.width as usize))
+        .collect();
+    let (ih, iw) = group_input_size(recipe, &sizes)?;
+    let mut images = Vec::with_capacity(samples.len());
+    let mut gts = Vec::with_capacity(samples.len());
+    let mut metas = Vec::with_capacity(samples.len());
+    for s in samples {
+        let (w, h) = (s.width as usize, s.height as usize);
+        let mut image = vec![0f32; 3 * ih * iw];
+        for c in 0..3 {
+            for y in 0..h {
+                let src = &s.image[(c * h + y) * w..(c * h + y) * w + w];
+                image[(c * ih + y) * iw..(c * ih + y) * iw + w].copy_from_slice(src);
+            }
+        }
+        let mut gt = GtInstances {
+            boxes: Vec::new(),
+            labels: Vec::new(),
+            crowds: Vec::new(),
+            masks: Vec::new(),
+        };
+        let (vw, vh) = (s.valid_width as usize, s.valid_height as usize);
+        for inst in &s.instances {
+            if inst.crowd {
+                gt.crowds.push(inst.bbox);
+                continue;
+            }
+            let mut m = vec![0u8; ih * iw];
+            for y in 0..vh {
+                m[y * iw..y * iw + vw].copy_from_slice(&inst.mask[y * vw..(y + 1) * vw]);
+            }
+            gt.boxes.push(inst.bbox);
+            gt.labels.push(inst.label);
+            gt.masks.push(m);
+        }
+        images.push(image);
+        gts.push(gt);
+        metas.push(ImageMeta {
+            img_hw: (vh, vw),
+            pad_hw: (h, w),
+        });
+    }
+    Ok((
+        DetGroup {
+            images: images_tensor(images, [ih, iw], device),
+            gts,
+            metas,
+        },
+        (ih, iw),
+    ))
+}
+
+/// The training images mmdet keeps (`CocoDataset._filter_imgs`): with `filter_empty_gt` only
+/// those with at least one annotation (crowd ones count), and only those whose shorter side is
+/// at least `min_size`; in file order.
+pub fn training_images(ds: &CocoDataset, filter_empty_gt: bool, min_size: u32) -> Vec<usize> {
+    (0..ds.len())
+        .filter(|&i| {
+            let im = ds.image(i);
+            (!filter_empty_gt || !ds.annotations(i).is_empty())
+                && im.width.min(im.height) >= min_size
+        })
+        .collect()
+}
+
+/// mmdet's `GroupSampler` for pass `pass`: the images (positions into `flags`) of each
+/// orientation (`flags[i]`: 1 when wider than high) shuffled and topped up with random repeats
+/// of their own to a multiple of `group`, cut into groups of `group`, the groups shuffled.
+fn pass_groups(seed: u64, flags: &[u8], group: usize, pass: u64) -> Vec<Vec<usize>> {
+    use rand::Rng;
+    use rand::seq::SliceRandom;
+    let mut rng = ChaCha8Rng::from_seed(derive_seed(&[seed, SALT_SAMPLE ^ 0x9_0u64, pass]));
+    let mut chunks = Vec::new();
+    for f in 0..=1u8 {
+        let mut idx: Vec<usize> = (0..flags.len()).filter(|&i| flags[i] == f).collect();
+        if idx.is_empty() {
             continue;
         }
-        let mut m = vec![0u8; canvas * canvas];
-        for y in 0..vh {
-            m[y * canvas..y * canvas + vw].copy_from_slice(&inst.mask[y * vw..(y + 1) * vw]);
+        idx.shuffle(&mut rng);
+        let extra = idx.len().div_ceil(group) * group - idx.len();
+        for _ in 0..extra {
+            let k = rng.random_range(0..idx.len());
+            idx.push(idx[k]);
         }
-        gt.boxes.push(inst.bbox);
-        gt.labels.push(inst.label);
-        gt.masks.push(m);
+        chunks.extend(idx.chunks(group).map(<[usize]>::to_vec));
     }
-    Ok((image, gt))
+    chunks.shuffle(&mut rng);
+    chunks
+}
+
+/// Groups per pass of [`pass_groups`] (the same every pass).
+fn groups_per_pass(flags: &[u8], group: usize) -> u64 {
+    let ones = flags.iter().filter(|&&f| f == 1).count();
+    (ones.div_ceil(group) + (flags.len() - ones).div_ceil(group)) as u64
+}
+
+/// The groups of iteration `it`: groups `it·per_batch ..` of the run's stream of passes.
+fn batch_groups(
+    seed: u64,
+    flags: &[u8],
+    group: usize,
+    per_batch: usize,
+    it: u64,
+) -> Vec<Vec<usize>> {
+    let per_pass = groups_per_pass(flags, group);
+    let start = it * per_batch as u64;
+    let mut cached: Option<(u64, Vec<Vec<usize>>)> = None;
+    (start..start + per_batch as u64)
+        .map(|k| {
+            let pass = k / per_pass;
+            if cached.as_ref().is_none_or(|(p, _)| *p != pass) {
+                cached = Some((pass, pass_groups(seed, flags, group, pass)));
+            }
+            cached.as_ref().expect("just drawn").1[(k % per_pass) as usize].clone()
+        })
+        .collect()
 }
 
 fn optimizer(model: &MaskRcnn, recipe: &DetRecipe) -> Optimizer {
@@ -529,7 +773,7 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
     let device = cae_pretrain::device::parse_device(&req.device)?;
     let record_path = req.out.join("record.json");
     let existing = super::recipe::run_folder_checkpoints(&req.out, req.resume)?;
-    let data = open_data(&req.data)?;
+    let data = open_data(&req.data, &recipe)?;
     let (encoder, mut model_cfg, encoder_info) = resolve_encoder(
         &req.encoder,
         Some(&recipe.encoder_preset),
@@ -538,27 +782,37 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
         &device,
     )?;
     let p = model_cfg.encoder.patch_size;
-    if !recipe.canvas.is_multiple_of(p) {
+    let enc_name = || encoder_name(&req.encoder, &recipe.encoder_preset);
+    let (tiles, what) = match recipe.pad {
+        PadMode::Canvas => (recipe.canvas, "canvas"),
+        PadMode::Batch => (recipe.size_divisor as usize, "size divisor"),
+    };
+    if !tiles.is_multiple_of(p) {
         return Err(ProtocolError::Config(format!(
-            "{}: {p}-px patches do not tile the {} preset's {}-px canvas",
-            encoder_name(&req.encoder, &recipe.encoder_preset),
+            "{}: {p}-px patches do not tile the {} preset's {tiles}-px {what}",
+            enc_name(),
             recipe.preset,
-            recipe.canvas
         )));
     }
     let built_for = model_cfg.encoder.img_size;
+    // The size the table is resampled to at load: the canvas, or CAE's backbone `img_size`
+    // (each batch's table then comes from it).
+    let load = match (recipe.pad, recipe.pos_load_size) {
+        (PadMode::Canvas, _) => [recipe.canvas; 2],
+        (PadMode::Batch, Some(s)) => s,
+        (PadMode::Batch, None) => [built_for; 2],
+    };
+    if !load[0].is_multiple_of(p) || !load[1].is_multiple_of(p) {
+        return Err(ProtocolError::Config(format!(
+            "{}: the position table's load size {}×{} is not whole {p}-px patches",
+            enc_name(),
+            load[0],
+            load[1]
+        )));
+    }
     let mut encoder = encoder
-        .at_resolution(
-            &mut model_cfg.encoder,
-            [recipe.canvas; 2],
-            recipe.pos_embed_resize,
-        )
-        .map_err(|e| {
-            ProtocolError::Config(format!(
-                "{}: {e}",
-                encoder_name(&req.encoder, &recipe.encoder_preset)
-            ))
-        })?;
+        .at_resolution(&mut model_cfg.encoder, load, recipe.pos_embed_resize)
+        .map_err(|e| ProtocolError::Config(format!("{}: {e}", enc_name())))?;
     let fingerprint = cae_datasets::fingerprint_dir(&req.data)?.to_string();
     let key = super::recipe::identity(
         "coco-mask-rcnn",
@@ -588,14 +842,15 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
         det_cfg.box_head.num_fcs = 2;
     }
     det_cfg.box_head.loss = recipe.box_loss;
-    let mut model = MaskRcnn::new(&det_cfg, encoder, req.seed, &ad).map_err(|e| {
-        ProtocolError::Config(format!(
-            "{}: {e}",
-            encoder_name(&req.encoder, &recipe.encoder_preset)
-        ))
-    })?;
+    det_cfg.clip = recipe.clip;
+    det_cfg.anchor_valid_flags = recipe.anchor_valid_flags;
+    det_cfg.gt_proposal_order = recipe.gt_proposal_order;
+    let rebuild = recipe.pos_embed_resize == PosResize::Rebuild;
+    let mut model = MaskRcnn::new(&det_cfg, encoder, req.seed, &ad)
+        .and_then(|m| m.with_position_grid(load[0] / p, load[1] / p, rebuild))
+        .map_err(|e| ProtocolError::Config(format!("{}: {e}", enc_name())))?;
     let mut opt = optimizer(&model, &recipe);
-    let total = recipe.total_iters(data.train.len());
+    let total = recipe.total_iters(data.train_idx.len());
     let mut start = 0u64;
     let (mut loss_sum, mut loss_count) = (0.0f64, 0u64);
     if req.resume
@@ -621,15 +876,27 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
         start,
     )?;
     writer.record.trainable = super::recipe::trainable_groups(&model, &opt);
-    writer.record.protocol.details.insert(
-        "position_table".into(),
-        serde_json::json!(super::recipe::position_table_note(
-            model_cfg.encoder.pos_embed,
-            recipe.pos_embed_resize,
-            built_for,
-            recipe.canvas,
-        )),
+    let mut note = super::recipe::position_table_note(
+        model_cfg.encoder.pos_embed,
+        recipe.pos_embed_resize,
+        built_for,
+        load[0],
     );
+    if load[0] != load[1] {
+        note = format!("{note} (a {}×{} table)", load[0] / p, load[1] / p);
+    }
+    if recipe.pad == PadMode::Batch {
+        note.push_str(if rebuild {
+            "; a sin-cos table built for each input's grid"
+        } else {
+            "; resampled again to each input's grid (bicubic, scale factor (grid + 0.1) / table grid, as CAE's backbone)"
+        });
+    }
+    writer
+        .record
+        .protocol
+        .details
+        .insert("position_table".into(), serde_json::json!(note));
     writer.update()?;
     let ctx = RunCtx {
         req,
@@ -737,32 +1004,44 @@ fn train_and_evaluate(
         short_sides: recipe.train_short_sides.clone(),
         max_size: recipe.max_size,
         flip_prob: recipe.flip_prob,
+        size_divisor: recipe.size_divisor,
         ..DetTrainTransform::coco_1x()
     };
-    let n = c.data.train.len();
+    if recipe.crop_branch {
+        return Err(ProtocolError::Config(
+            "INTERMEDIATE: crop branch lands next".into(),
+        ));
+    }
+    let group = recipe.images_per_group;
+    let per_batch = recipe.batch / group;
     let pb = cae_pretrain::progress::bar(req.progress, c.total, start, "iters");
     let ckpt_dir = req.out.join("checkpoints");
     let mut lr = schedule.at(start);
     for it in start..c.total {
-        let idx = batch_indices(req.seed, n, recipe.batch, it);
+        let picked: Vec<usize> = batch_groups(req.seed, &c.data.flags, group, per_batch, it)
+            .into_iter()
+            .flatten()
+            .map(|k| c.data.train_idx[k])
+            .collect();
         let first = it * recipe.batch as u64;
-        let samples: Vec<(Vec<f32>, GtInstances)> = idx
+        let samples: Vec<DetSample> = picked
             .par_iter()
             .enumerate()
             .map(|(j, &i)| {
                 let record = c.data.train.load(i)?;
                 let mut rng =
                     ChaCha8Rng::from_seed(derive_seed(&[req.seed, SALT_AUG, first + j as u64]));
-                let s = tf.apply(&record, &mut rng)?;
-                to_canvas(&s, recipe.canvas)
+                Ok(tf.apply(&record, &mut rng)?)
             })
             .collect::<Result<_>>()?;
-        let (images, gts): (Vec<_>, Vec<_>) = samples.into_iter().unzip();
-        let images = images_tensor(images, [recipe.canvas; 2], c.ad);
+        let groups = samples
+            .chunks(group)
+            .map(|g| pad_group(g, recipe, c.ad).map(|(g, _)| g))
+            .collect::<Result<Vec<_>>>()?;
         lr = schedule.at(it);
         let mut ctx = ForwardCtx::train(salted_step_rng(req.seed, SALT_STEP, it));
         let mut srng = ChaCha8Rng::from_seed(derive_seed(&[req.seed, SALT_SAMPLE, it]));
-        let loss = model.loss(c.cfg, images, &gts, &mut ctx, &mut srng)?;
+        let loss = model.loss_groups(c.cfg, groups, &mut ctx, &mut srng)?;
         let value = f64::from(to_vec(loss.total.clone())?[0]);
         if !value.is_finite() {
             pb.abandon();
@@ -872,6 +1151,7 @@ fn evaluate(c: &RunCtx, model: &MaskRcnn, pb: &indicatif::ProgressBar) -> Result
     let tf = DetTestTransform {
         short_side: recipe.test_short_side,
         max_size: recipe.max_size,
+        size_divisor: recipe.size_divisor,
         ..DetTestTransform::coco()
     };
     let mut net = model.valid();
@@ -880,7 +1160,7 @@ fn evaluate(c: &RunCtx, model: &MaskRcnn, pb: &indicatif::ProgressBar) -> Result
     let mut segm_rows = Vec::new();
     let s = c.cfg.mask_size();
     let indices: Vec<usize> = (0..val.len()).collect();
-    for chunk in indices.chunks(recipe.batch) {
+    for chunk in indices.chunks(recipe.test_batch) {
         let loaded: Vec<(u64, (u32, u32), DetSample)> = chunk
             .par_iter()
             .map(|&i| {
@@ -890,12 +1170,9 @@ fn evaluate(c: &RunCtx, model: &MaskRcnn, pb: &indicatif::ProgressBar) -> Result
                 Ok((id, image.dimensions(), sample))
             })
             .collect::<Result<_>>()?;
-        let mut images = Vec::with_capacity(loaded.len());
-        for (_, _, sample) in &loaded {
-            images.push(to_canvas(sample, recipe.canvas)?.0);
-        }
-        let x = images_tensor(images, [recipe.canvas; 2], c.device);
-        let dets = net.predict(c.cfg, x)?;
+        let samples: Vec<DetSample> = loaded.iter().map(|(_, _, s)| s.clone()).collect();
+        let (group, _) = pad_group(&samples, recipe, c.device)?;
+        let dets = net.predict(c.cfg, group.images, &group.metas)?;
         for ((id, (w0, h0), sample), d) in loaded.iter().zip(dets) {
             let (sx, sy) = sample.scale;
             let boxes: Vec<[f32; 4]> = d
@@ -915,7 +1192,9 @@ fn evaluate(c: &RunCtx, model: &MaskRcnn, pb: &indicatif::ProgressBar) -> Result
             let pasted = if boxes.is_empty() {
                 Vec::new()
             } else {
-                paste_masks_in_image(&d.masks, s, &boxes, (h, w), 1)
+                recipe
+                    .mask_paste
+                    .paste(&d.masks, s, &boxes, (h, w))
                     .map_err(cae_heads::HeadsError::from)?
             };
             for (k, b) in boxes.iter().enumerate() {
@@ -974,23 +1253,54 @@ fn start_record(
         details.insert(k.to_string(), v);
     };
     put("iterations", serde_json::json!(total));
+    let pad = match recipe.pad {
+        PadMode::Batch => format!(
+            "each image to a multiple of {}, each group of {} (one orientation) to its largest",
+            recipe.size_divisor, recipe.images_per_group
+        ),
+        PadMode::Canvas => format!("to a {}² canvas", recipe.canvas),
+    };
     put(
         "train_pipeline",
         serde_json::json!(format!(
-            "Resize(short side in {:?}, max {}, keep ratio) + flip {} + pad to a {}² canvas; crowd regions left out of the targets",
-            recipe.train_short_sides, recipe.max_size, recipe.flip_prob, recipe.canvas
+            "{}flip {} + Resize(short side in {:?}, max {}, keep ratio){} + pad {pad}; crowd regions left out of the targets",
+            if recipe.filter_empty_gt {
+                format!(
+                    "images without annotations dropped (min side {}); ",
+                    recipe.min_size
+                )
+            } else {
+                String::new()
+            },
+            recipe.flip_prob,
+            recipe.train_short_sides,
+            recipe.max_size,
+            if recipe.crop_branch {
+                " or (½) the DETR-style branch: Resize(short 400/500/600) + RandomCrop(384–600) + Resize(the same scales)"
+            } else {
+                ""
+            },
         )),
     );
     put(
         "test",
         serde_json::json!(format!(
-            "Resize(short {}, max {}) + pad to {}²; score > {}, per-class NMS {}, {} per image; masks pasted and thresholded at {}",
+            "Resize(short {}, max {}) + pad {}, {} image(s) per forward; clip to the {}; score > {}, per-class NMS {}, {} per image; masks pasted ({:?}) and thresholded at {}",
             recipe.test_short_side,
             recipe.max_size,
-            recipe.canvas,
+            match recipe.pad {
+                PadMode::Batch => format!("to a multiple of {}", recipe.size_divisor),
+                PadMode::Canvas => format!("to {}²", recipe.canvas),
+            },
+            recipe.test_batch,
+            match recipe.clip {
+                ClipTo::Image => "image",
+                ClipTo::Input => "padded input",
+            },
             det_cfg.test.score_thr,
             det_cfg.test.nms_iou,
             det_cfg.test.max_per_img,
+            recipe.mask_paste,
             det_cfg.test.mask_thr
         )),
     );
@@ -1044,7 +1354,7 @@ fn start_record(
     record.encoder = Some(encoder.clone());
     record.dataset = Some(DatasetInfo {
         path: req.data.display().to_string(),
-        train_images: Some(data.train.len()),
+        train_images: Some(data.train_idx.len()),
         val_images: Some(data.val.len()),
         classes: Some(data.train.num_classes()),
         fingerprint: Some(fingerprint.to_string()),
@@ -1126,6 +1436,191 @@ mod tests {
             ..Default::default()
         };
         assert!(DetRecipe::resolve("mini", &o).is_err());
+    }
+
+    #[test]
+    fn paper_preset_follows_cae_on_padding_positions_augmentation_filters_and_paste() {
+        let r = DetRecipe::paper();
+        assert_eq!(
+            (r.pad, r.size_divisor, r.images_per_group),
+            (PadMode::Batch, 32, 2)
+        );
+        assert_eq!(r.test_batch, 1);
+        assert_eq!(r.pos_load_size, Some([672, 1092]));
+        assert!(r.crop_branch && r.filter_empty_gt && r.anchor_valid_flags);
+        assert_eq!(r.min_size, 32);
+        assert_eq!(r.clip, ClipTo::Image);
+        assert_eq!(r.gt_proposal_order, GtProposalOrder::AfterAssign);
+        assert_eq!(r.mask_paste, MaskPaste::GridSample);
+        let s = r.settings();
+        for k in [
+            "pad",
+            "images_per_group",
+            "crop_branch",
+            "filter_empty_gt",
+            "clip",
+            "mask_paste",
+        ] {
+            assert!(s.contains_key(k), "{k} is recorded");
+        }
+        // Canvas padding and torchvision's paste stay available.
+        let o = DetOverrides {
+            set: vec![
+                ("pad".into(), "\"canvas\"".into()),
+                ("mask_paste".into(), "\"torchvision\"".into()),
+            ],
+            ..Default::default()
+        };
+        let c = DetRecipe::resolve("coco-1x-paper", &o).unwrap();
+        assert_eq!(
+            (c.pad, c.mask_paste),
+            (PadMode::Canvas, MaskPaste::Torchvision)
+        );
+        let o = DetOverrides {
+            batch: Some(3),
+            ..Default::default()
+        };
+        assert!(
+            DetRecipe::resolve("coco-1x-paper", &o).is_err(),
+            "3 is not groups of 2"
+        );
+    }
+
+    fn sample(h: u32, w: u32, vh: u32, vw: u32) -> DetSample {
+        DetSample {
+            image: vec![1.0; (3 * h * w) as usize],
+            width: w,
+            height: h,
+            valid_width: vw,
+            valid_height: vh,
+            scale: (1.0, 1.0),
+            flipped: false,
+            instances: vec![cae_datasets::transforms::det::DetInstance {
+                bbox: [1.0, 1.0, 3.0, 2.0],
+                label: 0,
+                crowd: false,
+                mask: vec![1; (vh * vw) as usize],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_group_is_padded_to_its_largest_image_and_keeps_each_images_shapes() {
+        let dev = Device::flex();
+        let r = DetRecipe::paper();
+        // 50×70 resized → padded alone to 64×96; 64×40 → 64×64. The group: 64×96.
+        let ss = [sample(64, 96, 50, 70), sample(64, 64, 64, 40)];
+        let (g, hw) = pad_group(&ss, &r, &dev).unwrap();
+        assert_eq!(hw, (64, 96));
+        assert_eq!(g.images.dims(), [2, 3, 64, 96]);
+        assert_eq!(
+            g.metas,
+            vec![
+                ImageMeta {
+                    img_hw: (50, 70),
+                    pad_hw: (64, 96)
+                },
+                ImageMeta {
+                    img_hw: (64, 40),
+                    pad_hw: (64, 64)
+                },
+            ]
+        );
+        // Image 1's pixels stop at column 64; its mask lies at the group's size.
+        let v = cae_heads::error::to_vec(g.images.clone()).unwrap();
+        let at = |b: usize, y: usize, x: usize| v[((b * 3) * 64 + y) * 96 + x];
+        assert_eq!((at(1, 0, 63), at(1, 0, 64)), (1.0, 0.0));
+        assert_eq!(g.gts[1].masks[0].len(), 64 * 96);
+        assert_eq!(g.gts[1].masks[0][96 + 39], 1);
+        assert_eq!(g.gts[1].masks[0][96 + 40], 0);
+        // The canvas mode pads everything to the canvas, and refuses what does not fit.
+        let canvas = DetRecipe {
+            pad: PadMode::Canvas,
+            canvas: 128,
+            ..r.clone()
+        };
+        assert_eq!(pad_group(&ss, &canvas, &dev).unwrap().1, (128, 128));
+        let small = DetRecipe {
+            pad: PadMode::Canvas,
+            canvas: 64,
+            ..r
+        };
+        assert!(pad_group(&ss, &small, &dev).is_err());
+    }
+
+    #[test]
+    fn images_without_annotations_leave_the_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = serde_json::json!({
+            "images": [
+                {"id": 1, "file_name": "a.png", "width": 640, "height": 480},
+                {"id": 2, "file_name": "b.png", "width": 640, "height": 480},
+                {"id": 3, "file_name": "c.png", "width": 480, "height": 640},
+                {"id": 4, "file_name": "d.png", "width": 20, "height": 640},
+                {"id": 5, "file_name": "e.png", "width": 640, "height": 427},
+            ],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0,
+                 "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
+                {"id": 2, "image_id": 3, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 1,
+                 "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
+                {"id": 3, "image_id": 4, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0,
+                 "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
+                {"id": 4, "image_id": 5, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0,
+                 "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]]},
+            ],
+            "categories": [{"id": 1, "name": "thing"}],
+        });
+        let path = dir.path().join("instances.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        let ds = CocoDataset::open_with(
+            &path,
+            dir.path(),
+            cae_datasets::coco::CocoReadOptions {
+                check_image_files: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // Image 2 has no annotation, image 4 is 20 px wide; a crowd-only image stays (mmdet
+        // keeps an image with any annotation).
+        assert_eq!(training_images(&ds, true, 32), vec![0, 2, 4]);
+        assert_eq!(training_images(&ds, false, 32), vec![0, 1, 2, 4]);
+        assert_eq!(training_images(&ds, false, 0).len(), 5);
+        // 12 epochs of the 3 kept images at batch 2: ⌈18⌉ = 18 iterations, not ⌈30⌉ = 30.
+        let r = DetRecipe {
+            batch: 2,
+            ..DetRecipe::paper()
+        };
+        assert_eq!(r.total_iters(training_images(&ds, true, 32).len()), 18);
+        assert_eq!(r.total_iters(ds.len()), 30);
+    }
+
+    #[test]
+    fn the_group_sampler_never_mixes_orientations_and_covers_each_pass() {
+        let flags = [1u8, 1, 1, 0, 0, 1, 0];
+        // 4 landscape images → 2 groups of 2; 3 portrait → 2 groups (one repeat).
+        assert_eq!(groups_per_pass(&flags, 2), 4);
+        for pass in 0..5 {
+            let groups = pass_groups(3, &flags, 2, pass);
+            assert_eq!(groups.len(), 4);
+            let mut seen = std::collections::BTreeSet::new();
+            for g in &groups {
+                assert_eq!(g.len(), 2);
+                assert!(g.iter().all(|&i| flags[i] == flags[g[0]]), "{g:?} mixes");
+                seen.extend(g.iter().copied());
+            }
+            assert_eq!(seen.len(), 7, "every image of the pass appears");
+        }
+        // Iterations walk the stream of passes: 2 groups per batch, 4 per pass.
+        assert_eq!(
+            batch_groups(3, &flags, 2, 2, 2),
+            pass_groups(3, &flags, 2, 1)[..2].to_vec()
+        );
+        assert_eq!(
+            batch_groups(3, &flags, 2, 2, 0),
+            batch_groups(3, &flags, 2, 2, 0)
+        );
     }
 
     #[test]

@@ -122,6 +122,45 @@ impl AnchorConfig {
         Ok(out)
     }
 
+    /// mmdet's `valid_flags`: which anchors of [`Self::generate`] (same `image_hw`, `grids`)
+    /// sit on a feature cell inside an image padded to `pad_hw` (its own size rounded up to the
+    /// size divisor, before the batch's padding): on a level of stride `s`, rows below
+    /// `min(⌈pad_h / s⌉, grid_h)` and columns below `min(⌈pad_w / s⌉, grid_w)`.
+    pub fn valid_flags(
+        &self,
+        image_hw: (usize, usize),
+        grids: &[(usize, usize)],
+        pad_hw: (usize, usize),
+    ) -> Result<Vec<bool>> {
+        self.validate()?;
+        if grids.len() != self.sizes.len() {
+            return Err(invalid(format!(
+                "{} feature maps for {} anchor sizes",
+                grids.len(),
+                self.sizes.len()
+            )));
+        }
+        let k = self.per_position();
+        let mut out = Vec::with_capacity(self.count(grids));
+        for &(gh, gw) in grids {
+            if gh == 0 || gw == 0 || gh > image_hw.0 || gw > image_hw.1 {
+                return Err(invalid(format!(
+                    "feature map {gh}×{gw} does not fit the image {}×{}",
+                    image_hw.0, image_hw.1
+                )));
+            }
+            let (sh, sw) = (image_hw.0 / gh, image_hw.1 / gw);
+            let vh = pad_hw.0.div_ceil(sh).min(gh);
+            let vw = pad_hw.1.div_ceil(sw).min(gw);
+            for y in 0..gh {
+                for x in 0..gw {
+                    out.extend(std::iter::repeat_n(y < vh && x < vw, k));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Number of anchors on each level for the feature-map sizes `grids`.
     pub fn level_counts(&self, grids: &[(usize, usize)]) -> Vec<usize> {
         grids
@@ -169,6 +208,27 @@ mod tests {
         assert_eq!(a[7], [-3.0, -2.0, 3.0, 10.0]);
         // the coarse level starts after the fine one.
         assert_eq!(a[12], [-8.0, -8.0, 8.0, 8.0]);
+    }
+
+    #[test]
+    fn valid_flags_follow_the_images_own_padded_size() {
+        let c = AnchorConfig {
+            sizes: vec![8.0, 16.0],
+            ratios: vec![1.0, 2.0],
+        };
+        // Batch input 8×12 (levels 2×3 at stride 4, 1×1 at stride 8); this image pads to 4×5:
+        // level 0 keeps rows < ⌈4/4⌉ = 1 and columns < ⌈5/4⌉ = 2; level 1 keeps its one cell.
+        let v = c.valid_flags((8, 12), &[(2, 3), (1, 1)], (4, 5)).unwrap();
+        let want: Vec<bool> = [true, true, false, false, false, false]
+            .iter()
+            .flat_map(|&f| [f, f])
+            .chain([true, true])
+            .collect();
+        assert_eq!(v, want);
+        // The largest image of the batch: every anchor is valid.
+        let all = c.valid_flags((8, 12), &[(2, 3), (1, 1)], (8, 12)).unwrap();
+        assert!(all.iter().all(|&f| f));
+        assert!(c.valid_flags((8, 12), &[(2, 3)], (8, 12)).is_err());
     }
 
     #[test]

@@ -245,22 +245,43 @@ fn pick(from: &[usize], k: usize, rng: &mut impl Rng) -> Vec<usize> {
     idx
 }
 
+/// Where the ground truths join the proposals when the sampler adds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GtProposalOrder {
+    /// mmdet (`base_sampler.py`): the proposals are assigned alone, then the ground truths are
+    /// prepended, each a positive of itself (`AssignResult.add_gt_`).
+    #[default]
+    AfterAssign,
+    /// The ground truths are prepended first and assigned with the proposals (their own
+    /// matches can then take low-quality matches from the proposals).
+    Joint,
+}
+
 /// The RoI head's targets of one image: proposals (with the ground truths prepended when the
-/// sampler adds them) assigned and sampled. Returns the boxes the indices refer to.
+/// sampler adds them, in `order`) assigned and sampled. Returns the boxes the indices refer to.
 pub fn sample_rois(
     assigner: &MaxIouAssigner,
     sampler: &RandomSampler,
+    order: GtProposalOrder,
     proposals: &[BBox],
     gts: &[BBox],
     crowds: &[BBox],
     rng: &mut impl Rng,
 ) -> Result<(Vec<BBox>, Sampled)> {
-    let boxes: Vec<BBox> = if sampler.add_gt_as_proposals {
-        gts.iter().chain(proposals).copied().collect()
-    } else {
-        proposals.to_vec()
+    if !sampler.add_gt_as_proposals {
+        let assigned = assigner.assign(proposals, gts, crowds)?;
+        return Ok((proposals.to_vec(), sampler.sample(&assigned, rng)?));
+    }
+    let boxes: Vec<BBox> = gts.iter().chain(proposals).copied().collect();
+    let assigned = match order {
+        GtProposalOrder::Joint => assigner.assign(&boxes, gts, crowds)?,
+        GtProposalOrder::AfterAssign => {
+            let mut a: Vec<Assigned> = (0..gts.len()).map(Assigned::Positive).collect();
+            a.extend(assigner.assign(proposals, gts, crowds)?);
+            a
+        }
     };
-    let assigned = assigner.assign(&boxes, gts, crowds)?;
     let sampled = sampler.sample(&assigned, rng)?;
     Ok((boxes, sampled))
 }
@@ -378,6 +399,7 @@ mod tests {
         let (boxes, s) = sample_rois(
             &MaxIouAssigner::rcnn(),
             &RandomSampler::rcnn(),
+            GtProposalOrder::AfterAssign,
             &proposals,
             &gts,
             &[],
@@ -389,5 +411,33 @@ mod tests {
             (s.pos.clone(), s.pos_gt.clone(), s.neg.clone()),
             (vec![0], vec![0], vec![1])
         );
+    }
+
+    #[test]
+    fn assigning_the_proposals_before_adding_the_ground_truths_changes_a_low_quality_match() {
+        // P overlaps G0 by 100/120 = 0.833 and G1 by 100/160 = 0.625. Alone among the
+        // proposals, P is G1's best box (0.625 ≥ min_pos_iou 0.5), and the low-quality rule
+        // (later ground truths win) gives P to G1. Assigned jointly with the ground truths, G1's
+        // best box is G1 itself (IoU 1), so P keeps its own best, G0.
+        let gts = [[0.0, 0.0, 10.0, 12.0], [0.0, 0.0, 10.0, 16.0]];
+        let proposals = [[0.0, 0.0, 10.0, 10.0]];
+        let run = |order| {
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let (boxes, s) = sample_rois(
+                &MaxIouAssigner::rcnn(),
+                &RandomSampler::rcnn(),
+                order,
+                &proposals,
+                &gts,
+                &[],
+                &mut rng,
+            )
+            .unwrap();
+            assert_eq!(boxes[2], proposals[0]);
+            let k = s.pos.iter().position(|&p| p == 2).expect("P is a positive");
+            (s.pos.len(), s.pos_gt[k])
+        };
+        assert_eq!(run(GtProposalOrder::AfterAssign), (3, 1));
+        assert_eq!(run(GtProposalOrder::Joint), (3, 0));
     }
 }

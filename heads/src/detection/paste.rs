@@ -1,7 +1,18 @@
-//! Pasting per-RoI mask probabilities into the image (torchvision `paste_masks_in_image`), for
-//! COCO segm evaluation.
+//! Pasting per-RoI mask probabilities into the image, for COCO segm evaluation: mmdet's
+//! `grid_sample` paste ([`paste_masks_grid_sample`], what CAE's detection code uses) and
+//! torchvision's legacy paste ([`paste_masks_in_image`]).
 //!
-//! Each `M × M` mask is zero-padded by `padding` pixels, its box grown by `(M + 2p) / M` about
+//! **mmdet** (`fcn_mask_head.py` `_do_paste_mask`, on the CPU one mask at a time): the image
+//! pixels `x ∈ [⌊x1⌋ − 1, ⌈x2⌉ + 1)` (clipped to the image; rows likewise) are mapped to
+//! `gx = (x + 0.5 − x1) / (x2 − x1) · 2 − 1` and sampled from the `M × M` mask by
+//! `grid_sample(bilinear, zeros padding, align_corners = false)`: the mask pixel coordinate is
+//! `((gx + 1)·M − 1) / 2`, corners outside the mask count 0. Pixels outside that window stay 0
+//! (on a GPU mmdet pastes a chunk of masks over their common window instead; the extra pixels it
+//! fills lie outside the box, where the zero padding keeps them below 0.5, so the binarised masks
+//! are the same). A degenerate box (`x2 = x1`) gives an infinite coordinate, which mmdet sets
+//! to 0 (the mask's centre).
+//!
+//! **torchvision**: each `M × M` mask is zero-padded by `padding` pixels, its box grown by `(M + 2p) / M` about
 //! the centre and truncated to integers; the padded mask is resized bilinearly
 //! (`align_corners = false`) to `(x2 − x1 + 1) × (y2 − y1 + 1)` pixels and copied into the image
 //! at the box, clipped to the image. The result is probabilities; [`binarize`] thresholds them
@@ -93,6 +104,112 @@ pub fn paste_masks_in_image(
     Ok(out)
 }
 
+/// The mask pixel coordinate `grid_sample` reads for normalised `g` (`align_corners = false`).
+fn unnormalize(g: f32, size: usize) -> f32 {
+    ((g + 1.0) * size as f32 - 1.0) / 2.0
+}
+
+/// The normalised coordinates of pixels `lo..hi` in a box side `[a, b)`, as mmdet computes them
+/// in f32 (infinite ones set to 0).
+fn grid_coords(lo: i64, hi: i64, a: f32, b: f32) -> Vec<f32> {
+    (lo..hi)
+        .map(|i| {
+            let g = (i as f32 + 0.5 - a) / (b - a) * 2.0 - 1.0;
+            if g.is_infinite() { 0.0 } else { g }
+        })
+        .collect()
+}
+
+/// mmdet's paste (see the module docs): `masks` (`n` row-major `M × M` probability maps) into
+/// images of `image_hw` (height, width) at `boxes`; `n` row-major `H × W` maps.
+pub fn paste_masks_grid_sample(
+    masks: &[f32],
+    mask_size: usize,
+    boxes: &[BBox],
+    image_hw: (usize, usize),
+) -> Result<Vec<f32>> {
+    let m = mask_size;
+    if m == 0 || masks.len() != boxes.len() * m * m {
+        return Err(invalid(format!(
+            "{} mask values for {} boxes of {m}×{m} masks",
+            masks.len(),
+            boxes.len()
+        )));
+    }
+    check_finite("boxes", boxes)?;
+    if masks.iter().any(|v| !v.is_finite()) {
+        return Err(invalid("mask probabilities are not finite"));
+    }
+    let (im_h, im_w) = image_hw;
+    let mut out = vec![0f32; boxes.len() * im_h * im_w];
+    for (n, b) in boxes.iter().enumerate() {
+        let mask = &masks[n * m * m..(n + 1) * m * m];
+        let x0 = ((b[0].floor() - 1.0).max(0.0)) as i64;
+        let y0 = ((b[1].floor() - 1.0).max(0.0)) as i64;
+        let x1 = ((b[2].ceil() + 1.0).min(im_w as f32)) as i64;
+        let y1 = ((b[3].ceil() + 1.0).min(im_h as f32)) as i64;
+        if x1 <= x0 || y1 <= y0 {
+            continue;
+        }
+        let gx = grid_coords(x0, x1, b[0], b[2]);
+        let gy = grid_coords(y0, y1, b[1], b[3]);
+        let at = |r: i64, c: i64| -> f32 {
+            if r < 0 || c < 0 || r >= m as i64 || c >= m as i64 {
+                0.0
+            } else {
+                mask[r as usize * m + c as usize]
+            }
+        };
+        let img = &mut out[n * im_h * im_w..(n + 1) * im_h * im_w];
+        for (iy, &g_y) in (y0..y1).zip(&gy) {
+            let sy = unnormalize(g_y, m);
+            let ry = sy.floor();
+            let ty = sy - ry;
+            let r = ry as i64;
+            for (ix, &g_x) in (x0..x1).zip(&gx) {
+                let sx = unnormalize(g_x, m);
+                let cx = sx.floor();
+                let tx = sx - cx;
+                let c = cx as i64;
+                // torch's order: nw·(1−tx)(1−ty) + ne·tx(1−ty) + sw·(1−tx)ty + se·tx·ty.
+                let v = at(r, c) * ((1.0 - tx) * (1.0 - ty))
+                    + at(r, c + 1) * (tx * (1.0 - ty))
+                    + at(r + 1, c) * ((1.0 - tx) * ty)
+                    + at(r + 1, c + 1) * (tx * ty);
+                img[iy as usize * im_w + ix as usize] = v;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How mask probabilities are pasted into the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskPaste {
+    /// mmdet's `grid_sample` paste (CAE's detection code).
+    #[default]
+    GridSample,
+    /// torchvision's legacy paste (pad 1, integer box, `+1` width).
+    Torchvision,
+}
+
+impl MaskPaste {
+    /// Pastes with this rule (see [`paste_masks_grid_sample`] and [`paste_masks_in_image`]).
+    pub fn paste(
+        self,
+        masks: &[f32],
+        mask_size: usize,
+        boxes: &[BBox],
+        image_hw: (usize, usize),
+    ) -> Result<Vec<f32>> {
+        match self {
+            Self::GridSample => paste_masks_grid_sample(masks, mask_size, boxes, image_hw),
+            Self::Torchvision => paste_masks_in_image(masks, mask_size, boxes, image_hw, 1),
+        }
+    }
+}
+
 /// `p ≥ threshold` per pixel.
 pub fn binarize(probs: &[f32], threshold: f32) -> Vec<bool> {
     probs.iter().map(|&p| p >= threshold).collect()
@@ -123,6 +240,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn grid_sample_paste_by_hand() {
+        // A 2×2 mask [[1, 0], [0, 0]] into the box x 1..5, y 0..2 of a 3×6 image.
+        // Columns: window ⌊1⌋−1 = 0 .. ⌈5⌉+1 = 6; gx = (x + 0.5 − 1)/4·2 − 1 → mask coordinate
+        // ((gx + 1)·2 − 1)/2 = (x − 0.5)/2 − 0.5 = x/2 − 0.75: x = 0 → −0.75, 1 → −0.25,
+        // 2 → 0.25, 3 → 0.75, 4 → 1.25, 5 → 1.75.
+        // Rows: window 0 .. min(3, 3) = 3; coordinate ((y + 0.5)/2·2 − 1 + 1)·2/2 − 0.5 = y:
+        // row 0 reads mask row 0 exactly, row 1 mask row 1, row 2 is past the mask (0).
+        let masks = [1.0f32, 0.0, 0.0, 0.0];
+        let out = paste_masks_grid_sample(&masks, 2, &[[1.0, 0.0, 5.0, 2.0]], (3, 6)).unwrap();
+        // Row 0 along x: mask row [1, 0] at coordinate c: weight of column 0 is 1 − |c| inside
+        // (−1, 1), zeros padding outside: −0.75 → 0.25, −0.25 → 0.75, 0.25 → 0.75, 0.75 → 0.25,
+        // 1.25 → 0, 1.75 → 0.
+        let row0 = &out[..6];
+        assert_eq!(row0, &[0.25, 0.75, 0.75, 0.25, 0.0, 0.0]);
+        assert!(out[6..].iter().all(|&v| v == 0.0));
+        // A full mask: inside the box ≥ 0.5 after binarising, the outside ring below it, and
+        // nothing outside the window [⌊x1⌋−1, ⌈x2⌉+1).
+        let full = vec![1.0f32; 16];
+        let out = paste_masks_grid_sample(&full, 4, &[[3.0, 2.0, 9.0, 6.0]], (10, 12)).unwrap();
+        let bin = binarize(&out, 0.5);
+        for y in 0..10 {
+            for x in 0..12 {
+                let inside = (3..9).contains(&x) && (2..6).contains(&y);
+                assert_eq!(
+                    bin[y * 12 + x],
+                    inside,
+                    "pixel ({y}, {x}) = {}",
+                    out[y * 12 + x]
+                );
+                if !(2..10).contains(&x) || !(1..7).contains(&y) {
+                    assert_eq!(out[y * 12 + x], 0.0, "outside the window ({y}, {x})");
+                }
+            }
+        }
+        // The ring pixel just left of the box (row 3 reads mask row 1 exactly): coordinate
+        // ((2.5 − 3)/6·2 − 1 + 1)·4/2 − 0.5 = −5/6 → weight 1 − 5/6 = 1/6 on column 0.
+        assert!(
+            (out[3 * 12 + 2] - 1.0 / 6.0).abs() < 1e-6,
+            "{}",
+            out[3 * 12 + 2]
+        );
+        // The two rules differ (torchvision's box is integer and one pixel wider).
+        let tv = MaskPaste::Torchvision
+            .paste(&full, 4, &[[3.0, 2.0, 9.0, 6.0]], (10, 12))
+            .unwrap();
+        assert_ne!(tv, out);
+        // A degenerate box maps to the mask centre instead of failing.
+        let d = paste_masks_grid_sample(&full, 4, &[[3.0, 2.0, 3.0, 6.0]], (10, 12)).unwrap();
+        assert!(d.iter().all(|v| v.is_finite()));
+        assert!(paste_masks_grid_sample(&full, 4, &[], (10, 12)).is_err());
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //!   position by position (y outer), anchor by anchor, levels concatenated — the order of
 //!   [`super::anchors::AnchorConfig::generate`].
 //! * **Loss** (`AnchorHead.loss`, sampling on): per image the anchors are assigned
-//!   ([`MaxIouAssigner::rpn`]) and 256 sampled at 50 % positive ([`RandomSampler::rpn`]);
+//!   ([`MaxIouAssigner::rpn`]; with valid flags only the anchors on feature cells inside the
+//!   image's own padded size, mmdet's `valid_flags` with `allowed_border = -1`) and 256 sampled at 50 % positive ([`RandomSampler::rpn`]);
 //!   `loss_cls` = Σ BCE-with-logits over the sampled anchors, `loss_bbox` = Σ |Δ − Δ*| over the
 //!   positives' four deltas, both divided by the number of sampled anchors of the batch.
 //! * **Proposals** (`_get_bboxes_single`): per level the `nms_pre` best anchors by objectness,
-//!   decoded (clamped at log(1000/16)) and clipped to the image; boxes of zero width or height
+//!   decoded (clamped at log(1000/16)) and clipped to each image's clip shape (mmdet: the
+//!   resized image, `img_shape`, not the padded input); boxes of zero width or height
 //!   dropped; NMS at `nms_iou` with the level as the class (mmdet's `batched_nms`); the best
 //!   `max_per_img` kept.
 //!
@@ -161,9 +163,18 @@ pub fn rpn_loss(
     gts: &[GtInstances],
     assigner: &MaxIouAssigner,
     sampler: &RandomSampler,
+    valid: Option<&[Vec<bool>]>,
     rng: &mut impl Rng,
 ) -> Result<RpnLoss> {
     let [b, n] = out.cls.dims();
+    if let Some(v) = valid
+        && (v.len() != b || v.iter().any(|f| f.len() != n))
+    {
+        return Err(HeadsError::Config(format!(
+            "valid flags for {} images, RPN outputs of {b} images × {n} anchors",
+            v.len()
+        )));
+    }
     if anchors.len() != n || gts.len() != b {
         return Err(HeadsError::Config(format!(
             "{} anchors and {} ground-truth sets for RPN outputs of {b} images × {n} anchors",
@@ -178,8 +189,21 @@ pub fn rpn_loss(
     let mut pos_idx = Vec::new();
     let mut deltas = Vec::new();
     for (i, gt) in gts.iter().enumerate() {
-        let assigned = assigner.assign(anchors, &gt.boxes, &gt.crowds)?;
-        let s = sampler.sample(&assigned, rng)?;
+        // mmdet assigns and samples the valid anchors only (`allowed_border = -1`): the others
+        // are neither positives nor negatives.
+        let inside: Option<Vec<usize>> =
+            valid.map(|v| (0..n).filter(|&a| v[i][a]).collect::<Vec<_>>());
+        let s = match &inside {
+            None => sampler.sample(&assigner.assign(anchors, &gt.boxes, &gt.crowds)?, rng)?,
+            Some(keep) => {
+                let sub: Vec<BBox> = keep.iter().map(|&a| anchors[a]).collect();
+                let mut s = sampler.sample(&assigner.assign(&sub, &gt.boxes, &gt.crowds)?, rng)?;
+                for a in s.pos.iter_mut().chain(s.neg.iter_mut()) {
+                    *a = keep[*a];
+                }
+                s
+            }
+        };
         for &p in &s.pos {
             idx.push((i * n + p) as i64);
             target.push(1f32);
@@ -223,10 +247,12 @@ pub fn rpn_loss(
 }
 
 /// Proposals of every image (see the module docs), boxes with their objectness (sigmoid).
+/// `clip_hw[i]` (height, width) is what image `i`'s boxes are clipped to before NMS: its own
+/// resized size (mmdet's `img_shape`) or the padded input.
 pub fn proposals(
     out: &RpnOutput,
     anchors: &[BBox],
-    image_hw: (usize, usize),
+    clip_hw: &[(usize, usize)],
     cfg: &ProposalConfig,
 ) -> Result<Vec<(Vec<BBox>, Vec<f32>)>> {
     let [b, n] = out.cls.dims();
@@ -236,12 +262,18 @@ pub fn proposals(
             anchors.len()
         )));
     }
+    if clip_hw.len() != b {
+        return Err(HeadsError::Config(format!(
+            "{} clip shapes for {b} images",
+            clip_hw.len()
+        )));
+    }
     let scores = to_vec(out.cls.clone())?;
     let reg = boxes_from_flat("rpn deltas", &to_vec(out.reg.clone())?)?;
     let coder = BoxCoder::rpn();
-    let (h, w) = (image_hw.0 as f32, image_hw.1 as f32);
     let mut result = Vec::with_capacity(b);
-    for i in 0..b {
+    for (i, &(h, w)) in clip_hw.iter().enumerate() {
+        let (h, w) = (h as f32, w as f32);
         let mut sel = Vec::new();
         let mut level_of = Vec::new();
         let mut start = 0;
@@ -342,6 +374,7 @@ mod tests {
             &[gt],
             &MaxIouAssigner::rpn(),
             &RandomSampler::rpn(),
+            None,
             &mut rng,
         )
         .unwrap();
@@ -357,6 +390,27 @@ mod tests {
             (got_bbox - want_bbox).abs() < 1e-6,
             "{got_bbox} vs {want_bbox}"
         );
+        // Anchor 1 outside the image's own padded size: only anchor 0 is sampled.
+        let gt = GtInstances {
+            boxes: vec![[1.0, 0.0, 11.0, 10.0]],
+            labels: vec![0],
+            crowds: vec![],
+            masks: vec![],
+        };
+        let l = rpn_loss(
+            &out,
+            &anchors,
+            &[gt],
+            &MaxIouAssigner::rpn(),
+            &RandomSampler::rpn(),
+            Some(&[vec![true, false]]),
+            &mut rng,
+        )
+        .unwrap();
+        let got_cls = f64::from(to_vec(l.cls).unwrap()[0]);
+        let got_bbox = f64::from(to_vec(l.bbox).unwrap()[0]);
+        assert!((got_cls - bce(1.0, 1.0)).abs() < 1e-6, "{got_cls}");
+        assert!((got_bbox - 0.1).abs() < 1e-6, "{got_bbox}");
     }
 
     #[test]
@@ -390,16 +444,45 @@ mod tests {
             nms_iou: 0.7,
             max_per_img: 10,
         };
-        let p = proposals(&out, &anchors, (32, 32), &cfg).unwrap();
+        let p = proposals(&out, &anchors, &[(32, 32)], &cfg).unwrap();
         let (boxes, scores) = &p[0];
         assert_eq!(boxes, &vec![[1.0, 0.0, 11.0, 10.0], [0.0, 20.0, 5.0, 32.0]]);
         assert!((scores[0] - 1.0 / (1.0 + (-2f32).exp())).abs() < 1e-6);
         let few = ProposalConfig { nms_pre: 1, ..cfg };
         assert_eq!(
-            proposals(&out, &anchors, (32, 32), &few).unwrap()[0]
+            proposals(&out, &anchors, &[(32, 32)], &few).unwrap()[0]
                 .0
                 .len(),
             1
         );
+        assert!(proposals(&out, &anchors, &[], &cfg).is_err());
+    }
+
+    #[test]
+    fn proposals_are_clipped_to_the_image_before_nms() {
+        let dev = Device::flex();
+        // A tall box reaching into the padding and a short one inside the image, scored lower.
+        let out = RpnOutput {
+            cls: Tensor::<2>::from_floats([[2.0, 1.0, 0.0]], &dev),
+            reg: Tensor::<3>::zeros([1, 3, 4], &dev),
+            level_counts: vec![3],
+        };
+        let anchors = [
+            [0.0, 0.0, 10.0, 40.0],
+            [0.0, 0.0, 10.0, 12.0],
+            [0.0, 14.0, 10.0, 30.0],
+        ];
+        let cfg = ProposalConfig {
+            nms_pre: 3,
+            nms_iou: 0.7,
+            max_per_img: 10,
+        };
+        // Clipped to the 32-px input: IoU 120/320 = 0.375, both kept; the third box too.
+        let input = proposals(&out, &anchors, &[(32, 32)], &cfg).unwrap();
+        assert_eq!(input[0].0.len(), 3);
+        // Clipped to the 12-px-high image first: the tall box becomes the short one (IoU 1),
+        // which NMS removes, and the third box, wholly in the padding, has no height left.
+        let image = proposals(&out, &anchors, &[(12, 32)], &cfg).unwrap();
+        assert_eq!(image[0].0, vec![[0.0, 0.0, 10.0, 12.0]]);
     }
 }

@@ -239,11 +239,21 @@ impl VisionTransformerEncoder {
     /// # Shapes
     /// `tokens: [B, K, D]` (patches `sel`, or all `N` when `sel` is `None`) → `[B, 1+K, D]`
     pub fn with_cls_and_pos(&self, tokens: Tensor<3>, sel: Option<&TokenSelection>) -> Tensor<3> {
+        self.with_cls_and_table(tokens, sel, self.pos_embed.as_ref().map(|p| p.val()))
+    }
+
+    /// [`Self::with_cls_and_pos`] with a given position table `[1, 1+N, D]` (e.g. the encoder's
+    /// own one resampled to this input's grid) instead of the encoder's.
+    pub fn with_cls_and_table(
+        &self,
+        tokens: Tensor<3>,
+        sel: Option<&TokenSelection>,
+        table: Option<Tensor<3>>,
+    ) -> Tensor<3> {
         let [b, _, d] = tokens.dims();
         let mut cls = self.cls_token.val().expand([b, 1, d]);
         let mut tokens = tokens;
-        if let Some(pos) = &self.pos_embed {
-            let pos = pos.val(); // [1, 1+N, D]
+        if let Some(pos) = table {
             let [_, n1, _] = pos.dims();
             cls = cls + pos.clone().narrow(1, 0, 1);
             let patch_pos = pos.narrow(1, 1, n1 - 1);
@@ -305,6 +315,19 @@ impl VisionTransformerEncoder {
         taps: &[usize],
         ctx: &mut ForwardCtx,
     ) -> Vec<Tensor<3>> {
+        let table = self.pos_embed.as_ref().map(|p| p.val());
+        self.forward_taps_with_table(x, taps, table, ctx)
+    }
+
+    /// [`Self::forward_taps`] with a given position table `[1, 1+N, D]` for this input's grid
+    /// (see [`Self::with_cls_and_table`]).
+    pub fn forward_taps_with_table(
+        &self,
+        x: Tensor<4>,
+        taps: &[usize],
+        table: Option<Tensor<3>>,
+        ctx: &mut ForwardCtx,
+    ) -> Vec<Tensor<3>> {
         let Some(&last) = taps.iter().max() else {
             return Vec::new();
         };
@@ -313,7 +336,7 @@ impl VisionTransformerEncoder {
             "tap block {last} is past the encoder's {} blocks",
             self.blocks.len()
         );
-        let mut x = self.with_cls_and_pos(self.patch_tokens(x), None);
+        let mut x = self.with_cls_and_table(self.patch_tokens(x), None, table);
         let shared = self.rel_pos_bias.as_ref().map(|r| r.forward());
         let mut out: Vec<Option<Tensor<3>>> = vec![None; taps.len()];
         for (i, blk) in self.blocks.iter().enumerate().take(last + 1) {
