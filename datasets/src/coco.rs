@@ -23,7 +23,9 @@ use image::RgbImage;
 
 use crate::error::{DatasetError, Result};
 use crate::io::{LabelMap, load_rgb};
-pub use crate::transforms::det::{DetInstance, DetSample, DetTestTransform, DetTrainTransform};
+pub use crate::transforms::det::{
+    DetInstance, DetSample, DetTestTransform, DetTrainTransform, DetrCropBranch,
+};
 
 /// A binary mask (values 0/1), row-major.
 pub type Mask = LabelMap;

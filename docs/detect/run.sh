@@ -5,13 +5,13 @@
 # pycocotools on each run's results files (check.py, when a Python with pycocotools is at hand)
 # and the leaderboard.
 set -e
-cd /work/runs/w30
-export PATH=/work/bin-w30:$PATH
+cd /work/runs/w31
+export PATH=/work/bin-w31:$PATH
 echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"
 echo "# cae-bench: $(cae-bench --version), release build of commit $(git -C /work/main rev-parse --short HEAD) (cargo build --release -p cae-bench)"
 W=det-world
-E=$(ls qs/pretrain/cae-*/encoder.safetensors)
+E=$(ls /work/runs/w30/qs/pretrain/cae-*/encoder.safetensors)
 echo "# encoder: $E (docs/quickstart/run.log), sha256 $(sha256sum $E | cut -c1-16)..."
 rm -rf $W det-docs
 echo "\$ cae-bench data synth --out $W --images 400 --size 32 --seed 5"

@@ -190,3 +190,27 @@ fn bad_coco_input_is_refused_naming_the_file_or_handled_as_coco_does() {
     assert!(run.ok, "{}", run.stderr);
     assert_eq!(record_status(&out).as_deref(), Some("complete"));
 }
+
+/// CAE's DETR-style AutoAugment branch trains through the real code path (the crop itself is
+/// unit-tested in `cae_datasets::transforms::det`), and the record says it was on.
+#[test]
+fn the_crop_branch_trains_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = world(dir.path());
+    let out = dir.path().join("crop");
+    let mut req = request(&data, &out);
+    req.overrides.iters = Some(2);
+    req.overrides
+        .set
+        .push(("crop_branch".into(), "true".into()));
+    let done = run_detect(&req).unwrap();
+    assert!(done.complete && done.iters == 2);
+    let record = std::fs::read_to_string(out.join("record.json")).unwrap();
+    assert!(record.contains("DETR-style branch"), "{record}");
+    let plain = dir.path().join("plain");
+    let mut req = request(&data, &plain);
+    req.overrides.iters = Some(2);
+    run_detect(&req).unwrap();
+    let record = std::fs::read_to_string(plain.join("record.json")).unwrap();
+    assert!(!record.contains("DETR-style branch"));
+}

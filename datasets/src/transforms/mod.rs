@@ -24,7 +24,7 @@ pub mod seg;
 use image::RgbImage;
 
 pub use crop::{CropSampling, RandomResizedCrop, center_crop_rect, resize_short_side_size};
-pub use det::{DetSample, DetTestTransform, DetTrainTransform};
+pub use det::{DetSample, DetTestTransform, DetTrainTransform, DetrCropBranch};
 pub use photometric::PhotoMetricDistortion;
 pub use pretrain::{PretrainTransform, PretrainViews};
 pub use probe::{ProbeEvalTransform, ProbeTrainTransform};

@@ -34,7 +34,9 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::Device;
 use cae_datasets::loader::derive_seed;
-use cae_datasets::transforms::det::{DetSample, DetTestTransform, DetTrainTransform};
+use cae_datasets::transforms::det::{
+    DetSample, DetTestTransform, DetTrainTransform, DetrCropBranch,
+};
 use cae_datasets::{CocoDataset, CocoSplit};
 use cae_heads::classification::finetune::prepare_finetune_backbone;
 use cae_heads::detection::assign::GtProposalOrder;
@@ -1005,13 +1007,9 @@ fn train_and_evaluate(
         max_size: recipe.max_size,
         flip_prob: recipe.flip_prob,
         size_divisor: recipe.size_divisor,
+        crop_branch: recipe.crop_branch.then(DetrCropBranch::cae),
         ..DetTrainTransform::coco_1x()
     };
-    if recipe.crop_branch {
-        return Err(ProtocolError::Config(
-            "INTERMEDIATE: crop branch lands next".into(),
-        ));
-    }
     let group = recipe.images_per_group;
     let per_batch = recipe.batch / group;
     let pb = cae_pretrain::progress::bar(req.progress, c.total, start, "iters");

@@ -41,6 +41,9 @@ use super::rpn::{GtInstances, ProposalConfig, RpnHead, proposals, rpn_loss};
 use crate::error::{HeadsError, Result, to_vec};
 use crate::neck::{Feature2Pyramid, tap_blocks, tokens_to_map};
 
+/// Every level's anchors in one list, with each level's `(rows, cols)` grid.
+type AnchorsAndGrids = (Vec<super::BBox>, Vec<(usize, usize)>);
+
 /// Everything that shapes the detector; presets in [`MaskRcnnConfig::preset`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MaskRcnnConfig {
@@ -586,7 +589,7 @@ impl MaskRcnn {
         cfg: &MaskRcnnConfig,
         hw: (usize, usize),
         feats: &[Tensor<4>],
-    ) -> Result<(Vec<super::BBox>, Vec<(usize, usize)>)> {
+    ) -> Result<AnchorsAndGrids> {
         let grids: Vec<(usize, usize)> = feats.iter().map(|f| (f.dims()[2], f.dims()[3])).collect();
         Ok((cfg.anchors()?.generate(hw, &grids)?, grids))
     }
