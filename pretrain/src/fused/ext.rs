@@ -293,17 +293,24 @@ impl AttentionInputs {
         Shape::from(vec![d.batch, d.nq, d.heads * d.head_dim])
     }
 
-    fn forward(&self) -> (FlexTensor, Vec<f32>) {
+    /// The output and, when `save`, the probabilities for the backward pass.
+    fn forward(&self, save: bool) -> (FlexTensor, Option<Vec<f32>>) {
         let (out, probs) = kernels::attention_forward(
             (values(&self.q), self.at[0]),
             (values(&self.k), self.at[1]),
             (values(&self.v), self.at[2]),
             self.dims,
+            save,
         );
         (tensor(out, self.out_shape()), probs)
     }
 
-    fn backward(&self, dout: &FlexTensor, probs: &[f32], layout: GradLayout) -> Vec<f32> {
+    /// Whether a tracked call keeps its probabilities ([`super::attention_save_budget`]).
+    fn save(&self) -> bool {
+        super::saves_attention_probs(self.dims, super::attention_save_budget())
+    }
+
+    fn backward(&self, dout: &FlexTensor, probs: Option<&[f32]>, layout: GradLayout) -> Vec<f32> {
         kernels::attention_backward(
             values(dout),
             (values(&self.q), self.at[0]),
@@ -355,11 +362,11 @@ impl FusedOps for Flex {
     }
 
     fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, heads: usize) -> FlexTensor {
-        AttentionInputs::separate(q, k, v, heads).forward().0
+        AttentionInputs::separate(q, k, v, heads).forward(false).0
     }
 
     fn fused_attention_packed(qkv: FlexTensor, heads: usize) -> FlexTensor {
-        AttentionInputs::packed(qkv, heads).forward().0
+        AttentionInputs::packed(qkv, heads).forward(false).0
     }
 
     fn fused_conv2d(
@@ -435,7 +442,7 @@ impl Backward<Flex, 1> for GeluStep {
 struct AttentionStep;
 
 impl Backward<Flex, 3> for AttentionStep {
-    type State = (AttentionInputs, std::sync::Arc<Vec<f32>>);
+    type State = (AttentionInputs, std::sync::Arc<Option<Vec<f32>>>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_q, node_k, node_v] = ops.parents;
@@ -456,7 +463,7 @@ impl Backward<Flex, 3> for AttentionStep {
             dk: at(nq * d),
             dv: at((nq + nk) * d),
         };
-        let grad = inputs.backward(&dout, &probs, layout);
+        let grad = inputs.backward(&dout, probs.as_deref(), layout);
         let all = tensor(grad, Shape::from(vec![batch, nq + 2 * nk, d]));
         let part = |start, len| dense(all.narrow(1, start, len));
         if let Some(node) = node_q {
@@ -475,7 +482,7 @@ impl Backward<Flex, 3> for AttentionStep {
 struct PackedAttentionStep;
 
 impl Backward<Flex, 1> for PackedAttentionStep {
-    type State = (AttentionInputs, std::sync::Arc<Vec<f32>>);
+    type State = (AttentionInputs, std::sync::Arc<Option<Vec<f32>>>);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_qkv] = ops.parents;
@@ -498,7 +505,7 @@ impl Backward<Flex, 1> for PackedAttentionStep {
             dk: at(d),
             dv: at(2 * d),
         };
-        let grad = inputs.backward(&dout, &probs, layout);
+        let grad = inputs.backward(&dout, probs.as_deref(), layout);
         grads.register::<Flex>(node.id, tensor(grad, Shape::from(vec![batch, n, d3])));
     }
 }
@@ -598,28 +605,32 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             v.into_primitive(),
             heads,
         );
-        let (out, probs) = inputs.forward();
         match AttentionStep
             .prepare::<C>(guards)
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((inputs, std::sync::Arc::new(probs)), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
+            OpsKind::Tracked(prep) => {
+                let (out, probs) = inputs.forward(inputs.save());
+                prep.finish((inputs, std::sync::Arc::new(probs)), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(inputs.forward(false).0),
         }
     }
 
     fn fused_attention_packed(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
         let guards = [qkv.node()];
         let inputs = AttentionInputs::packed(qkv.into_primitive(), heads);
-        let (out, probs) = inputs.forward();
         match PackedAttentionStep
             .prepare::<C>(guards)
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish((inputs, std::sync::Arc::new(probs)), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
+            OpsKind::Tracked(prep) => {
+                let (out, probs) = inputs.forward(inputs.save());
+                prep.finish((inputs, std::sync::Arc::new(probs)), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(inputs.forward(false).0),
         }
     }
 

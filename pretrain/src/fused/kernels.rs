@@ -582,14 +582,17 @@ fn small_gemm(
 
 /// `softmax(q·scale @ kᵀ) @ v` per batch item and head.
 ///
-/// Returns the output, dense `[B, Nq, H·hd]`, and the attention probabilities `[B, H, Nq, Nk]`
-/// (kept for the backward pass).
+/// Returns the output, dense `[B, Nq, H·hd]`, and, when `save`, the attention probabilities
+/// `[B, H, Nq, Nk]` for the backward pass (without, [`attention_backward`] recomputes each
+/// head's probabilities with the same routine, bit for bit: `B·H·Nq·Nk` floats are 17 GiB for
+/// a ViT-B at 4,000 tokens, batch 2).
 pub fn attention_forward(
     q: (&[f32], Strided),
     k: (&[f32], Strided),
     v: (&[f32], Strided),
     dims: AttentionDims,
-) -> (Vec<f32>, Vec<f32>) {
+    save: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let AttentionDims {
         batch,
         nq,
@@ -599,9 +602,11 @@ pub fn attention_forward(
     } = dims;
     let width = dims.width();
     let mut out = vec![0.0f32; batch * nq * width];
-    let mut probs = vec![0.0f32; batch * heads * nq * nk];
+    // Saved: every head's probabilities; not saved: one head's scratch per batch item.
+    let per_item = if save { heads * nq * nk } else { nq * nk };
+    let mut probs = vec![0.0f32; batch * per_item];
     out.par_chunks_mut(nq * width)
-        .zip(probs.par_chunks_mut(heads * nq * nk))
+        .zip(probs.par_chunks_mut(per_item))
         .enumerate()
         .for_each(|(b, (out, probs))| {
             dispatch!(
@@ -610,7 +615,29 @@ pub fn attention_forward(
                 (b, out, probs, q, k, v, dims)
             )
         });
-    (out, probs)
+    (out, save.then_some(probs))
+}
+
+/// The probabilities `softmax(q_h·k_hᵀ)` of one head (`q_h` already scaled, `kt = k_hᵀ`
+/// `[hd, nk]`) into `p_h` `[nq, nk]`: the one routine both passes use, so a recomputation is
+/// bit-identical to the forward's.
+#[inline(always)]
+fn head_probs(qh: &[f32], kt: &[f32], p_h: &mut [f32], dims: AttentionDims, packed: &mut Vec<f32>) {
+    let (nq, nk, hd) = (dims.nq, dims.nk, dims.head_dim);
+    small_gemm(nq, nk, hd, Mat::rows(qh, hd), kt, nk, p_h, nk, packed);
+    for s in p_h.chunks_exact_mut(nk) {
+        let mut max = f32::NEG_INFINITY;
+        for &x in s.iter() {
+            max = max.max(x);
+        }
+        for x in s.iter_mut() {
+            *x = exp(*x - max);
+        }
+        let inv = 1.0 / sum(s);
+        for x in s.iter_mut() {
+            *x *= inv;
+        }
+    }
 }
 
 /// Head `h` of batch item `b` of the three attention operands, dense `[n, hd]` each, the queries
@@ -650,7 +677,8 @@ impl HeadOperands {
     }
 }
 
-/// Batch item `b` of [`attention_forward`].
+/// Batch item `b` of [`attention_forward`]; `probs` holds every head's probabilities
+/// (`H·Nq·Nk`) or one head's scratch (`Nq·Nk`).
 #[inline(always)]
 fn attention_forward_item(
     b: usize,
@@ -669,30 +697,18 @@ fn attention_forward_item(
         ..
     } = dims;
     let width = dims.width();
+    let saved = probs.len() == heads * nq * nk;
     let mut ops = HeadOperands::new(dims);
     let mut kt = vec![0.0f32; hd * nk];
     let mut packed = Vec::new();
     for h in 0..heads {
         let (qh, kh, vh) = ops.load(q, k, v, b, h, dims);
         transpose(&mut kt, kh, nk, hd);
-        let p_h = &mut probs[h * nq * nk..][..nq * nk];
-        // S = (scale·q)·kᵀ, then the softmax of each row in place.
-        small_gemm(nq, nk, hd, Mat::rows(qh, hd), &kt, nk, p_h, nk, &mut packed);
-        for s in p_h.chunks_exact_mut(nk) {
-            let mut max = f32::NEG_INFINITY;
-            for &x in s.iter() {
-                max = max.max(x);
-            }
-            for x in s.iter_mut() {
-                *x = exp(*x - max);
-            }
-            let inv = 1.0 / sum(s);
-            for x in s.iter_mut() {
-                *x *= inv;
-            }
-        }
+        let at = if saved { h * nq * nk } else { 0 };
+        let p_h = &mut probs[at..][..nq * nk];
+        // P = softmax((scale·q)·kᵀ) row by row.
+        head_probs(qh, &kt, p_h, dims, &mut packed);
         // O_h = P·v, straight into head h's columns of the output.
-        let p_h = &probs[h * nq * nk..][..nq * nk];
         small_gemm(
             nq,
             hd,
@@ -730,13 +746,14 @@ pub struct GradLayout {
 ///
 /// With `P` the probabilities and `dO` the output gradient, per batch item and head:
 /// `dP = dO·vᵀ`, `dS = P ⊙ (dP − rowsum(P ⊙ dP))`, `dq = scale·dS·k`, `dk = dS ᵀ·(scale·q)`,
-/// `dv = Pᵀ·dO`.
+/// `dv = Pᵀ·dO`. `probs` is what [`attention_forward`] saved, or `None` to recompute `P` head by
+/// head (the same values, bit for bit).
 pub fn attention_backward(
     dout: &[f32],
     q: (&[f32], Strided),
     k: (&[f32], Strided),
     v: (&[f32], Strided),
-    probs: &[f32],
+    probs: Option<&[f32]>,
     dims: AttentionDims,
     layout: GradLayout,
 ) -> Vec<f32> {
@@ -763,7 +780,7 @@ fn attention_backward_item(
     q: (&[f32], Strided),
     k: (&[f32], Strided),
     v: (&[f32], Strided),
-    probs: &[f32],
+    probs: Option<&[f32]>,
     dims: AttentionDims,
     layout: GradLayout,
 ) {
@@ -784,12 +801,24 @@ fn attention_backward_item(
     let mut dkh = vec![0.0f32; nk * hd];
     let mut dvh = vec![0.0f32; nk * hd];
     let mut packed = Vec::new();
+    // Recomputation scratch: kᵀ and one head's probabilities.
+    let (mut kt, mut recomputed) = match probs {
+        Some(_) => (Vec::new(), Vec::new()),
+        None => (vec![0.0f32; hd * nk], vec![0.0f32; nq * nk]),
+    };
     let dout_at = Strided::dense(nq, width);
     for h in 0..heads {
         let (qh, kh, vh) = ops.load(q, k, v, b, h, dims);
         load_head(&mut doh, dout, dout_at, b, h, nq, hd, 1.0);
         transpose(&mut vt, vh, nk, hd);
-        let p_h = &probs[(b * heads + h) * nq * nk..][..nq * nk];
+        let p_h: &[f32] = match probs {
+            Some(p) => &p[(b * heads + h) * nq * nk..][..nq * nk],
+            None => {
+                transpose(&mut kt, kh, nk, hd);
+                head_probs(qh, &kt, &mut recomputed, dims, &mut packed);
+                &recomputed
+            }
+        };
         // dP = dO·vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) row by row in place.
         small_gemm(
             nq,
@@ -858,7 +887,7 @@ fn attention_backward_item(
 }
 avx2_twin!(attention_backward_item => attention_backward_item_avx2(
     b: usize, g: &mut [f32], dout: &[f32], q: (&[f32], Strided), k: (&[f32], Strided),
-    v: (&[f32], Strided), probs: &[f32], dims: AttentionDims, layout: GradLayout
+    v: (&[f32], Strided), probs: Option<&[f32]>, dims: AttentionDims, layout: GradLayout
 ));
 
 #[cfg(test)]
@@ -1027,7 +1056,7 @@ mod tests {
             (&q, qs),
             (&k, ks),
             (&v, ks),
-            &pr1,
+            Some(&pr1),
             dims,
             layout,
         );
@@ -1039,12 +1068,65 @@ mod tests {
                 (&q, qs),
                 (&k, ks),
                 (&v, ks),
-                &pr1,
+                None,
                 dims,
                 layout,
             )
         };
-        assert_eq!(bits(&g1), bits(&g2), "attention backward");
+        assert_eq!(
+            bits(&g1),
+            bits(&g2),
+            "attention backward (AVX2 recomputing the probabilities)"
+        );
+    }
+
+    /// Attention without saved probabilities (the backward recomputes them head by head) gives
+    /// the same output and the same gradients bit for bit, in packed and separate layouts.
+    #[test]
+    fn attention_recomputing_the_probabilities_is_bit_identical() {
+        let val = |i: usize, salt: usize| (((i + salt) * 2654435761) % 1009) as f32 / 250.0 - 2.0;
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let dims = AttentionDims {
+            batch: 3,
+            nq: 21,
+            nk: 19,
+            heads: 3,
+            head_dim: 8,
+            scale: 8f32.powf(-0.5),
+        };
+        let d = 24;
+        let q: Vec<f32> = (0..3 * 21 * d).map(|i| val(i, 1)).collect();
+        let k: Vec<f32> = (0..3 * 19 * d).map(|i| val(i, 2)).collect();
+        let v: Vec<f32> = (0..3 * 19 * d).map(|i| val(i, 3)).collect();
+        let at = |n: usize| Strided {
+            batch_stride: n * d,
+            row_stride: d,
+            offset: 0,
+        };
+        let ops = ((&q[..], at(21)), (&k[..], at(19)), (&v[..], at(19)));
+        let (o1, p1) = attention_forward(ops.0, ops.1, ops.2, dims, true);
+        let (o2, p2) = attention_forward(ops.0, ops.1, ops.2, dims, false);
+        assert_eq!(bits(&o1), bits(&o2), "forward output");
+        assert!(p2.is_none());
+        let p1 = p1.unwrap();
+        assert_eq!(p1.len(), 3 * 3 * 21 * 19);
+        let dout: Vec<f32> = (0..3 * 21 * d).map(|i| val(i, 4)).collect();
+        let chunk = (21 + 2 * 19) * d;
+        let g = |offset| Strided {
+            batch_stride: chunk,
+            row_stride: d,
+            offset,
+        };
+        let layout = GradLayout {
+            chunk,
+            dq: g(0),
+            dk: g(21 * d),
+            dv: g(40 * d),
+        };
+        let g1 = attention_backward(&dout, ops.0, ops.1, ops.2, Some(&p1), dims, layout);
+        let g2 = attention_backward(&dout, ops.0, ops.1, ops.2, None, dims, layout);
+        assert_eq!(bits(&g1), bits(&g2), "gradients");
+        assert!(g1.iter().any(|&x| x != 0.0));
     }
 
     /// `erf` in f64 by its Taylor series / continued fraction (reference only).

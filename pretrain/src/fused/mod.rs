@@ -19,6 +19,7 @@ pub mod kernels;
 pub mod matmul;
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::backend::Dispatch;
 use burn::nn::LayerNorm;
@@ -78,6 +79,56 @@ impl Op {
 /// Whether `CAE_UNFUSED` turns the fused `op` off.
 pub fn disabled(op: Op) -> bool {
     unfused()[op as usize]
+}
+
+/// The default of [`attention_save_budget`]: 256 MiB, above a ViT-B pretraining step's
+/// attention at batch 128 (237 MB a call) and far below a detection step's (1.5 GB a call at
+/// 4,000 tokens, batch 2).
+pub const ATTENTION_SAVE_MIB: usize = 256;
+
+/// The bytes one fused attention call may keep for its backward pass: `CAE_ATTN_SAVE_MIB`
+/// MiB (default [`ATTENTION_SAVE_MIB`]; `0` never saves). A call whose probabilities
+/// (`B·H·Nq·Nk` f32) pass it saves nothing and its backward recomputes them head by head, the
+/// same values bit for bit, for about a third more attention arithmetic in that pass.
+pub fn attention_save_budget() -> usize {
+    let b = SAVE_BUDGET.load(Ordering::Relaxed);
+    if b != UNSET {
+        return b;
+    }
+    let from_env = parse_save_mib(std::env::var("CAE_ATTN_SAVE_MIB").ok().as_deref())
+        .saturating_mul(1 << 20)
+        .min(UNSET - 1);
+    let _ = SAVE_BUDGET.compare_exchange(UNSET, from_env, Ordering::Relaxed, Ordering::Relaxed);
+    SAVE_BUDGET.load(Ordering::Relaxed)
+}
+
+/// Sets [`attention_save_budget`] in bytes for the rest of the process (benchmarks and tests;
+/// results do not depend on it, only memory and time do).
+pub fn set_attention_save_budget(bytes: usize) {
+    SAVE_BUDGET.store(bytes.min(UNSET - 1), Ordering::Relaxed);
+}
+
+const UNSET: usize = usize::MAX;
+static SAVE_BUDGET: AtomicUsize = AtomicUsize::new(UNSET);
+
+/// `CAE_ATTN_SAVE_MIB`'s value in MiB: unset or empty is the default; a value that is not a
+/// whole number is the default too, with a warning.
+fn parse_save_mib(v: Option<&str>) -> usize {
+    match v.map(str::trim) {
+        None | Some("") => ATTENTION_SAVE_MIB,
+        Some(v) => v.parse().unwrap_or_else(|_| {
+            tracing::warn!(
+                "CAE_ATTN_SAVE_MIB={v:?} is not a whole number of MiB: using {ATTENTION_SAVE_MIB}"
+            );
+            ATTENTION_SAVE_MIB
+        }),
+    }
+}
+
+/// Whether an attention call of `dims` keeps its probabilities within `budget` bytes.
+pub fn saves_attention_probs(dims: kernels::AttentionDims, budget: usize) -> bool {
+    let floats = dims.batch * dims.heads * dims.nq * dims.nk;
+    floats.saturating_mul(std::mem::size_of::<f32>()) <= budget
 }
 
 /// Whether the fused kernels can run on `device` (the `flex` CPU device, with or without
@@ -404,6 +455,66 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn attention_over_the_save_budget_recomputes_with_the_same_bits() {
+        fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
+            vals(t).iter().map(|x| x.to_bits()).collect()
+        }
+        let run = |budget: usize| {
+            set_attention_save_budget(budget);
+            let qkv = rand([2, 13, 96], 21);
+            let q = rand([2, 9, 32], 22);
+            let kv = rand([2, 13, 64], 23);
+            let packed = attention_packed_fused(qkv.clone(), 2);
+            let sep = attention_fused(
+                q.clone(),
+                kv.clone().narrow(2, 0, 32),
+                kv.clone().narrow(2, 32, 32),
+                2,
+            );
+            let g = (weighted(packed.clone(), 24) + weighted(sep.clone(), 25)).backward();
+            let grads = [
+                qkv.grad(&g).unwrap(),
+                q.grad(&g).unwrap(),
+                kv.grad(&g).unwrap(),
+            ];
+            (bits(packed), bits(sep), grads.map(bits))
+        };
+        let saved = run(usize::MAX);
+        let recomputed = run(0);
+        set_attention_save_budget(ATTENTION_SAVE_MIB << 20);
+        assert!(
+            saved == recomputed,
+            "outputs and gradients differ between the two modes"
+        );
+        // The rule: B·H·Nq·Nk f32 against the budget, inclusive.
+        let dims = |batch, n| kernels::AttentionDims {
+            batch,
+            nq: n,
+            nk: n,
+            heads: 12,
+            head_dim: 64,
+            scale: 0.125,
+        };
+        let vit_b_pretrain = dims(128, 197);
+        assert!(saves_attention_probs(
+            vit_b_pretrain,
+            ATTENTION_SAVE_MIB << 20
+        ));
+        let vit_b_detect = dims(2, 4000);
+        assert!(!saves_attention_probs(
+            vit_b_detect,
+            ATTENTION_SAVE_MIB << 20
+        ));
+        let exact = 2 * 12 * 4000 * 4000 * 4;
+        assert!(saves_attention_probs(vit_b_detect, exact));
+        assert!(!saves_attention_probs(vit_b_detect, exact - 1));
+        assert_eq!(parse_save_mib(None), ATTENTION_SAVE_MIB);
+        assert_eq!(parse_save_mib(Some(" 64 ")), 64);
+        assert_eq!(parse_save_mib(Some("0")), 0);
+        assert_eq!(parse_save_mib(Some("lots")), ATTENTION_SAVE_MIB);
     }
 
     #[test]
