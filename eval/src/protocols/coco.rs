@@ -104,8 +104,9 @@ pub struct DetRecipe {
     #[serde(default = "one_image")]
     pub test_batch: usize,
     /// Size `[H, W]` the pretrained position table is resampled to at load (CAE's backbone
-    /// `img_size = [672, 1092]`), from which each batch's table is resampled again (`pad =
-    /// batch`); `None` keeps the encoder's own grid.
+    /// `img_size = [672, 1092]`, floored to whole patches as its `PatchEmbed` does: 42×68 at
+    /// 16 px), from which each batch's table is resampled again (`pad = batch`); `None` keeps
+    /// the encoder's own grid.
     #[serde(default)]
     pub pos_load_size: Option<[usize; 2]>,
     /// The DETR-style branch of CAE's `AutoAugment` (resize to 400/500/600, random crop
@@ -804,14 +805,17 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
         (PadMode::Batch, Some(s)) => s,
         (PadMode::Batch, None) => [built_for; 2],
     };
-    if !load[0].is_multiple_of(p) || !load[1].is_multiple_of(p) {
+    // CAE's `PatchEmbed` counts whole patches (`img_size // patch_size`): its 672×1092 gives a
+    // 42×68 table (1092 = 68·16 + 4), so the load size is floored to whole patches the same way.
+    if load[0] < p || load[1] < p {
         return Err(ProtocolError::Config(format!(
-            "{}: the position table's load size {}×{} is not whole {p}-px patches",
+            "{}: the position table's load size {}×{} is smaller than one {p}-px patch",
             enc_name(),
             load[0],
             load[1]
         )));
     }
+    let load = [load[0] / p * p, load[1] / p * p];
     let mut encoder = encoder
         .at_resolution(&mut model_cfg.encoder, load, recipe.pos_embed_resize)
         .map_err(|e| ProtocolError::Config(format!("{}: {e}", enc_name())))?;
