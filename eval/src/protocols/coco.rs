@@ -8,13 +8,16 @@
 //! warmup ([`StepSchedule`]); drop path.
 //!
 //! Data: `COCO_ROOT/{train2017,val2017}` and `COCO_ROOT/annotations/instances_{train,val}2017
-//! .json`, read by [`CocoDataset`]. Training: resize keeping the ratio to a short side drawn
-//! from the recipe's list (bounded by `max_size`), flip 0.5, normalise, objects moved with the
-//! image ([`DetTrainTransform`]); crowd regions are not objects (mmdet's `gt_bboxes_ignore`:
-//! left out of the targets). Every image is then zero-padded to one square canvas, so the
-//! encoder keeps one position table (ViTDet's `square_pad`; the mmdet configs of BEiT / CAE pad
-//! to a multiple of 32 and resample the table per batch instead). Test: resize to the test
-//! short side, pad, detect, boxes scaled back to the original image, masks pasted into it and
+//! .json`, read by [`CocoDataset`] (`filter_empty_gt`: images without annotations dropped
+//! before the epoch is counted). Training ([`DetTrainTransform`]): flip 0.5, resize keeping the
+//! ratio to a short side drawn from the recipe's list (bounded by `max_size`) or CAE's DETR-style
+//! crop branch, normalise, objects moved with the image; crowd regions are not objects (mmdet's
+//! `gt_bboxes_ignore`: left out of the targets). `pad = batch` (mmdet, CAE): each image padded
+//! to a multiple of 32, each group of `images_per_group` images of one orientation (mmdet's
+//! `GroupSampler`) to its largest, the position table resampled to each group's grid, BatchNorm
+//! over the whole batch; `pad = canvas`: every image on one square canvas (ViTDet's
+//! `square_pad`). Test: resize to the test short side, pad, detect (proposals and detections
+//! clipped to the image), boxes scaled back to the original image, masks pasted into it and
 //! thresholded at 0.5, encoded as COCO RLE.
 //!
 //! The sampler and random streams are those of `segment`: sample `k` of the run comes from a
@@ -889,7 +892,12 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
         load[0],
     );
     if load[0] != load[1] {
-        note = format!("{note} (a {}×{} table)", load[0] / p, load[1] / p);
+        note = format!(
+            "{note} high, {} px wide (a {}×{} table)",
+            load[1],
+            load[0] / p,
+            load[1] / p
+        );
     }
     if recipe.pad == PadMode::Batch {
         note.push_str(if rebuild {
