@@ -58,6 +58,10 @@ pub enum Command {
     Report(commands::report::ReportArgs),
     /// Downstream accuracy against pretraining steps (the checkpoints of one run) vs random init.
     Calibrate(commands::calibrate::CalibrateArgs),
+    /// The model zoo: committed `mini` encoders with their pretraining records (`--encoder
+    /// zoo:NAME`).
+    #[command(subcommand)]
+    Zoo(commands::zoo::ZooCommand),
 }
 
 /// Runs the parsed command.
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ablate(args) => commands::ablate::run(*args),
         Command::Report(args) => commands::report::run(args),
         Command::Calibrate(args) => commands::calibrate::run(args),
+        Command::Zoo(cmd) => commands::zoo::run(cmd),
     }
 }
 

@@ -9,3 +9,4 @@ pub mod dist;
 pub mod metrics;
 pub mod protocols;
 pub mod suite;
+pub mod zoo;

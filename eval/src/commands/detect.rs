@@ -8,12 +8,12 @@ use clap::Args;
 
 use super::segment::parse_set;
 use crate::protocols::coco::{DetOverrides, DetRequest, run_detect};
-use crate::protocols::encoder::EncoderSource;
 
 /// `cae-bench detect`.
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// Encoder file (from `pretrain` or `import`), or `random` for a fresh initialisation of the
+    /// Encoder file (from `pretrain` or `import`), `zoo:NAME` (`cae-bench zoo list`), or `random`
+    /// for a fresh initialisation of the
     /// preset's encoder.
     #[arg(long)]
     pub encoder: String,
@@ -71,11 +71,7 @@ pub struct DetectArgs {
 
 /// Runs the command.
 pub fn run(args: DetectArgs) -> anyhow::Result<()> {
-    let encoder = if args.encoder == "random" {
-        EncoderSource::Random
-    } else {
-        EncoderSource::File(PathBuf::from(&args.encoder))
-    };
+    let encoder = crate::zoo::encoder_source(&args.encoder)?;
     let out = args
         .out
         .clone()

@@ -50,7 +50,8 @@ pub enum RecipeArg {
 /// `cae-bench linear-probe`.
 #[derive(Debug, Args)]
 pub struct LinearProbeArgs {
-    /// Encoder file (from `pretrain` or `import`), or `random` for a fresh initialisation.
+    /// Encoder file (from `pretrain` or `import`), `zoo:NAME` (`cae-bench zoo list`), or `random`
+    /// for a fresh initialisation.
     #[arg(long)]
     pub encoder: String,
     /// Preset for `random`, or for a file without a `config` in its metadata.
@@ -151,21 +152,11 @@ pub struct LinearProbeArgs {
 
 /// The library request for these arguments.
 pub fn request(args: &LinearProbeArgs, threads: Option<usize>) -> anyhow::Result<ProbeRequest> {
-    let encoder = if args.encoder == "random" {
-        anyhow::ensure!(
-            args.preset.is_some(),
-            "--encoder random needs --preset (e.g. mini)"
-        );
-        EncoderSource::Random
-    } else {
-        let path = PathBuf::from(&args.encoder);
-        anyhow::ensure!(
-            path.is_file(),
-            "--encoder {}: no such file (give an encoder file or `random`)",
-            path.display()
-        );
-        EncoderSource::File(path)
-    };
+    let encoder = crate::zoo::encoder_source(&args.encoder)?;
+    anyhow::ensure!(
+        !matches!(encoder, EncoderSource::Random) || args.preset.is_some(),
+        "--encoder random needs --preset (e.g. mini)"
+    );
     let protocol = match args.protocol {
         ProtocolArg::Linear => Protocol::Linear,
         ProtocolArg::Attentive => Protocol::Attentive,

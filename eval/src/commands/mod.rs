@@ -14,3 +14,4 @@ pub mod pretrain;
 pub mod quickstart;
 pub mod report;
 pub mod segment;
+pub mod zoo;

@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::protocols::ade20k::{SegOverrides, SegProtocol, SegRequest, run_segment};
-use crate::protocols::encoder::EncoderSource;
 
 /// `--protocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -21,7 +20,8 @@ pub enum SegProtocolArg {
 /// `cae-bench segment`.
 #[derive(Debug, Args)]
 pub struct SegmentArgs {
-    /// Encoder file (from `pretrain` or `import`), or `random` for a fresh initialisation of the
+    /// Encoder file (from `pretrain` or `import`), `zoo:NAME` (`cae-bench zoo list`), or `random`
+    /// for a fresh initialisation of the
     /// preset's encoder.
     #[arg(long)]
     pub encoder: String,
@@ -98,11 +98,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         SegProtocolArg::Upernet => SegProtocol::Upernet,
         SegProtocolArg::Linear => SegProtocol::Linear,
     };
-    let encoder = if args.encoder == "random" {
-        EncoderSource::Random
-    } else {
-        EncoderSource::File(PathBuf::from(&args.encoder))
-    };
+    let encoder = crate::zoo::encoder_source(&args.encoder)?;
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "runs/segment/{}-seed{}",
