@@ -12,8 +12,10 @@ echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 echo "# cae-bench: $(cae-bench --version), release build of commit $(git -C /work/main rev-parse --short HEAD) (cargo build --release -p cae-bench)"
 W=det-world
 if ! ls qs/pretrain/cae-*/encoder.safetensors >/dev/null 2>&1; then
-  # The quickstart's fixed plan rebuilds the same encoder bit for bit (its sha256 prefix below
-  # is the one docs/detect/run.log has always quoted: 11d9007e6368b2f0).
+  # The quickstart's fixed plan rebuilds the same encoder bit for bit on one CPU, not across
+  # CPUs: float sums vectorise differently (11d9007e6368b2f0 on the AMD EPYC of 2026-12-05,
+  # 8fb95e92e84e3eeb on the Intel Xeon of 2026-12-06, both at final loss 0.7710). The log
+  # prints the sha256 of the file each run used, and the records carry it.
   echo "\$ cae-bench quickstart --out qs --no-progress   # for its 600-step CAE mini encoder"
   cae-bench quickstart --out qs --no-progress > quickstart.log 2>&1
 fi

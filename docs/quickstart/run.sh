@@ -1,10 +1,12 @@
 #!/bin/bash
 # The quickstart quoted in the README: the fixed default plan, release build, fresh folder.
 # Writes its log to stdout (docs/quickstart/run.log); the run folder is copied into docs/quickstart
-# afterwards without the world's images, the encoders' weights and the checkpoints.
+# afterwards without the world's images, the encoders' weights and the checkpoints. The zoo's
+# encoders (zoo/) are measured beside the quickstart's own (`--zoo auto`, the default).
+# RUNS: the scratch folder; BIN: the folder holding the release binary.
 set -e
-cd /work/runs/w30
-export PATH=/work/bin-w30:$PATH
+cd "${RUNS:-/work/runs/w32}"
+export PATH=${BIN:-/work/bin-w32}:$PATH
 echo "# \$ /usr/bin/time -v cae-bench quickstart --out qs --no-progress"
 echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(uname -sr)"

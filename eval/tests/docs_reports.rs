@@ -80,6 +80,19 @@ fn the_committed_ablation_report_is_what_its_records_render() {
     assert!(!doc.markdown.contains("Not in the tables"));
 }
 
+/// The text of the README section that starts with `heading`, up to the next `## `.
+fn readme_section(heading: &str) -> String {
+    let readme = std::fs::read_to_string(docs("").join("../README.md")).unwrap();
+    readme
+        .split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("the README has a section {heading}"))
+        .split("\n## ")
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// A docs folder's leaderboard rendered again from its committed records (`cae-bench
 /// leaderboard --runs docs/SUB/runs [--metrics M] --out docs/SUB/leaderboard.md`, run from the
 /// repository root), and every "… (n=2)" cell of the README section `section`, when given, is
@@ -112,14 +125,7 @@ fn check_docs_leaderboard(sub: &str, runs: usize, metrics: &[&str], section: Opt
     let Some(section) = section else {
         return;
     };
-    let readme = std::fs::read_to_string(docs("").join("../README.md")).unwrap();
-    let text = readme
-        .split(section)
-        .nth(1)
-        .unwrap_or_else(|| panic!("the README has a section {section}"))
-        .split("\n## ")
-        .next()
-        .unwrap();
+    let text = readme_section(section);
     let quoted: Vec<&str> = text
         .split('|')
         .map(str::trim)
@@ -163,4 +169,63 @@ fn the_committed_detection_leaderboard_is_what_its_records_render() {
         &["bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50"],
         Some("## Object detection and instance segmentation (COCO)"),
     );
+}
+
+/// `docs/calibration/<run>/`: the long-horizon calibrations quoted in the README
+/// (`docs/calibration/run.sh`, log in `run.log`): each folder's `calibration.md`, `calibration.csv`
+/// and curves drawn again from its `calibration.json` and the records it lists, and every number
+/// of the README's calibration table is one of them.
+#[test]
+fn the_committed_calibrations_are_what_their_records_render() {
+    let root = docs("calibration");
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("calibration.json").exists())
+        .collect();
+    folders.sort();
+    assert!(
+        folders.len() >= 2,
+        "a CAE and a BEiT calibration are committed: {folders:?}"
+    );
+    let mut all_md = String::new();
+    for dir in &folders {
+        let plots = tempfile::tempdir().unwrap();
+        let (md, csv) = cae_bench::commands::calibrate::render(dir, plots.path())
+            .unwrap_or_else(|e| panic!("rendering {}: {e:#}", dir.display()));
+        assert_same(&dir.join("calibration.md"), &md);
+        assert_same(&dir.join("calibration.csv"), &csv);
+        let mut drawn = 0;
+        for f in std::fs::read_dir(plots.path()).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap();
+            let committed = std::fs::read(dir.join(name))
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()));
+            assert!(
+                committed == std::fs::read(&f).unwrap(),
+                "{} differs from what its records render",
+                dir.join(name).display()
+            );
+            drawn += 1;
+        }
+        assert!(drawn >= 6, "a curve and its data per protocol");
+        all_md.push_str(&md);
+    }
+    // The README's calibration table quotes these reports.
+    let text = readme_section("## Calibration: when does pretraining pay");
+    let quoted: Vec<&str> = text
+        .split('|')
+        .map(str::trim)
+        .filter(|c| c.contains(" ± "))
+        .collect();
+    assert!(
+        quoted.len() >= 4,
+        "the README quotes the tables: {quoted:?}"
+    );
+    for q in quoted {
+        assert!(
+            all_md.contains(q),
+            "the README quotes `{q}`, which no docs/calibration/*/calibration.md holds"
+        );
+    }
 }

@@ -308,6 +308,8 @@ struct ProtocolGroup {
 #[derive(Debug, Default)]
 struct EncoderRuns {
     method: String,
+    /// Pretraining steps of the encoder (`None`: random init or not recorded).
+    steps: Option<u64>,
     top1: Vec<f64>,
     per_image: Vec<Vec<f64>>,
     /// Encoder files already measured by a protocol whose seed draws nothing.
@@ -335,10 +337,29 @@ pub struct Comparison {
     pub a: (String, String),
     /// Encoder B.
     pub b: (String, String),
+    /// Pretraining steps of A and of B, as their records give them (`None`: random init, or not
+    /// recorded).
+    pub steps: (Option<u64>, Option<u64>),
     /// Top-1 of A − B, paired bootstrap over images (seed-averaged per image).
     pub paired: Option<Difference>,
     /// Welch over seeds (where the seed varies something on both sides).
     pub seeds: Option<Difference>,
+}
+
+impl Comparison {
+    /// One side random init.
+    pub fn against_random(&self) -> bool {
+        self.a.1 == "random" || self.b.1 == "random"
+    }
+
+    /// One CAE and one BEiT encoder of the same recorded pretraining steps.
+    pub fn is_cae_beit_like_for_like(&self) -> bool {
+        let m = [self.a.1.as_str(), self.b.1.as_str()];
+        m.contains(&"cae")
+            && m.contains(&"beit")
+            && self.steps.0.is_some()
+            && self.steps.0 == self.steps.1
+    }
 }
 
 /// Every pair of encoders measured by the same classification protocol on the same images.
@@ -366,6 +387,7 @@ pub fn comparisons(records: &[&RunRecord]) -> Vec<Comparison> {
             .or_default();
         let runs = g.encoders.entry(e.label.clone()).or_default();
         runs.method = e.method.clone();
+        runs.steps = e.pretrain_steps;
         if let Some(sha) = &e.sha256
             && !runs.files.contains(sha)
         {
@@ -425,6 +447,7 @@ pub fn comparisons(records: &[&RunRecord]) -> Vec<Comparison> {
                     protocol: protocol.clone(),
                     a: (name(la, ra), ra.method.clone()),
                     b: (name(lb, rb), rb.method.clone()),
+                    steps: (ra.steps, rb.steps),
                     paired,
                     seeds,
                 });
@@ -615,10 +638,7 @@ pub fn build(input: &DocumentInput) -> Result<Document, ReportError> {
         );
         let beit: Vec<Comparison> = cs
             .iter()
-            .filter(|c| {
-                let m = [c.a.1.as_str(), c.b.1.as_str()];
-                m.contains(&"cae") && m.contains(&"beit")
-            })
+            .filter(|c| c.is_cae_beit_like_for_like())
             .cloned()
             .collect();
         if !beit.is_empty() {
@@ -626,8 +646,8 @@ pub fn build(input: &DocumentInput) -> Result<Document, ReportError> {
                 "CAE against BEiT, like for like",
                 format!(
                     "Ours, measured here with the same encoder size, pretraining steps, data and \
-                     protocol (the rows of the table above with one CAE and one BEiT encoder). \
-                     The published numbers of both are under \"Published numbers\", apart: they \
+                     protocol (the rows of the table above with one CAE and one BEiT encoder of \
+                     the same pretraining steps). The published numbers of both are under \"Published numbers\", apart: they \
                      are ViT-B on ImageNet / ADE20K / COCO, another scale.\n\n{}",
                     comparisons_markdown(&beit)
                 ),

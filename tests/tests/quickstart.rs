@@ -133,6 +133,64 @@ fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
     let rows2: Vec<serde_json::Value> = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(rows, rows2);
 
+    // A zoo entry pretrained on this world's training images (here: a copy of the CAE run's
+    // encoder and record) is measured beside the quickstart's own encoders; everything else is
+    // reused, and the report compares it with random init.
+    let zoo = dir.path().join("zoo");
+    let entry_dir = zoo.join("cae-mini-4-s0");
+    std::fs::create_dir_all(&entry_dir).unwrap();
+    for f in ["encoder.safetensors", "record.json"] {
+        std::fs::copy(cae_dir.join(f), entry_dir.join(f)).unwrap();
+    }
+    let with_zoo = common::cli()
+        .env("CAE_BENCH_ZOO", &zoo)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(with_zoo.status.success(), "{with_zoo:?}");
+    let err = String::from_utf8_lossy(&with_zoo.stderr);
+    assert!(
+        err.contains("[zoo cae-mini-4-s0] CAE mini, 4 steps (zoo, seed 0)"),
+        "{err}"
+    );
+    assert!(err.contains("18 of 24 runs reused"), "{err}");
+    let mz = manifest(&out);
+    assert_eq!(mz["zoo"]["cae-mini-4-s0"], "zoo/cae-mini-4-s0");
+    assert_eq!(runs_of(&mz, "runs/zoo-cae-mini-4-s0/").len(), 3 * 2);
+    let zrec = record(
+        &out.join(&runs_of(&mz, "runs/zoo-cae-mini-4-s0/linear-")[0])
+            .join("record.json"),
+    );
+    assert_eq!(
+        zrec["encoder"]["sha256"], cae["encoder"]["sha256"],
+        "the zoo file is the CAE run's"
+    );
+    let zreport = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in [
+        "zoo `cae-mini-4-s0`",
+        "- linear: CAE mini, 4 steps (zoo, seed 0) − random init mini = ",
+    ] {
+        assert!(
+            zreport.contains(needle),
+            "report.md lacks {needle:?}:\n{zreport}"
+        );
+    }
+    assert_eq!(
+        cae_bench::commands::quickstart::render_report(&out)
+            .unwrap()
+            .markdown,
+        zreport
+    );
+    // `--zoo none` leaves it out again.
+    let mut no_zoo = args.to_vec();
+    no_zoo.extend(["--zoo", "none"]);
+    let without = common::cli()
+        .env("CAE_BENCH_ZOO", &zoo)
+        .args(&no_zoo)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&without.stderr).contains("18 of 18 runs reused"));
+
     // Other pretraining steps (one seed, to keep the test short): the world and the random
     // encoder's runs are reused; CAE and BEiT pretrain again in folders of their own (no
     // --resume of the 4-step run), and their probes run again.
@@ -185,6 +243,22 @@ fn quickstart_writes_a_report_of_every_encoder_protocol_and_seed_and_resumes() {
             .join("record.json"),
     );
     assert_eq!(rec["dataset"]["val_images"], 40);
+    // The zoo entry was pretrained on the first world: named for this one, it is refused before
+    // anything trains.
+    let mut named = other.to_vec();
+    named.extend(["--zoo", "cae-mini-4-s0"]);
+    let refused = common::cli()
+        .env("CAE_BENCH_ZOO", &zoo)
+        .args(&named)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("--zoo cae-mini-4-s0") && err.contains("not on this world's training images"),
+        "{err}"
+    );
+    assert!(!err.contains("[pretrain"), "{err}");
 
     // The calibration of the first CAE run: its last checkpoint against random init.
     let cal = dir.path().join("cal");

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use serde::{Deserialize, Serialize};
 
 use crate::protocols::classification::EncoderSource;
 use cae_pretrain::train::RunConfig;
@@ -225,7 +226,48 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `calibration.md`, `calibration.csv` and the curves.
+/// What a calibration measured, written beside its report as `OUT/calibration.json`, so that
+/// [`render`] can draw the report again from the committed records alone (no checkpoint, no
+/// world needed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `CAE` or `BEiT`.
+    pub method: String,
+    /// The encoder preset.
+    pub preset: String,
+    /// The pretraining run folder, as given on the command line.
+    pub run: String,
+    /// Its total steps, effective batch, peak lr, seed and data folder.
+    pub pretrain_steps: u64,
+    /// Effective batch of the pretraining run.
+    pub pretrain_batch: usize,
+    /// Peak learning rate of the pretraining run.
+    pub pretrain_lr: f64,
+    /// Seed of the pretraining run.
+    pub pretrain_seed: u64,
+    /// Pretraining data folder (as the run recorded it).
+    pub pretrain_data: String,
+    /// Downstream ImageFolder root, as given on the command line.
+    pub data: String,
+    /// Seeds per protocol.
+    pub seeds: u64,
+    /// Device of the probes.
+    pub device: String,
+    /// Worker threads.
+    pub threads: usize,
+    /// Seconds per pretraining step ([`step_time`]).
+    pub step_seconds: f64,
+    /// Where the step time came from.
+    pub step_source: String,
+    /// Protocol keys and their descriptions, in table order.
+    pub protocols: Vec<(String, String)>,
+    /// Every run: pretraining steps of its encoder (`None`: random init), protocol key, and its
+    /// folder relative to `OUT`.
+    pub runs: Vec<(Option<u64>, String, String)>,
+}
+
+/// Writes `calibration.json`, then the curves, `calibration.csv` and `calibration.md` drawn from
+/// it ([`render`]).
 #[allow(clippy::too_many_arguments)]
 fn write_calibration(
     args: &CalibrateArgs,
@@ -237,71 +279,138 @@ fn write_calibration(
     timing: &StepTime,
     threads: usize,
 ) -> anyhow::Result<PathBuf> {
-    let step_seconds = timing.seconds;
-    let obs: Vec<Observation> = runs
-        .iter()
-        .filter_map(|r| {
-            Observation::of(
-                &r.record,
-                &protos[r.protocol].key,
-                encoder_steps[r.encoder],
-                "top1",
-            )
-        })
-        .collect();
-    let curves = calibration::curves(&obs);
     std::fs::create_dir_all(&args.out)?;
-    let plots = calibration::plots(&curves, method, "top-1 (%)", &args.out)?;
+    let rel = |d: &Path| -> anyhow::Result<String> {
+        let r = d
+            .strip_prefix(&args.out)
+            .with_context(|| format!("{} is not under {}", d.display(), args.out.display()))?;
+        Ok(r.to_string_lossy().replace('\\', "/"))
+    };
+    let manifest = Manifest {
+        method: method.to_string(),
+        preset: cfg.model.preset.clone(),
+        run: args.run.display().to_string(),
+        pretrain_steps: cfg.derived.total_steps,
+        pretrain_batch: cfg.derived.effective_batch,
+        pretrain_lr: cfg.derived.lr,
+        pretrain_seed: cfg.train.seed,
+        pretrain_data: cfg.data.clone(),
+        data: args.data.display().to_string(),
+        seeds: args.seeds,
+        device: args.device.clone(),
+        threads,
+        step_seconds: timing.seconds,
+        step_source: timing.source.clone(),
+        protocols: protos
+            .iter()
+            .map(|p| (p.key.clone(), p.describe()))
+            .collect(),
+        runs: runs
+            .iter()
+            .map(|r| {
+                Ok((
+                    encoder_steps[r.encoder],
+                    protos[r.protocol].key.clone(),
+                    rel(&r.dir)?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
     write_atomic(
-        &args.out.join("calibration.csv"),
-        calibration::to_csv(&curves, step_seconds).as_bytes(),
+        &args.out.join("calibration.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )?;
+    let (md, csv) = render(&args.out, &args.out)?;
+    write_atomic(&args.out.join("calibration.csv"), csv.as_bytes())?;
+    let path = args.out.join("calibration.md");
+    write_atomic(&path, md.as_bytes())?;
+    Ok(path)
+}
+
+/// Draws a calibration again from `OUT/calibration.json` and the records it names: returns
+/// `calibration.md` and `calibration.csv`, and draws the curves (PNG and CSV per protocol) into
+/// `plots`. Errors name the manifest or the record that is missing or incomplete.
+pub fn render(out: &Path, plots: &Path) -> anyhow::Result<(String, String)> {
+    let mpath = out.join("calibration.json");
+    let m: Manifest = serde_json::from_str(
+        &std::fs::read_to_string(&mpath).with_context(|| format!("reading {}", mpath.display()))?,
+    )
+    .with_context(|| format!("{}: not a calibration manifest", mpath.display()))?;
+    let mut obs = Vec::new();
+    for (step, protocol, dir) in &m.runs {
+        let path = out.join(dir).join("record.json");
+        let rec = RunRecord::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let o = Observation::of(&rec, protocol, *step, "top1")
+            .with_context(|| format!("{}: not a finished run with a top-1", path.display()))?;
+        obs.push(o);
+    }
+    let curves = calibration::curves(&obs);
+    std::fs::create_dir_all(plots)?;
+    let drawn = calibration::plots(&curves, &m.method, "top-1 (%)", plots)?;
+    let csv = calibration::to_csv(&curves, m.step_seconds);
     let mut md = format!(
-        "# Calibration: downstream top-1 against pretraining steps ({method} {}, vs random init)\n\n",
-        cfg.model.preset
+        "# Calibration: downstream top-1 against pretraining steps ({} {}, vs random init)\n\n",
+        m.method, m.preset
     );
     md.push_str(&format!(
         "- **pretraining run**: `{}` ({} steps in all, batch {}, lr {}, seed {}, data `{}`); the \
          encoders are its checkpoints, so every point shares one cosine schedule\n",
-        args.run.display(),
-        cfg.derived.total_steps,
-        cfg.derived.effective_batch,
-        cfg.derived.lr,
-        cfg.train.seed,
-        cfg.data
+        m.run, m.pretrain_steps, m.pretrain_batch, m.pretrain_lr, m.pretrain_seed, m.pretrain_data
     ));
     md.push_str(&format!(
-        "- **time per step**: {step_seconds:.3} s, {}; minutes below are steps × this time\n",
-        timing.source
+        "- **time per step**: {:.3} s, {}; minutes below are steps × this time\n",
+        m.step_seconds, m.step_source
     ));
     md.push_str(&format!(
         "- **what varies**: random init: the seed draws the encoder itself and the probe; \
          pretrained points: one pretraining run (seed {}), so the seed varies only the probe, and \
          the spread shown does not include variation over pretraining seeds; kNN on a checkpoint \
          draws nothing from the seed and is one measurement (\"deterministic\", n = 1)\n",
-        cfg.train.seed
+        m.pretrain_seed
     ));
     md.push_str(&format!(
-        "- **protocols** (downstream data `{}`, seeds 0–{}, device {}, {threads} threads):\n",
-        args.data.display(),
-        args.seeds - 1,
-        args.device
+        "- **protocols** (downstream data `{}`, seeds 0–{}, device {}, {} threads):\n",
+        m.data,
+        m.seeds.saturating_sub(1),
+        m.device,
+        m.threads
     ));
-    for p in protos {
-        md.push_str(&format!("  - `{}`: {}\n", p.key, p.describe()));
+    for (key, describe) in &m.protocols {
+        md.push_str(&format!("  - `{key}`: {describe}\n"));
     }
-    md.push_str(&format!(
-        "- **records**: `{}/<encoder>/<protocol>/seed-<k>/record.json`\n\n",
-        args.out.join("runs").display()
-    ));
+    md.push_str(
+        "- **records**: `runs/<encoder>/<protocol>/seed-<k>/record.json` beside this file, listed \
+         in `calibration.json`\n\n",
+    );
     md.push_str("## Table (top-1 %, mean ± sample std over seeds)\n\n");
     md.push_str(&calibration::markdown(
         &curves,
         "top-1",
-        step_seconds / 60.0,
+        m.step_seconds / 60.0,
     ));
+    if let Some(last) = obs.iter().filter_map(|o| o.step).max() {
+        md.push_str(&format!(
+            "\n## Pretrained ({last} steps) − random init\n\n\
+             Top-1 points, Welch's 95% interval over the probe seeds. A protocol whose seed draws \
+             nothing on the checkpoint (kNN) gives the pretrained side the same value for every \
+             seed, and the interval is then random init's spread alone. Neither side varies the \
+             pretraining seed.\n\n\
+             | protocol | pretrained − random |\n|---|---|\n"
+        ));
+        for (key, _) in &m.protocols {
+            let values = |step: Option<u64>| -> Vec<f64> {
+                obs.iter()
+                    .filter(|o| &o.protocol == key && o.step == step)
+                    .map(|o| o.value)
+                    .collect()
+            };
+            let cell = cae_reports::stats::welch(&values(Some(last)), &values(None))
+                .map_or_else(|| "– (fewer than 2 seeds)".to_string(), |d| d.text(1));
+            md.push_str(&format!("| `{key}` | {cell} |\n"));
+        }
+    }
     md.push_str("\n## Curves\n\n");
-    for p in &plots {
+    for p in &drawn {
         let name = p
             .png
             .file_name()
@@ -309,9 +418,7 @@ fn write_calibration(
             .unwrap_or_default();
         md.push_str(&format!("![{name}]({name})\n\n"));
     }
-    let path = args.out.join("calibration.md");
-    write_atomic(&path, md.as_bytes())?;
-    Ok(path)
+    Ok((md, csv))
 }
 
 #[cfg(test)]

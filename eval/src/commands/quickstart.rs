@@ -61,8 +61,9 @@ pub struct QuickstartArgs {
     #[arg(long, default_value_t = PLAN_IMAGES)]
     pub images: usize,
     /// Also segmentation (UperNet and the linear head, `segment --preset mini`) and detection
-    /// (`detect --preset mini`) of the three encoders on the world's ADE20K and COCO forms: about
-    /// 4 and 11 minutes per run on 2 cores (README), so not in the default.
+    /// (`detect --preset mini`) of every encoder (CAE, BEiT, the zoo's, random init) on the
+    /// world's ADE20K and COCO forms: minutes per run on 2 cores (README), so not in the
+    /// default.
     #[arg(long)]
     pub full: bool,
     /// Seeds of the segmentation and detection runs of `--full`.
@@ -71,6 +72,12 @@ pub struct QuickstartArgs {
     /// Recipe of `--full`'s segmentation and detection runs (`test` in the tests).
     #[arg(long, default_value = "mini", hide = true)]
     pub dense_preset: String,
+    /// Zoo encoders measured beside the quickstart's own (`zoo/`, `cae-bench zoo list`):
+    /// `auto` takes every `mini` entry pretrained on exactly this world's training images (same
+    /// data fingerprint), `none` takes none, or a comma-separated list of names (each must have
+    /// been pretrained on this world's training images).
+    #[arg(long, default_value = "auto")]
+    pub zoo: String,
     /// Seeds of every downstream protocol (0, 1, …).
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
@@ -127,6 +134,10 @@ pub struct Manifest {
     pub world: String,
     /// Pretraining run folders by method (`cae`, `beit`).
     pub pretrain: BTreeMap<String, String>,
+    /// Zoo encoders measured beside them: name → the folder under `OUT` holding a copy of the
+    /// entry's pretraining record (`zoo/<name>`).
+    #[serde(default)]
+    pub zoo: BTreeMap<String, String>,
     /// The probe runs' folders, in the suite's order.
     pub runs: Vec<String>,
     /// How many of them were reused from an earlier invocation.
@@ -375,19 +386,122 @@ fn relative(path: &Path, base: &Path) -> String {
         .to_string()
 }
 
+/// A zoo encoder the quickstart measures beside its own.
+struct ZooUse {
+    name: String,
+    sha256: String,
+    encoder: SuiteEncoder,
+    /// `OUT/zoo/<name>/`: a copy of the entry's pretraining record, so that the report renders
+    /// from the quickstart folder alone.
+    copy: PathBuf,
+}
+
+/// `CAE` / `BEiT` / as given.
+fn method_label(method: &str) -> String {
+    match method {
+        "cae" => "CAE".into(),
+        "beit" => "BEiT".into(),
+        m => m.to_string(),
+    }
+}
+
+/// The zoo encoders `--zoo` names (`auto`, `none` or names), each checked against its record's
+/// sha256 and against the data it was pretrained on: the fingerprint of this world's `train`
+/// images, since a zoo encoder pretrained on other scenes would be measured on images it may have
+/// seen, or on another world. `auto` skips entries of other data or another preset, and a missing
+/// zoo folder; named entries must fit, or the command stops and says why.
+fn zoo_encoders(spec: &str, train: &Path, out: &Path) -> anyhow::Result<Vec<ZooUse>> {
+    use crate::zoo::{entries, resolve, zoo_dir};
+    let spec = spec.trim();
+    if spec == "none" || spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = zoo_dir();
+    let auto = spec == "auto";
+    if auto && !dir.is_dir() {
+        eprintln!(
+            "[zoo] no zoo at {} (CAE_BENCH_ZOO): measuring the quickstart's own encoders only",
+            dir.display()
+        );
+        return Ok(Vec::new());
+    }
+    let fingerprint = cae_datasets::fingerprint_dir(train)
+        .with_context(|| format!("fingerprinting {}", train.display()))?
+        .to_string();
+    let picked = if auto {
+        entries(&dir)?
+    } else {
+        spec.split(',')
+            .map(|n| resolve(&dir, n.trim()))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut out_list = Vec::new();
+    for e in picked {
+        let data = e
+            .record
+            .dataset
+            .as_ref()
+            .and_then(|d| d.fingerprint.clone())
+            .unwrap_or_default();
+        let arch = e
+            .record
+            .encoder
+            .as_ref()
+            .map_or(String::new(), |i| i.arch.clone());
+        let fits = data == fingerprint && arch == PRESET;
+        if !fits {
+            anyhow::ensure!(
+                auto,
+                "--zoo {}: pretrained on data {data} with preset `{arch}`, not on this world's \
+                 training images ({fingerprint}, {}) with `{PRESET}`",
+                e.name,
+                train.display()
+            );
+            continue;
+        }
+        e.verify()?;
+        let sha256 = e.sha256().unwrap_or_default().to_string();
+        let copy = out.join("zoo").join(&e.name);
+        std::fs::create_dir_all(&copy).with_context(|| format!("creating {}", copy.display()))?;
+        let rec = e.encoder.with_file_name("record.json");
+        let bytes = std::fs::read(&rec).with_context(|| format!("reading {}", rec.display()))?;
+        write_atomic(&copy.join("record.json"), &bytes)?;
+        let label = format!(
+            "{} {PRESET}, {} steps (zoo, seed {})",
+            method_label(e.method()),
+            e.steps().map_or("?".into(), |s| s.to_string()),
+            e.record.seed
+        );
+        out_list.push(ZooUse {
+            encoder: SuiteEncoder {
+                key: format!("zoo-{}", e.name),
+                label,
+                source: EncoderSource::File(e.encoder.clone()),
+                preset: PRESET.into(),
+            },
+            name: e.name.clone(),
+            sha256,
+            copy,
+        });
+    }
+    Ok(out_list)
+}
+
 /// A rough estimate of the whole run in minutes from the time of one pretraining step: both
 /// pretraining runs, plus the encoder passes of the probes (an image's forward pass taken as a
 /// third of its share of a training step): feature extraction of every image for the linear
 /// probe and kNN (once per encoder: the runs of one encoder share its features), and the
 /// fine-tune's 10 epochs on 1% of the training images with an evaluation at the end, per seed;
-/// for CAE, BEiT (one encoder each) and the random initialisation (one per seed).
-fn estimate_minutes(plan: &Plan, step_ms: f64) -> f64 {
+/// for CAE, BEiT and the `zoo` encoders (one file each) and the random initialisation (one per
+/// seed).
+fn estimate_minutes(plan: &Plan, step_ms: f64, zoo: usize) -> f64 {
     let pretrain = 2.0 * plan.pretrain_steps as f64 * step_ms;
     let forward = step_ms / (3.0 * BATCH as f64);
     let (train, val) = (0.8 * plan.images as f64, 0.2 * plan.images as f64);
     let seeds = plan.seeds as f64;
-    let extract = (2.0 + seeds) * (train + val);
-    let finetune = 3.0 * seeds * (10.0 * (0.01 * train).max(8.0) * 3.0 + val);
+    let files = 2.0 + zoo as f64;
+    let extract = (files + seeds) * (train + val);
+    let finetune = (files + 1.0) * seeds * (10.0 * (0.01 * train).max(8.0) * 3.0 + val);
     (pretrain + forward * (extract + finetune)) / 60_000.0
 }
 
@@ -427,13 +541,6 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         plan.rule,
         plan.seeds
     );
-    let estimate = estimate_minutes(&plan, ms);
-    eprintln!(
-        "estimated time on this machine: about {estimate:.0} min ({threads} threads; from one \
-         timed pretraining step; stages already finished in {} are reused)",
-        args.out.display()
-    );
-
     // 1. The world.
     let mut wcfg = SynthConfig::new(args.images, 32, args.seed);
     wcfg.classes = 8;
@@ -450,6 +557,23 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         } else {
             format!("{:.0} s", started.elapsed().as_secs_f64())
         }
+    );
+
+    // The zoo encoders to measure beside the quickstart's own, checked before any training.
+    let zoo = zoo_encoders(&args.zoo, &images.join("train"), &args.out)?;
+    for z in &zoo {
+        eprintln!(
+            "[zoo {}] {} (sha256 {}…, pretrained on this world's training images)",
+            z.name,
+            z.encoder.label,
+            &z.sha256[..z.sha256.len().min(12)]
+        );
+    }
+    let estimate = estimate_minutes(&plan, ms, zoo.len());
+    eprintln!(
+        "estimated time on this machine: about {estimate:.0} min ({threads} threads; from one \
+         timed pretraining step; stages already finished in {} are reused)",
+        args.out.display()
     );
 
     // 2. Pretraining.
@@ -473,7 +597,7 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
 
     // 3. The downstream protocols.
     let steps = plan.pretrain_steps;
-    let encoders = vec![
+    let mut encoders = vec![
         SuiteEncoder {
             key: "cae".into(),
             label: format!("CAE {PRESET}, {steps} steps"),
@@ -486,13 +610,14 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
             source: EncoderSource::File(pretrained["beit"].1.clone()),
             preset: PRESET.into(),
         },
-        SuiteEncoder {
-            key: "random".into(),
-            label: format!("random init {PRESET}"),
-            source: EncoderSource::Random,
-            preset: PRESET.into(),
-        },
     ];
+    encoders.extend(zoo.iter().map(|z| z.encoder.clone()));
+    encoders.push(SuiteEncoder {
+        key: "random".into(),
+        label: format!("random init {PRESET}"),
+        source: EncoderSource::Random,
+        preset: PRESET.into(),
+    });
     let seeds: Vec<u64> = (0..plan.seeds).collect();
     let settings = SuiteSettings {
         data: images.clone(),
@@ -551,6 +676,10 @@ pub fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         pretrain: pretrained
             .iter()
             .map(|(m, (dir, _))| (m.to_string(), relative(dir, &args.out)))
+            .collect(),
+        zoo: zoo
+            .iter()
+            .map(|z| (z.name.clone(), relative(&z.copy, &args.out)))
             .collect(),
         runs: runs
             .iter()
@@ -645,6 +774,10 @@ pub fn render_report(out: &Path) -> anyhow::Result<Document> {
     for (method, rel) in &manifest.pretrain {
         pretrained.push((method.clone(), rel.clone(), read_record(out, rel)?));
     }
+    let mut zoo = Vec::new();
+    for (name, rel) in &manifest.zoo {
+        zoo.push((name.clone(), rel.clone(), read_record(out, rel)?));
+    }
     let records = manifest
         .runs
         .iter()
@@ -656,6 +789,21 @@ pub fn render_report(out: &Path) -> anyhow::Result<Document> {
         let cfg: RunConfig = serde_json::from_value(rec.config.clone())
             .with_context(|| format!("{rel}/record.json: no resolved pretraining config"))?;
         described.push_str(&format!("- {}\n", describe_pretraining(method, &cfg)));
+    }
+    for (name, rel, rec) in &zoo {
+        let cfg: RunConfig = serde_json::from_value(rec.config.clone())
+            .with_context(|| format!("{rel}/record.json: no resolved pretraining config"))?;
+        let e = rec.encoder.as_ref();
+        described.push_str(&format!(
+            "- zoo `{name}` (`--encoder zoo:{name}`, not pretrained by this command: its \
+             pretraining record is copied to `{rel}/record.json`; encoder sha256 `{}`, {} steps, \
+             {:.0} s on {}): {}\n",
+            e.and_then(|e| e.sha256.as_deref()).unwrap_or("?"),
+            cfg.derived.total_steps,
+            rec.wall_time_s,
+            rec.machine.cpu.as_deref().unwrap_or("?"),
+            describe_pretraining(e.map_or("?", |e| e.method.as_str()), &cfg)
+        ));
     }
     let plan = format!(
         "{} pretraining steps per method (batch {BATCH}), a world of {} scenes at {} px ({} train \
@@ -721,7 +869,11 @@ pub fn render_report(out: &Path) -> anyhow::Result<Document> {
         ),
     ));
     let done: Vec<&RunRecord> = records.iter().map(|(_, r)| r).collect();
-    let reading = reading_notes(&comparisons(&done));
+    let reading = format!(
+        "{}{}",
+        reading_notes(&comparisons(&done)),
+        dense_notes(&done)
+    );
     let mut at: Vec<RecordAt> = pretrained
         .iter()
         .map(|(_, rel, r)| RecordAt {
@@ -730,6 +882,11 @@ pub fn render_report(out: &Path) -> anyhow::Result<Document> {
             record: r.clone(),
         })
         .collect();
+    at.extend(zoo.iter().map(|(_, rel, r)| RecordAt {
+        dir: rel.clone(),
+        path: out.join(rel),
+        record: r.clone(),
+    }));
     at.extend(records.iter().map(|(rel, r)| RecordAt {
         dir: rel.clone(),
         path: out.join(rel),
@@ -798,7 +955,12 @@ fn reading_notes(cs: &[Comparison]) -> String {
         "Top-1 differences in points, A − B, with the 95% interval of a paired bootstrap over the \
          validation images (details under \"Paired comparisons\"):\n\n",
     );
-    for c in cs {
+    // Each encoder against random init, and CAE against BEiT at the same budget; every other
+    // pair is in the "Paired comparisons" table.
+    for c in cs
+        .iter()
+        .filter(|c| c.against_random() || c.is_cae_beit_like_for_like())
+    {
         let Some(d) = &c.paired else {
             continue;
         };
@@ -816,4 +978,69 @@ fn reading_notes(cs: &[Comparison]) -> String {
          averaged in, the probe seeds; the pretrained encoders are one pretraining run each.\n",
     );
     out
+}
+
+/// What `--full`'s segmentation and detection runs say: per protocol and headline metric, each
+/// pretrained encoder − random init, Welch's 95% interval over the seeds (these protocols keep no
+/// per-image results to pair). Empty when there are no such runs.
+fn dense_notes(records: &[&RunRecord]) -> String {
+    // (protocol, data and settings, metric) → label → (method, values in points).
+    type Sides = BTreeMap<String, (String, Vec<f64>)>;
+    let mut groups: BTreeMap<(String, String, &str), Sides> = BTreeMap::new();
+    for r in records {
+        let scale_of = |m: &str| if m == "mIoU" { 1.0 } else { 100.0 };
+        let metrics: &[&str] = match r.kind.as_str() {
+            "segment" => &["mIoU"],
+            "detect" => &["bbox_AP", "segm_AP"],
+            _ => continue,
+        };
+        let Some(e) = &r.encoder else { continue };
+        let data = r
+            .dataset
+            .as_ref()
+            .and_then(|d| d.fingerprint.clone())
+            .unwrap_or_default();
+        let settings = serde_json::to_string(&r.protocol.settings).unwrap_or_default();
+        for &m in metrics {
+            let Some(v) = r.metrics.get(m) else { continue };
+            let side = groups
+                .entry((r.protocol.name.clone(), format!("{data}|{settings}"), m))
+                .or_default()
+                .entry(e.label.clone())
+                .or_insert_with(|| (e.method.clone(), Vec::new()));
+            side.1.push(v * scale_of(m));
+        }
+    }
+    let mut lines = String::new();
+    for ((protocol, _, metric), sides) in &groups {
+        let Some((random, (_, base))) = sides.iter().find(|(_, (m, _))| m == "random") else {
+            continue;
+        };
+        for (label, (method, values)) in sides {
+            if method == "random" {
+                continue;
+            }
+            let (text, words) = match cae_reports::stats::welch(values, base) {
+                Some(d) => (d.text(1), d.words(label, random)),
+                None => (
+                    "n/a".to_string(),
+                    "fewer than 2 seeds on a side".to_string(),
+                ),
+            };
+            lines.push_str(&format!(
+                "- {protocol} {metric}: {label} − {random} = {text} (n = {} and {}): {words}.\n",
+                values.len(),
+                base.len()
+            ));
+        }
+    }
+    if lines.is_empty() {
+        return lines;
+    }
+    format!(
+        "\nSegmentation and detection (`--full`), A − random init in points (mIoU in %, AP × \
+         100), Welch's 95% interval over the seeds, which draw the head, the data order, the \
+         augmentation and, for random init, the encoder (these protocols keep no per-image \
+         results, so there is no paired interval):\n\n{lines}"
+    )
 }
