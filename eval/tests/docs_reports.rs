@@ -214,7 +214,9 @@ fn the_committed_calibrations_are_what_their_records_render() {
     // The README's calibration table quotes these reports.
     let text = readme_section("## Calibration: when does pretraining pay");
     let quoted: Vec<&str> = text
-        .split('|')
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .flat_map(|l| l.split('|'))
         .map(str::trim)
         .filter(|c| c.contains(" ± "))
         .collect();
