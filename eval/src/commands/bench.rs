@@ -16,6 +16,32 @@ pub enum BenchCommand {
     /// max-pool, bilinear resize, RoIAlign) at the shapes UperNet and Mask R-CNN use; the rows
     /// and shapes of `benches/torch_ops.py`.
     Ops(BenchOpsArgs),
+    /// Milliseconds of a whole UperNet training iteration (forward, backward, AdamW with the
+    /// layer-decay groups) on a fixed synthetic batch: the work of `benches/torch_seg_twin.py`.
+    Segment(BenchSegmentArgs),
+}
+
+/// `cae-bench bench segment`.
+#[derive(Debug, Args)]
+pub struct BenchSegmentArgs {
+    /// Recipe preset: mini (crop 32, batch 8) or paper (ViT-B, crop 512, batch 2 by default).
+    #[arg(long, default_value = "mini")]
+    pub preset: String,
+    /// Images per iteration [default: 8 for mini, 2 for paper].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Device: cpu, cuda[:N], vulkan[:N], tch.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `cae-bench bench ops`.
@@ -66,7 +92,48 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Pretrain(args) => pretrain(args),
         BenchCommand::Ops(args) => ops(args),
+        BenchCommand::Segment(args) => segment(args),
     }
+}
+
+fn segment(args: BenchSegmentArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.iters >= 1, "--iters must be at least 1");
+    let device = parse_device(&args.device)?;
+    let r = crate::protocols::ade20k::bench_upernet_iteration(
+        &args.preset,
+        args.batch,
+        args.iters,
+        args.warmup,
+        &device,
+    )
+    .context("running the segmentation benchmark")?;
+    let threads = rayon::current_num_threads();
+    let mut sorted = r.ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let best = sorted[0];
+    if args.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["task"] = "segment".into();
+        v["ms_median"] = median.into();
+        v["ms_best"] = best.into();
+        v["threads"] = threads.into();
+        v["device"] = args.device.clone().into();
+        v["peak_rss_mib"] = peak_rss_mib().into();
+        println!("{v}");
+    } else {
+        println!(
+            "cae-bench segment {} batch {} crop {} ({threads} threads): median {median:.1} ms/iter, \
+             best {best:.1} ms over {} iters, loss {:.4}, {} params",
+            r.preset,
+            r.batch,
+            r.crop,
+            r.ms.len(),
+            r.loss,
+            r.params
+        );
+    }
+    Ok(())
 }
 
 /// The op rows: name and a closure running forward + backward once (inputs made inside, before
@@ -258,4 +325,13 @@ fn pretrain(args: BenchPretrainArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The process's peak resident set (`VmHWM` of `/proc/self/status`) in MiB; `None` where the file
+/// does not exist (not Linux).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
