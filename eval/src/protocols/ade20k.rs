@@ -1372,7 +1372,8 @@ pub struct SegBench {
     pub batch: usize,
     /// Crop side in pixels.
     pub crop: usize,
-    /// Trainable parameters (backbone, neck, both heads).
+    /// Burn's `num_params` of the model: the trainable parameters plus the frozen position table
+    /// and BatchNorm's running statistics (the PyTorch twin counts only the trainable ones).
     pub params: usize,
     /// Milliseconds of each timed iteration (forward, backward, AdamW step).
     pub ms: Vec<f64>,
