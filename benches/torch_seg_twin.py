@@ -431,7 +431,12 @@ def main():
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--summary", action="store_true", help="print parameter counts and shapes")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"],
+                    help="bf16: torch.autocast compute, f32 weights and optimizer state")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
     cfg = PRESETS[a.preset]
@@ -439,7 +444,8 @@ def main():
     crop = cfg["crop"]
 
     images, labels = make_batch(batch, crop, cfg["classes"])
-    model = UperNet(cfg)
+    model = UperNet(cfg).to(dev)
+    images, labels = images.to(dev), labels.to(dev)
     model.train()
     opt = torch.optim.AdamW(param_groups(model, cfg["depth"], cfg["lr"]), lr=cfg["lr"],
                             betas=(0.9, 0.999), eps=1e-8)
@@ -449,13 +455,19 @@ def main():
 
     times, loss_v = [], math.nan
     for i in range(a.warmup + a.iters):
+        if cuda:
+            torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        logits, aux_logits = model(images)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+            logits, aux_logits = model(images)
+        logits, aux_logits = logits.float(), aux_logits.float()
         loss = seg_ce(logits, labels) + AUX_WEIGHT * seg_ce(aux_logits, labels)
         loss_v = loss.item()
         loss.backward()
         opt.step()
+        if cuda:
+            torch.cuda.synchronize(dev)
         ms = (time.perf_counter() - t0) * 1e3
         if i >= a.warmup:
             times.append(ms)
@@ -473,6 +485,9 @@ def main():
         "params": params,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "torch": torch.__version__,
+        "device": str(dev),
+        "dtype": a.dtype,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None,
     }
     if a.json:
         print(json.dumps(res))

@@ -245,11 +245,16 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"],
+                    help="bf16: torch.autocast compute, f32 weights and optimizer state")
     a = ap.parse_args()
     batch = a.batch or (64 if a.preset == "mini" else 8)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = Cae(a.preset)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    model = Cae(a.preset).to(dev)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW(
@@ -259,10 +264,14 @@ def main():
     gen = torch.Generator().manual_seed(0)
     times, loss_v = [], math.nan
     for i in range(a.warmup + a.steps):
-        x, mask, tgt = make_batch(model, a.preset, batch, gen)
+        x, mask, tgt = (t.to(dev) for t in make_batch(model, a.preset, batch, gen))
+        if cuda:
+            torch.cuda.synchronize(dev)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        logits, latent, target = model(x, mask)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+            logits, latent, target = model(x, mask)
+            logits, latent, target = logits.float(), latent.float(), target.float()
         rec = F.mse_loss(logits, tgt) if model.target == "pixel" else F.cross_entropy(logits, tgt)
         align = F.mse_loss(latent, target)
         loss = rec + 2.0 * align
@@ -286,6 +295,9 @@ def main():
         "median_ms": statistics.median(times),
         "img_per_s": batch / (mean / 1e3),
         "last_loss": loss_v,
+        "device": str(dev),
+        "dtype": a.dtype,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None,
     }
     if a.json:
         print(json.dumps(res))
@@ -293,6 +305,7 @@ def main():
         print(
             f"pytorch {torch.__version__} {a.preset} batch {batch} ({res['threads']} threads): "
             f"{mean:.1f} ms/step (median {res['median_ms']:.1f}), {res['img_per_s']:.1f} img/s"
+            f" on {dev} {a.dtype}"
         )
 
 

@@ -1,78 +1,153 @@
 #!/usr/bin/env bash
-# GPU check for cae-bench, in two halves:
+# The GPU check of cae-bench, in two halves:
 #
-#   scripts/gpu-check.sh build   # here (x86-64, no GPU needed): release build with the GPU
-#                                # backend, stripped, copied to .device-bin/ (git-ignored)
-#   scripts/gpu-check.sh run     # on a machine with a GPU: ViT-B/16 step benchmark and a
-#                                # 200-step `mini` run, results under $OUT (default ./gpu-out)
+#   scripts/gpu-check.sh build   # here (x86-64, no GPU needed): the `cuda` and `tch` release
+#                                # binaries, stripped and compressed into .device-bin/ (git-ignored),
+#                                # with the shared libraries each needs (readelf -d) and a start test
+#   scripts/gpu-check.sh run     # on the GPU machine (no Rust, no network): every benchmark below
+#                                # beside PyTorch's twin, logs under $OUT (default ./gpu-out)
 #
-# The GPU backend is wgpu on Vulkan (`--features vulkan`, `--device vulkan`): burn's `cuda`
-# backend downloads an LLVM bundle from GitHub while it builds, which this project's build
-# machines cannot reach. On a machine without the Vulkan loader, put the loader .deb files in
-# .gl/ (see the README) and they are unpacked first.
+# `run` fits the device tool's 10-minute command limit (each step has its own timeout, STEP_TIMEOUT,
+# default 100 s). It expects python3 with torch 2.11.0 (CUDA) on the machine: the `tch` binary
+# links that torch's libraries (LD_LIBRARY_PATH is set to its torch/lib), and the twins run on it.
+# Carry .device-bin (about 60 MB) with the call.
+#
+# What `run` measures, each ours (cuda, tch:cuda) beside the twin (PyTorch eager, f32 and bf16
+# autocast), with peak GPU memory (the driver's figure, sampled every 100 ms, for ours;
+# torch.cuda.max_memory_allocated for the twins):
+#   1. the `mini` pretraining step at batch 256 and the ViT-B/16 step at batch 64;
+#   2. one UperNet ViT-B iteration at the paper's 512 crop (batch 2);
+#   3. one Mask R-CNN ViT-B iteration, where this binary has `bench detect`;
+#   4. a 200-step `mini` pretraining run on the synthetic world (its encoder comes back in $OUT,
+#      to be probed on the CPU: `cae-bench linear-probe --encoder gpu-out/encoder.safetensors ...`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
+BIN=.device-bin
+
+# Decompresses with Python's lzma (present wherever PyTorch is), not the xz tool.
+unxz_py() { python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; }
+
 case "$mode" in
 build)
-  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cae-bench/target-vulkan}"
-  cargo build --release --locked -p cae-bench --features vulkan
-  mkdir -p .device-bin
-  cp "$CARGO_TARGET_DIR/release/cae-bench" .device-bin/cae-bench
-  strip .device-bin/cae-bench
-  # The stripped binary is ~85 MB; gzip keeps what travels to the GPU machine under its limit.
-  gzip -9 -f .device-bin/cae-bench
-  cp benches/torch_twin.py .device-bin/ 2>/dev/null || true
-  ls -la .device-bin
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cae-bench/target}"
+  mkdir -p "$BIN"
+  echo "== cuda: LLVM SDK from PyPI, then cargo build --features cuda"
+  scripts/setup-cuda-build.sh
+  cargo build --release --locked -p cae-bench --features cuda
+  cp "$CARGO_TARGET_DIR/release/cae-bench" "$BIN/cae-bench-cuda"
+  echo "== tch: libtorch 2.11.0 with its CUDA link (the GPU machine's torch), cargo build --features tch"
+  scripts/setup-tch.sh cuda
+  # shellcheck disable=SC1091
+  (source "$HOME/.cache/cae-bench/libtorch-2.11.0-cuda/env.sh" &&
+    cargo build --release --locked -p cae-bench --features tch)
+  cp "$CARGO_TARGET_DIR/release/cae-bench" "$BIN/cae-bench-tch"
+  for b in cuda tch; do
+    f="$BIN/cae-bench-$b"
+    strip "$f"
+    readelf -d "$f" | grep NEEDED | sed 's/.*\[\(.*\)\]/\1/' > "$f.libs"
+    echo "cae-bench-$b needs: $(tr '\n' ' ' < "$f.libs")"
+    # The start test: the binary runs here and lists its devices (no GPU here, so the GPU
+    # devices show as unavailable). The tch binary needs libtorch_cuda's CUDA libraries to load:
+    # those of a local CUDA torch when one is installed, else only its library list is checked.
+    if [ "$b" = tch ]; then
+      NV=""
+      NVROOT="$(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null || true)"
+      [ -n "$NVROOT" ] && NV="$(find "$NVROOT" -maxdepth 3 -type d -name lib | tr '\n' ':')"
+      if LD_LIBRARY_PATH="$HOME/.cache/cae-bench/libtorch-2.11.0-cuda/lib:$NV" "$f" devices; then
+        echo "cae-bench-tch started here"
+      else
+        echo "cae-bench-tch: could not load its CUDA libraries here (no CUDA torch); library list above"
+        grep -q libtorch_cuda.so "$f.libs"
+      fi
+    else
+      "$f" devices
+    fi
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(open(sys.argv[1], "rb"), lzma.open(sys.argv[1] + ".xz", "wb", preset=9))' "$f"
+    rm "$f"
+  done
+  cp benches/torch_twin.py benches/torch_seg_twin.py "$BIN/"
+  [ -f benches/torch_det_twin.py ] && cp benches/torch_det_twin.py "$BIN/"
+  ls -la "$BIN"
+  du -sh "$BIN"
   ;;
 run)
   OUT="${OUT:-$PWD/gpu-out}"
   mkdir -p "$OUT"
-  if ls .gl/*.deb >/dev/null 2>&1; then
-    for f in .gl/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-  fi
-  if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  fi
-  B=/tmp/cae-bench
-  gunzip -c .device-bin/cae-bench.gz > "$B"
-  chmod +x "$B"
-  TWIN=.device-bin/torch_twin.py
-  [ -f "$TWIN" ] || TWIN=benches/torch_twin.py
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.csv"
-  # Sample GPU memory while the benchmarks run.
-  (while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; sleep 1; done) > "$OUT/mem.log" 2>/dev/null &
-  mon=$!
-  trap 'kill $mon 2>/dev/null || true' EXIT
-  step() { echo "== $1"; shift; timeout "${STEP_TIMEOUT:-150}" "$@" || echo "(exit $?)"; }
+  T=/tmp/cae-gpu
+  mkdir -p "$T"
+  for b in cuda tch; do
+    unxz_py "$BIN/cae-bench-$b.xz" "$T/cae-bench-$b"
+    chmod +x "$T/cae-bench-$b"
+  done
+  CUDA_BIN="$T/cae-bench-cuda"
+  TCH_BIN="$T/cae-bench-tch"
+  TORCH_LIB="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+  export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  step() {
+    # step NAME COMMAND...: runs it under a timeout, with the driver's peak GPU memory beside it.
+    local name="$1"
+    shift
+    echo "== $name"
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$T/mem" 2>/dev/null &
+    local mon=$!
+    local t0=$SECONDS rc=0
+    timeout "${STEP_TIMEOUT:-100}" "$@" || rc=$?
+    kill "$mon" 2>/dev/null || true
+    wait "$mon" 2>/dev/null || true
+    echo "   ($((SECONDS - t0)) s, exit $rc, driver peak GPU memory $(sort -n "$T/mem" | tail -n 1) MiB)"
+  }
   {
-    step "mini training step, batch 256, vulkan" \
-      $B bench pretrain --preset mini --batch 256 --steps 20 --warmup 3 --device vulkan --json
-    step "same, PyTorch twin on CUDA" \
-      python3 "$TWIN" --preset mini --batch 256 --steps 20 --warmup 3 --device cuda --json
-    step "ViT-B/16 training step (forward, backward, AdamW), f32, batch 64, vulkan" \
-      $B bench pretrain --preset vit_base_patch16 --batch 64 --steps 8 --warmup 2 --device vulkan --json
-    step "same, PyTorch twin on CUDA (f32)" \
-      python3 "$TWIN" --preset vit_base_patch16 --batch 64 --steps 8 --warmup 2 --device cuda --json
-    step "mini on 2 CPU threads of this machine, flex and PyTorch" \
-      $B bench pretrain --preset mini --batch 64 --steps 5 --warmup 2 --device cpu --threads 2 --json
-    step "" python3 "$TWIN" --preset mini --batch 64 --steps 5 --warmup 2 --threads 2 --json
-    step "200-step mini pretraining run on the synthetic world, vulkan" bash -c "
-      $B data synth --out $OUT/world --images 2500 --size 32 --seed 3 >/dev/null &&
-      $B pretrain --preset mini --data $OUT/world/imagefolder/train --out $OUT/run-mini \
-        --steps 200 --device vulkan --no-progress --json &&
-      head -n 1 $OUT/run-mini/metrics.jsonl && tail -n 1 $OUT/run-mini/metrics.jsonl"
-    if [ -n "${LEARNABILITY:-}" ]; then
-      step "learnability: ViT and CNN from scratch on 1,500 labels (datasets/scripts/learnability_torch.py)" \
-        python3 datasets/scripts/learnability_torch.py "$OUT/world/imagefolder" --labels 1500
+    date -u
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+    echo "idle GPU memory: $(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits) MiB"
+    step "devices (cuda binary)" "$CUDA_BIN" devices --try cuda:0
+    step "devices (tch binary)" "$TCH_BIN" devices --try tch:cuda:0
+    for p in "mini 256 20 3" "vit_base_patch16 64 8 2"; do
+      set -- $p
+      for dev in cuda:0 tch:cuda:0; do
+        b="$CUDA_BIN"
+        [ "${dev%%:*}" = tch ] && b="$TCH_BIN"
+        step "pretraining step $1 batch $2, ours on $dev, f32" \
+          "$b" bench pretrain --preset "$1" --batch "$2" --steps "$3" --warmup "$4" --device "$dev" --json
+      done
+      for dt in f32 bf16; do
+        step "pretraining step $1 batch $2, PyTorch twin on cuda, $dt" \
+          python3 "$BIN/torch_twin.py" --preset "$1" --batch "$2" --steps "$3" --warmup "$4" --device cuda --dtype "$dt" --json
+      done
+    done
+    for dev in cuda:0 tch:cuda:0; do
+      b="$CUDA_BIN"
+      [ "${dev%%:*}" = tch ] && b="$TCH_BIN"
+      step "UperNet ViT-B crop 512 batch 2, ours on $dev, f32" \
+        "$b" bench segment --preset paper --batch 2 --iters 3 --warmup 1 --device "$dev" --json
+    done
+    for dt in f32 bf16; do
+      step "UperNet ViT-B crop 512 batch 2, PyTorch twin on cuda, $dt" \
+        python3 "$BIN/torch_seg_twin.py" --preset vit_base --batch 2 --iters 3 --warmup 1 --device cuda --dtype "$dt" --json
+    done
+    if "$CUDA_BIN" bench detect --help >/dev/null 2>&1; then
+      for dev in cuda:0 tch:cuda:0; do
+        b="$CUDA_BIN"
+        [ "${dev%%:*}" = tch ] && b="$TCH_BIN"
+        step "Mask R-CNN ViT-B, ours on $dev, f32" \
+          "$b" bench detect --preset paper --batch 1 --iters 2 --warmup 1 --device "$dev" --json
+      done
+      [ -f "$BIN/torch_det_twin.py" ] && step "Mask R-CNN ViT-B, PyTorch twin on cuda, f32" \
+        python3 "$BIN/torch_det_twin.py" --preset vit_base --batch 1 --iters 2 --warmup 1 --device cuda --json
+    else
+      echo "== Mask R-CNN ViT-B: this binary has no \`bench detect\` (not measured)"
     fi
+    step "200-step mini pretraining on the synthetic world, cuda:0" bash -c "
+      $CUDA_BIN data synth --out $T/world --images 2500 --size 32 --seed 3 >/dev/null &&
+      $CUDA_BIN pretrain --preset mini --data $T/world/imagefolder/train --out $T/run-mini \
+        --steps 200 --device cuda:0 --no-progress --json"
+    date -u
   } 2>&1 | tee "$OUT/gpu-check.log"
-  kill $mon 2>/dev/null || true
-  echo "peak GPU memory (MiB): $(sort -n "$OUT/mem.log" | tail -n 1)" | tee -a "$OUT/gpu-check.log"
-  cp "$OUT/run-mini/metrics.jsonl" "$OUT/mini-metrics.jsonl" 2>/dev/null || true
-  cp "$OUT/run-mini/record.json" "$OUT/mini-record.json" 2>/dev/null || true
-  rm -rf "$OUT/world" "$OUT/run-mini"
+  cp "$T/run-mini/metrics.jsonl" "$OUT/mini-metrics.jsonl" 2>/dev/null || true
+  cp "$T/run-mini/record.json" "$OUT/mini-record.json" 2>/dev/null || true
+  cp "$T/run-mini/encoder.safetensors" "$OUT/encoder.safetensors" 2>/dev/null || true
   ;;
 *)
   echo "usage: $0 build|run" >&2

@@ -44,6 +44,8 @@ pub enum Command {
     /// COCO detection and instance segmentation: Mask R-CNN on the fine-tuned encoder, box and
     /// mask AP scored as `coco-eval` does.
     Detect(Box<commands::detect::DetectArgs>),
+    /// The backends compiled into this binary and whether each one's device starts here.
+    Devices(commands::devices::DevicesArgs),
     /// Convert an official CAE / BEiT / MAE (or timm) checkpoint into an encoder file.
     Import(commands::import::ImportArgs),
     /// Mean ± std over seeds of every complete run (record.json) under a folder, as Markdown or CSV.
@@ -93,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::LinearProbe(args) => commands::linear_probe::run(*args, cli.threads),
         Command::Segment(args) => commands::segment::run(*args),
         Command::Detect(args) => commands::detect::run(*args),
+        Command::Devices(args) => commands::devices::run(args),
         Command::Import(args) => commands::import::run(args),
         Command::Leaderboard(args) => commands::leaderboard::run(args),
         Command::Quickstart(args) => commands::quickstart::run(args),

@@ -572,7 +572,7 @@ fn images(r: &Reference<'_>, device: &Device) -> Result<Tensor<4>, PretrainError
 fn run_cae(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
     let r = Reference::parse(bytes, path)?;
     let cfg = cae_config_from_reference(&r.config)?;
-    let device = Device::flex().autodiff();
+    let device = crate::device::test_device().autodiff();
     let mut model = ContextAutoencoder::new(&cfg, 0, &device);
     let opts = LoadOptions {
         prefix: Some("state."),
@@ -622,7 +622,7 @@ fn run_dvae(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
         n_blk_per_group: r.usize("n_blk_per_group")?,
         vocab_size: r.usize("vocab_size")?,
     };
-    let device = Device::flex();
+    let device = crate::device::test_device();
     let mut model = DalleEncoder::new(&cfg, &device)?;
     let rename = |k: &str| crate::dalle::official_to_module_key(k);
     let opts = LoadOptions {
@@ -729,7 +729,7 @@ pub fn beit_config_from_reference(cfg: &serde_json::Value) -> Result<CaeConfig, 
 fn run_beit(bytes: &[u8], path: &Path) -> Result<ParityReport, PretrainError> {
     let r = Reference::parse(bytes, path)?;
     let cfg = beit_config_from_reference(&r.config)?;
-    let device = Device::flex().autodiff();
+    let device = crate::device::test_device().autodiff();
     let mut model = BeitPretrain::new(&cfg, 0, &device);
     let rename = |k: &str| beit_key(k);
     let opts = LoadOptions {

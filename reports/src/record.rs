@@ -141,12 +141,17 @@ impl MachineInfo {
     }
 }
 
-/// Whether a device spec (`cpu`, `cuda:0`, `vulkan`, `tch-cuda:1`, a comma-separated list of
-/// them) computes on a GPU.
+/// Whether a device spec (`cpu`, `cuda:0`, `vulkan`, `tch:cuda:1`, a comma-separated list of
+/// them) computes on a GPU: `vulkan:cpu` / `wgpu:cpu` (lavapipe) and `tch:cpu` do not.
 fn is_gpu_device(device: &str) -> bool {
     device.split(',').any(|d| {
-        let kind = d.trim().split(':').next().unwrap_or("");
-        matches!(kind, "cuda" | "vulkan" | "wgpu" | "tch-cuda")
+        let (kind, rest) = d.trim().split_once(':').unwrap_or((d.trim(), ""));
+        match kind {
+            "cuda" | "tch-cuda" => true,
+            "vulkan" | "wgpu" => rest != "cpu",
+            "tch" | "libtorch" => rest.starts_with("cuda"),
+            _ => false,
+        }
     })
 }
 
@@ -541,6 +546,13 @@ mod tests {
             gpu_description("tch-cuda:0", &[]).as_deref(),
             Some("tch-cuda:0")
         );
+        assert_eq!(
+            gpu_description("tch:cuda:0", &h200).as_deref(),
+            Some("NVIDIA H200 (tch:cuda:0)")
+        );
+        for cpu in ["tch:cpu", "tch", "vulkan:cpu", "wgpu:cpu", "flex"] {
+            assert_eq!(gpu_description(cpu, &h200), None, "{cpu}");
+        }
         assert_eq!(MachineInfo::current("cpu", Some(2)).gpu, None);
     }
 

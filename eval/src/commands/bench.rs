@@ -36,7 +36,7 @@ pub struct BenchSegmentArgs {
     /// Untimed warm-up iterations.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// Device: cpu, cuda[:N], vulkan[:N], tch.
+    /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Print one JSON object instead of a line of text.
@@ -56,7 +56,7 @@ pub struct BenchOpsArgs {
     /// Only the rows whose name contains this.
     #[arg(long)]
     pub only: Option<String>,
-    /// Device: cpu, cuda[:N], vulkan[:N], tch.
+    /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Print one JSON object instead of a table.
@@ -79,7 +79,7 @@ pub struct BenchPretrainArgs {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Device: cpu, cuda[:N], tch, tch-cuda[:N].
+    /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Print one JSON object instead of a line of text.

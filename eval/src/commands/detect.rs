@@ -51,7 +51,7 @@ pub struct DetectArgs {
     /// Continue the run in `--out` from its newest checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Device: `cpu`, `cuda[:N]` (with the `cuda` feature).
+    /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Run folder: record.json, detections_{bbox,segm}.json, checkpoints/

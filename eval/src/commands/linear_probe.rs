@@ -139,7 +139,7 @@ pub struct LinearProbeArgs {
     /// Fine-tuning: also write the fine-tuned model to `OUT/finetuned.safetensors`.
     #[arg(long, requires = "out")]
     pub save_model: bool,
-    /// Device: cpu, cuda[:N], tch, tch-cuda[:N].
+    /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// No progress bar.

@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod coco_eval;
 pub mod data;
 pub mod detect;
+pub mod devices;
 pub mod import;
 pub mod leaderboard;
 pub mod linear_probe;

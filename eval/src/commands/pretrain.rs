@@ -104,7 +104,7 @@ pub struct PretrainArgs {
     /// Continue the run in `--out` from its newest complete checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Device: cpu, cuda[:N], tch, tch-cuda[:N].
+    /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu", conflicts_with = "devices")]
     pub device: String,
     /// Several devices, data parallel (e.g. `cuda:0,cuda:1`).

@@ -84,7 +84,7 @@ pub struct QuickstartArgs {
     /// Seed of the world and of pretraining.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Device: cpu, cuda[:N], vulkan[:N], tch.
+    /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// No progress bars.

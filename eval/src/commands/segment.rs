@@ -64,7 +64,7 @@ pub struct SegmentArgs {
     /// Continue the run in `--out` from its newest checkpoint.
     #[arg(long)]
     pub resume: bool,
-    /// Device: `cpu`, `cuda[:N]` (with the `cuda` feature).
+    /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Run folder: record.json, checkpoints/, predictions/ [default: runs/segment/<protocol>-seed<K>].

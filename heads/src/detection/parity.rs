@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use cae_pretrain::parity::{Check, ParityReport};
 use cae_pretrain::weights::{read_file, tensor_to_f32, tensor_to_i64};
 use safetensors::SafeTensors;
@@ -368,7 +368,7 @@ fn check_roi_align(r: &Reference<'_>, report: &mut ParityReport) -> Result<()> {
     if outs.is_empty() {
         return Err(r.bad("no roi_align.*.out tensors"));
     }
-    let device = Device::flex().autodiff();
+    let device = cae_pretrain::device::test_device().autodiff();
     for key in outs {
         // roi_align.<aligned|legacy>_s<sampling>.<size>.out
         let parts: Vec<&str> = key.split('.').collect();

@@ -144,7 +144,7 @@ pub fn run_upernet_reference(path: &Path) -> Result<ParityReport> {
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e))?;
     let r = Reference { st, path };
 
-    let device = Device::flex().autodiff();
+    let device = cae_pretrain::device::test_device().autodiff();
     let mut model = UperNet::new(&cfg, 0, &device)?;
     let opts = LoadOptions {
         prefix: Some("state."),

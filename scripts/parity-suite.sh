@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The parity suite on one backend, then the proof that it can fail there.
+#
+#   CAE_TEST_DEVICE=vulkan:cpu CAE_SUITE_PKGS="-p cae-pretrain -p cae-heads -p cae-e2e" \
+#     scripts/parity-suite.sh --features cae-pretrain/vulkan
+#   CAE_UNFUSED=1 scripts/parity-suite.sh            # flex, composed path
+#
+# 1. Runs the parity tests (CAE, BEiT, dVAE, position-table resampling, UperNet, detection ops) of
+#    cae-pretrain and cae-heads, with the extra cargo arguments given, on $CAE_TEST_DEVICE (cpu when
+#    unset). Their own "perturbed reference" tests run too, on the same device.
+# 2. Writes a copy of the reference folder with one expected tensor of every file perturbed
+#    (scripts/perturb-reference.py) and runs each reference test against it
+#    (CAE_REFERENCE_DIR): every one must fail with a tolerance error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ARGS=("$@")
+# The packages of the cargo invocation: keep them those of the build being reused (feature
+# unification depends on them), `--workspace` after `cargo test --workspace`.
+read -r -a PKGS <<< "${CAE_SUITE_PKGS:---workspace}"
+echo "== parity suite on ${CAE_TEST_DEVICE:-cpu}${CAE_UNFUSED:+ (CAE_UNFUSED=$CAE_UNFUSED)}"
+cargo test --locked "${PKGS[@]}" "${ARGS[@]}" \
+  --test parity --test parity_posinterp --test parity_upernet --test parity_detops
+P="$(mktemp -d)"
+trap 'rm -rf "$P"' EXIT
+python3 scripts/perturb-reference.py tests/fixtures/reference "$P/ref" > "$P/perturbed.txt"
+for t in parity:official_cae_and_dalle_reference_files_match \
+  parity:official_beit_reference_files_match \
+  parity_posinterp:torch_bicubic_reference_files_match \
+  parity_upernet:mmseg_upernet_reference_files_match \
+  parity_detops:detops_reference_files_match_torchvision; do
+  bin="${t%%:*}"
+  name="${t#*:}"
+  if CAE_REFERENCE_DIR="$P/ref" cargo test -q --locked "${PKGS[@]}" "${ARGS[@]}" --test "$bin" \
+    -- --exact "$name" > "$P/log" 2>&1; then
+    echo "parity-suite: $bin::$name PASSED on a perturbed reference (${CAE_TEST_DEVICE:-cpu})" >&2
+    cat "$P/perturbed.txt" >&2
+    exit 1
+  fi
+  if ! grep -q "exceeds tolerance" "$P/log"; then
+    echo "parity-suite: $bin::$name failed on the perturbed reference, but not with a tolerance error:" >&2
+    tail -n 30 "$P/log" >&2
+    exit 1
+  fi
+  echo "ok: $bin::$name fails on the perturbed reference ($(grep -m1 -o '[^ ]*: worst error [^ ]* exceeds tolerance [^ ]*' "$P/log"))"
+done
