@@ -43,7 +43,7 @@ fn probe(spec: &str) -> Probe {
         })
     });
     match result {
-        Ok(v) if v == 134.0 => Probe {
+        Ok(134.0) => Probe {
             device: spec.into(),
             ok: true,
             detail: "a 2×2 matrix product gave the CPU's result".into(),
