@@ -84,6 +84,7 @@ run)
   TCH_BIN="$T/cae-bench-tch"
   TORCH_LIB="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
   export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  bin_for() { if [ "${1%%:*}" = tch ]; then echo "$TCH_BIN"; else echo "$CUDA_BIN"; fi; }
   step() {
     # step NAME COMMAND...: runs it under a timeout, with the driver's peak GPU memory beside it.
     local name="$1"
@@ -107,8 +108,7 @@ run)
     for p in "mini 256 20 3" "vit_base_patch16 64 8 2"; do
       set -- $p
       for dev in cuda:0 tch:cuda:0; do
-        b="$CUDA_BIN"
-        [ "${dev%%:*}" = tch ] && b="$TCH_BIN"
+        b="$(bin_for "$dev")"
         step "pretraining step $1 batch $2, ours on $dev, f32" \
           "$b" bench pretrain --preset "$1" --batch "$2" --steps "$3" --warmup "$4" --device "$dev" --json
       done
@@ -118,8 +118,7 @@ run)
       done
     done
     for dev in cuda:0 tch:cuda:0; do
-      b="$CUDA_BIN"
-      [ "${dev%%:*}" = tch ] && b="$TCH_BIN"
+      b="$(bin_for "$dev")"
       step "UperNet ViT-B crop 512 batch 2, ours on $dev, f32" \
         "$b" bench segment --preset paper --batch 2 --iters 3 --warmup 1 --device "$dev" --json
     done
@@ -129,8 +128,7 @@ run)
     done
     if "$CUDA_BIN" bench detect --help >/dev/null 2>&1; then
       for dev in cuda:0 tch:cuda:0; do
-        b="$CUDA_BIN"
-        [ "${dev%%:*}" = tch ] && b="$TCH_BIN"
+        b="$(bin_for "$dev")"
         step "Mask R-CNN ViT-B, ours on $dev, f32" \
           "$b" bench detect --preset paper --batch 1 --iters 2 --warmup 1 --device "$dev" --json
       done

@@ -54,12 +54,10 @@ fn tensors(path: &Path) -> BTreeMap<String, Vec<f32>> {
         .filter_map(|n| {
             let t = st.tensor(n).unwrap();
             (t.dtype() == safetensors::Dtype::F32).then(|| {
-                let v = t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                (n.to_string(), v)
+                (
+                    n.to_string(),
+                    cae_pretrain::weights::tensor_to_f32(&t).unwrap(),
+                )
             })
         })
         .collect()
