@@ -387,11 +387,15 @@ impl ModuleMapper for GradsAsParams<'_> {
         let (id, tensor, _) = param.consume();
         self.trainable.push(tensor.is_require_grad());
         let grad = tensor.grad(self.grads).unwrap_or_else(|| {
-            tensor
-                .clone()
-                .without_autodiff()
-                .zeros_like()
-                .mul_scalar(f32::NAN)
+            // The NaN marker is written from the host: `zeros * NaN` computed on a GPU backend
+            // can come back as zeros (wgpu on lavapipe did), which would read as a gradient.
+            let plain = tensor.clone().without_autodiff();
+            let dims = plain.dims();
+            let n = dims.iter().product::<usize>();
+            Tensor::from_data(
+                TensorData::new(vec![f32::NAN; n], dims.to_vec()),
+                &plain.device(),
+            )
         });
         Param::initialized(id, grad)
     }

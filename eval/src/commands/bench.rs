@@ -19,6 +19,50 @@ pub enum BenchCommand {
     /// Milliseconds of a whole UperNet training iteration (forward, backward, AdamW with the
     /// layer-decay groups) on a fixed synthetic batch: the work of `benches/torch_seg_twin.py`.
     Segment(BenchSegmentArgs),
+    /// Milliseconds of a whole Mask R-CNN training iteration (forward, backward, AdamW with the
+    /// layer-decay groups) on a fixed synthetic batch: the work of `benches/torch_det_twin.py`.
+    Detect(BenchDetectArgs),
+}
+
+/// `cae-bench bench detect`.
+#[derive(Debug, Args)]
+pub struct BenchDetectArgs {
+    /// Recipe preset: mini (32×32, batch 4 in groups of 2) or paper (ViT-B, 800×1088, batch 1 by
+    /// default).
+    #[arg(long, default_value = "mini")]
+    pub preset: String,
+    /// Images per iteration [default: 4 for mini, 1 for paper].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Input size HxW in pixels, whole patches [default: 32x32 for mini, 800x1088 for paper].
+    #[arg(long, value_parser = parse_hw)]
+    pub size: Option<[usize; 2]>,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_hw(s: &str) -> Result<[usize; 2], String> {
+    let (h, w) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("`{s}` is not HxW (e.g. 800x1088)"))?;
+    let side = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("`{v}` in `{s}` is not a positive number of pixels"))
+    };
+    Ok([side(h)?, side(w)?])
 }
 
 /// `cae-bench bench segment`.
@@ -93,7 +137,54 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pretrain(args) => pretrain(args),
         BenchCommand::Ops(args) => ops(args),
         BenchCommand::Segment(args) => segment(args),
+        BenchCommand::Detect(args) => detect(args),
     }
+}
+
+fn detect(args: BenchDetectArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.iters >= 1, "--iters must be at least 1");
+    let device = parse_device(&args.device)?;
+    let r = crate::protocols::coco::bench_mask_rcnn_iteration(
+        &args.preset,
+        args.batch,
+        args.size,
+        args.iters,
+        args.warmup,
+        &device,
+    )
+    .context("running the detection benchmark")?;
+    let threads = rayon::current_num_threads();
+    let mut sorted = r.ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let best = sorted[0];
+    if args.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["task"] = "detect".into();
+        v["ms_median"] = median.into();
+        v["ms_best"] = best.into();
+        v["threads"] = threads.into();
+        v["device"] = args.device.clone().into();
+        v["peak_rss_mib"] = peak_rss_mib().into();
+        println!("{v}");
+    } else {
+        println!(
+            "cae-bench detect {} batch {} at {}x{} ({threads} threads): median {median:.1} ms/iter, \
+             best {best:.1} ms over {} iters, loss {:.4}, {} proposals, {} box RoIs, {} mask RoIs, \
+             {} params",
+            r.preset,
+            r.batch,
+            r.size[0],
+            r.size[1],
+            r.ms.len(),
+            r.loss,
+            r.proposals,
+            r.box_rois,
+            r.mask_rois,
+            r.params
+        );
+    }
+    Ok(())
 }
 
 fn segment(args: BenchSegmentArgs) -> anyhow::Result<()> {

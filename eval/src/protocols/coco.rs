@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use cae_datasets::loader::derive_seed;
 use cae_datasets::transforms::det::{
     DetSample, DetTestTransform, DetTrainTransform, DetrCropBranch,
@@ -1374,9 +1374,255 @@ fn start_record(
     Ok(RecordWriter::create(&req.out, record)?)
 }
 
+/// The timings of [`bench_mask_rcnn_iteration`].
+#[derive(Debug, Clone, Serialize)]
+pub struct DetBench {
+    /// Recipe preset (`mini` or `paper`).
+    pub preset: String,
+    /// Images per iteration.
+    pub batch: usize,
+    /// Images per padding group (the recipe's `images_per_group`, at most `batch`).
+    pub group: usize,
+    /// Input height and width in pixels.
+    pub size: [usize; 2],
+    /// Objects per image.
+    pub objects: usize,
+    /// Burn's `num_params` of the model: the trainable parameters plus the frozen position
+    /// table and BatchNorm's running statistics (the PyTorch twin counts only the trainable
+    /// ones).
+    pub params: usize,
+    /// Milliseconds of each timed iteration (forward, backward, AdamW step).
+    pub ms: Vec<f64>,
+    /// The loss of the last iteration.
+    pub loss: f64,
+    /// RPN proposals, box-head RoIs and mask-head RoIs of the last iteration.
+    pub proposals: usize,
+    /// See `proposals`.
+    pub box_rois: usize,
+    /// See `proposals`.
+    pub mask_rois: usize,
+}
+
+/// The objects of image `b` of the detection benchmark's synthetic batch, the formula of
+/// `benches/torch_det_twin.py`: `n` boxes side by side, object `j` in column `j` of `n`
+/// (an eighth of the column's width in from each side), its top at `(0.1 + 0.15·((b + j) % 3))
+/// · h`, half the image high, class `(b + 2j) % classes`; its mask the ellipse inscribed in the
+/// box (pixel centres inside).
+pub fn bench_objects(b: usize, h: usize, w: usize, n: usize, classes: usize) -> GtInstances {
+    let mut gt = GtInstances {
+        boxes: Vec::with_capacity(n),
+        labels: Vec::with_capacity(n),
+        crowds: Vec::new(),
+        masks: Vec::with_capacity(n),
+    };
+    let (hf, wf) = (h as f32, w as f32);
+    let cw = wf / n as f32;
+    for j in 0..n {
+        let x0 = j as f32 * cw + cw / 8.0;
+        let x1 = (j + 1) as f32 * cw - cw / 8.0;
+        let y0 = hf * (0.1 + 0.15 * ((b + j) % 3) as f32);
+        let y1 = y0 + hf * 0.5;
+        let (cx, cy, rx, ry) = (
+            (x0 + x1) / 2.0,
+            (y0 + y1) / 2.0,
+            (x1 - x0) / 2.0,
+            (y1 - y0) / 2.0,
+        );
+        let mut m = vec![0u8; h * w];
+        for y in 0..h {
+            let dy = (y as f32 + 0.5 - cy) / ry;
+            for x in 0..w {
+                let dx = (x as f32 + 0.5 - cx) / rx;
+                m[y * w + x] = u8::from(dx * dx + dy * dy <= 1.0);
+            }
+        }
+        gt.boxes.push([x0, y0, x1, y1]);
+        gt.labels.push((b + 2 * j) % classes);
+        gt.masks.push(m);
+    }
+    gt
+}
+
+/// Times whole Mask R-CNN training iterations (forward, backward, AdamW with the recipe's
+/// layer-decay groups) on one fixed synthetic batch, the work of `benches/torch_det_twin.py`:
+/// images N(0, 1) of `[batch, 3, H, W]` (every image fills the input: no padding), the objects
+/// of [`bench_objects`] (3 per image for `mini`, 7 for `paper`, COCO's mean), a random-init
+/// encoder of the recipe's preset with its position table resampled as `detect` does (to the
+/// recipe's load size, then to the input's grid), the recipe's detector (proposal and RoI
+/// counts, box head, GIoU loss), padding groups of the recipe's `images_per_group`. `size`
+/// defaults to 32×32 (`mini`) and 800×1088 (`paper`: a 4:3 COCO image at the test scale, short
+/// side 800, padded to 32).
+pub fn bench_mask_rcnn_iteration(
+    preset: &str,
+    batch: Option<usize>,
+    size: Option<[usize; 2]>,
+    iters: usize,
+    warmup: usize,
+    device: &Device,
+) -> Result<DetBench> {
+    let recipe = DetRecipe::resolve(preset, &DetOverrides::default())?;
+    let mini = recipe.preset == "mini" || recipe.preset == "test";
+    let b = batch.unwrap_or(if mini { recipe.batch } else { 1 });
+    let [h, w] = size.unwrap_or(if mini {
+        [recipe.canvas; 2]
+    } else {
+        [800, 1088]
+    });
+    let objects = if mini { 3 } else { 7 };
+    if b == 0 {
+        return Err(ProtocolError::Config("a batch of no images".into()));
+    }
+    let mut model_cfg = cae_pretrain::CaeConfig::preset(&recipe.encoder_preset)
+        .map_err(|e| ProtocolError::Config(e.to_string()))?;
+    let p = model_cfg.encoder.patch_size;
+    if h % p != 0 || w % p != 0 {
+        return Err(ProtocolError::Config(format!(
+            "a {h}×{w} input is not a whole number of {p}-px patches"
+        )));
+    }
+    let encoder = cae_pretrain::encoder_file::random_encoder(&model_cfg, 0, device);
+    let load = match recipe.pos_load_size {
+        Some(s) => [s[0] / p * p, s[1] / p * p],
+        None => [model_cfg.encoder.img_size; 2],
+    };
+    let encoder = encoder
+        .at_resolution(&mut model_cfg.encoder, load, recipe.pos_embed_resize)
+        .map_err(|e| ProtocolError::Config(e.to_string()))?;
+    let ad = device.clone().autodiff();
+    let mut encoder = cae_pretrain::train::on_autodiff(encoder, &ad);
+    let init = Init::new(0xde7_b1a5, LinearInit::TruncNormal, &ad);
+    prepare_finetune_backbone(
+        &mut encoder,
+        recipe.drop_path,
+        recipe.rel_pos_bias.then_some(recipe.canvas / p),
+        &init,
+    );
+    let classes = if mini { 8 } else { 80 };
+    let mut det_cfg = MaskRcnnConfig::preset(&recipe.heads)?;
+    det_cfg.in_channels = encoder.embed_dim();
+    det_cfg.patch_size = p;
+    det_cfg.num_classes = classes;
+    if recipe.box_head == "2fc" {
+        det_cfg.box_head.num_convs = 0;
+        det_cfg.box_head.num_fcs = 2;
+    }
+    det_cfg.box_head.loss = recipe.box_loss;
+    det_cfg.clip = recipe.clip;
+    det_cfg.anchor_valid_flags = recipe.anchor_valid_flags;
+    det_cfg.gt_proposal_order = recipe.gt_proposal_order;
+    let rebuild = recipe.pos_embed_resize == PosResize::Rebuild;
+    let mut model = MaskRcnn::new(&det_cfg, encoder, 0, &ad)
+        .and_then(|m| m.with_position_grid(load[0] / p, load[1] / p, rebuild))?;
+    let params = model.num_params();
+    let mut opt = optimizer(&model, &recipe);
+    ad.seed(0);
+    let images = Tensor::<4>::random(
+        [b, 3, h, w],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &ad,
+    );
+    let group = recipe.images_per_group.min(b);
+    let gts: Vec<GtInstances> = (0..b)
+        .map(|i| bench_objects(i, h, w, objects, classes))
+        .collect();
+    let mut ms = Vec::with_capacity(iters);
+    let (mut loss, mut counts) = (f64::NAN, (0, 0, 0));
+    for it in 0..warmup + iters {
+        let groups: Vec<DetGroup> = (0..b)
+            .step_by(group)
+            .map(|s| {
+                let n = group.min(b - s);
+                DetGroup {
+                    images: images.clone().narrow(0, s, n),
+                    gts: gts[s..s + n].to_vec(),
+                    metas: vec![
+                        ImageMeta {
+                            img_hw: (h, w),
+                            pad_hw: (h, w),
+                        };
+                        n
+                    ],
+                }
+            })
+            .collect();
+        let t0 = Instant::now();
+        let mut ctx = ForwardCtx::train(salted_step_rng(0, SALT_STEP, it as u64));
+        let mut srng = ChaCha8Rng::from_seed(derive_seed(&[0, SALT_SAMPLE, it as u64]));
+        let l = model.loss_groups(&det_cfg, groups, &mut ctx, &mut srng)?;
+        let value = f64::from(to_vec(l.total.clone())?[0]);
+        let grads = burn::optim::GradientsParams::from_grads(l.total.backward(), &model);
+        model = opt.step(model, grads, recipe.lr);
+        if it >= warmup {
+            ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        loss = value;
+        counts = (l.proposals, l.box_rois, l.mask_rois);
+    }
+    Ok(DetBench {
+        preset: recipe.preset,
+        batch: b,
+        group,
+        size: [h, w],
+        objects,
+        params,
+        ms,
+        loss,
+        proposals: counts.0,
+        box_rois: counts.1,
+        mask_rois: counts.2,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bench_objects_are_ellipses_inside_their_boxes_with_valid_classes() {
+        let (h, w) = (32, 48);
+        for b in 0..3 {
+            let gt = bench_objects(b, h, w, 3, 8);
+            assert_eq!((gt.boxes.len(), gt.labels.len(), gt.masks.len()), (3, 3, 3));
+            for (j, (bx, m)) in gt.boxes.iter().zip(&gt.masks).enumerate() {
+                assert!(bx[0] >= 0.0 && bx[2] <= w as f32 && bx[1] >= 0.0 && bx[3] <= h as f32);
+                assert!(bx[2] > bx[0] && bx[3] > bx[1]);
+                assert_eq!(gt.labels[j], (b + 2 * j) % 8);
+                let mut on = 0;
+                for y in 0..h {
+                    for x in 0..w {
+                        if m[y * w + x] == 1 {
+                            on += 1;
+                            let (cx, cy) = (x as f32 + 0.5, y as f32 + 0.5);
+                            assert!(cx >= bx[0] && cx <= bx[2] && cy >= bx[1] && cy <= bx[3]);
+                        }
+                    }
+                }
+                // An ellipse fills π/4 of its box.
+                let area = (bx[2] - bx[0]) * (bx[3] - bx[1]);
+                let frac = on as f32 / area;
+                assert!((frac - std::f32::consts::FRAC_PI_4).abs() < 0.1, "{frac}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_detection_bench_runs_whole_iterations_and_counts_the_rois() {
+        let dev = Device::flex();
+        let r = bench_mask_rcnn_iteration("test", Some(2), None, 2, 0, &dev).unwrap();
+        assert_eq!((r.batch, r.group, r.size, r.objects), (2, 2, [32, 32], 3));
+        assert_eq!(r.ms.len(), 2);
+        assert!(r.loss.is_finite());
+        // The `test` detector samples 32 RoIs per image, ground truths included, and masks
+        // the positives: at least the 3 ground truths of each image.
+        assert_eq!(r.box_rois, 2 * 32);
+        assert!(
+            r.mask_rois >= 2 * 3 && r.mask_rois <= r.box_rois,
+            "{}",
+            r.mask_rois
+        );
+        assert!(r.proposals > 0);
+        assert!(bench_mask_rcnn_iteration("test", Some(1), Some([30, 32]), 1, 0, &dev).is_err());
+    }
 
     #[test]
     fn paper_preset_values() {

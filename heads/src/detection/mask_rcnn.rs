@@ -375,6 +375,12 @@ pub struct DetLoss {
     pub total: Tensor<1>,
     /// RPN objectness, RPN deltas, RoI class, RoI box, mask.
     pub parts: [(&'static str, Tensor<1>); 5],
+    /// Proposals kept by the RPN over the batch (before the ground truths join them).
+    pub proposals: usize,
+    /// RoIs the box head ran on (sampled positives and negatives, every image).
+    pub box_rois: usize,
+    /// Positive RoIs the mask head ran on.
+    pub mask_rois: usize,
 }
 
 /// One image's detections with their mask probabilities (`D × s × s`, row-major).
@@ -652,6 +658,7 @@ impl MaskRcnn {
         let mut mask_parts = Vec::new();
         let mut pooled_boxes = Vec::new();
         let mut pooled_masks = Vec::new();
+        let mut n_props = 0usize;
         for (f, (gts, metas, hw)) in feats.iter().zip(&meta) {
             let (anchors, grids) = Self::anchors_for(cfg, *hw, f)?;
             let valid = if cfg.anchor_valid_flags {
@@ -676,6 +683,7 @@ impl MaskRcnn {
             )?;
             let clip: Vec<(usize, usize)> = metas.iter().map(|m| cfg.clip.shape(m, *hw)).collect();
             let props = proposals(&rpn_out, &anchors, &clip, &cfg.rpn_train)?;
+            n_props += props.iter().map(|(b, _)| b.len()).sum::<usize>();
             let mut t = RoiTargets::default();
             let mut mask_t = Vec::new();
             let mut mask_labels = Vec::new();
@@ -796,6 +804,7 @@ impl MaskRcnn {
             };
             add(4, loss_mask);
         }
+        let box_rois = targets.iter().map(|t| t.rois.len()).sum();
         let [a, b, c, d, e] = sums.map(|s| s.expect("one group at least").div_scalar(groups_n));
         let total = a.clone() + b.clone() + c.clone() + d.clone() + e.clone();
         Ok(DetLoss {
@@ -807,6 +816,9 @@ impl MaskRcnn {
                 ("loss_bbox", d),
                 ("loss_mask", e),
             ],
+            proposals: n_props,
+            box_rois,
+            mask_rois: mrow,
         })
     }
 
