@@ -265,6 +265,9 @@ def main():
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--profile", action="store_true",
+                    help="after the timed iterations, profile one more with torch.profiler and "
+                    "print its op table (self CPU time)")
     ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"],
                     help="bf16: torch.autocast compute, f32 weights and optimizer state")
     a = ap.parse_args()
@@ -290,22 +293,34 @@ def main():
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     times, loss_v = [], math.nan
-    for i in range(a.warmup + a.iters):
-        if cuda:
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
+    def step():
         opt.zero_grad(set_to_none=True)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
             losses = model(images, targets)
         loss = sum(v.float() for v in losses.values())
-        loss_v = loss.item()
+        value = loss.item()
         loss.backward()
         opt.step()
+        return value
+
+    for i in range(a.warmup + a.iters):
+        if cuda:
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        loss_v = step()
         if cuda:
             torch.cuda.synchronize(dev)
         ms = (time.perf_counter() - t0) * 1e3
         if i >= a.warmup:
             times.append(ms)
+
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=acts) as prof:
+            step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25),
+              file=sys.stderr)
 
     res = {
         "task": "detect",

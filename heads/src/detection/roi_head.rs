@@ -234,7 +234,7 @@ impl FcnMaskHead {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = x;
         for c in &self.convs {
-            x = relu(c.conv.forward(x));
+            x = relu(crate::segmentation::conv_module::conv2d(&c.conv, x));
         }
         let up = crate::segmentation::conv_module::conv_transpose2d(&self.upsample, x);
         crate::segmentation::conv_module::conv2d(&self.conv_logits, relu(up))

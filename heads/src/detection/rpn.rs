@@ -18,6 +18,7 @@
 //!
 //! Initialisation: `normal(0, 0.01)` weights, zero bias (`RPNHead.init_weights`).
 
+use crate::segmentation::conv_module::conv2d;
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -122,9 +123,9 @@ impl RpnHead {
         let mut reg = Vec::new();
         let mut level_counts = Vec::new();
         for x in levels {
-            let h = relu(self.rpn_conv.forward(x.clone()));
-            let c = self.rpn_cls.forward(h.clone());
-            let r = self.rpn_reg.forward(h);
+            let h = relu(conv2d(&self.rpn_conv, x.clone()));
+            let c = conv2d(&self.rpn_cls, h.clone());
+            let r = conv2d(&self.rpn_reg, h);
             let [b, a, hh, ww] = c.dims();
             level_counts.push(hh * ww * a);
             cls.push(c.permute([0, 2, 3, 1]).reshape([b, hh * ww * a]));
