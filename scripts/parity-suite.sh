@@ -17,9 +17,14 @@ ARGS=("$@")
 # The packages of the cargo invocation: keep them those of the build being reused (feature
 # unification depends on them), `--workspace` after `cargo test --workspace`.
 read -r -a PKGS <<< "${CAE_SUITE_PKGS:---workspace}"
+# On wgpu / vulkan one test at a time: the tests of one binary share the device, and with several
+# test threads at once the CAE file's run on lavapipe did not finish in 15 minutes (one at a time:
+# about a minute; docs/backends/wgpu-cpu-parity.log).
+TEST_ARGS=()
+case "${CAE_TEST_DEVICE:-cpu}" in wgpu* | vulkan*) TEST_ARGS=(-- --test-threads=1) ;; esac
 echo "== parity suite on ${CAE_TEST_DEVICE:-cpu}${CAE_UNFUSED:+ (CAE_UNFUSED=$CAE_UNFUSED)}"
 cargo test --locked "${PKGS[@]}" "${ARGS[@]}" \
-  --test parity --test parity_posinterp --test parity_upernet --test parity_detops
+  --test parity --test parity_posinterp --test parity_upernet --test parity_detops "${TEST_ARGS[@]}"
 P="$(mktemp -d)"
 trap 'rm -rf "$P"' EXIT
 python3 scripts/perturb-reference.py tests/fixtures/reference "$P/ref" > "$P/perturbed.txt"

@@ -598,22 +598,57 @@ pub fn attention_forward(
         nq,
         nk,
         heads,
+        head_dim: hd,
         ..
     } = dims;
     let width = dims.width();
-    let mut out = vec![0.0f32; batch * nq * width];
-    // Saved: every head's probabilities; not saved: one head's scratch per batch item.
-    let per_item = if save { heads * nq * nk } else { nq * nk };
-    let mut probs = vec![0.0f32; batch * per_item];
-    out.par_chunks_mut(nq * width)
-        .zip(probs.par_chunks_mut(per_item))
+    // The (batch item, head) pairs split into one contiguous run per thread, so a batch of one
+    // (a detection group) keeps every thread busy. Each head's output goes to its own dense
+    // block first, then into its columns of the output.
+    let tasks = batch * heads;
+    let per = tasks.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let mut heads_out = vec![0.0f32; tasks * nq * hd];
+    // Saved: every head's probabilities; not saved: one head's scratch per run.
+    let mut probs = vec![0.0f32; if save { tasks * nq * nk } else { 0 }];
+    let runs = tasks.div_ceil(per);
+    let mut probs_runs: Vec<&mut [f32]> = if save {
+        probs.chunks_mut(per * nq * nk).collect()
+    } else {
+        (0..runs).map(|_| &mut [][..]).collect()
+    };
+    heads_out
+        .par_chunks_mut(per * nq * hd)
+        .zip(probs_runs.par_iter_mut())
         .enumerate()
-        .for_each(|(b, (out, probs))| {
-            dispatch!(
-                attention_forward_item,
-                attention_forward_item_avx2,
-                (b, out, probs, q, k, v, dims)
-            )
+        .for_each(|(r, (out, probs))| {
+            let mut scratch = Vec::new();
+            if !save {
+                scratch = vec![0.0f32; nq * nk];
+            }
+            for (j, out_h) in out.chunks_exact_mut(nq * hd).enumerate() {
+                let t = r * per + j;
+                let p_h: &mut [f32] = if save {
+                    &mut probs[j * nq * nk..][..nq * nk]
+                } else {
+                    &mut scratch
+                };
+                dispatch!(
+                    attention_forward_head,
+                    attention_forward_head_avx2,
+                    (t / heads, t % heads, out_h, p_h, q, k, v, dims)
+                )
+            }
+        });
+    let mut out = vec![0.0f32; batch * nq * width];
+    out.par_chunks_mut(nq * width)
+        .enumerate()
+        .for_each(|(b, out)| {
+            for h in 0..heads {
+                let src = &heads_out[(b * heads + h) * nq * hd..][..nq * hd];
+                for (row, s) in out.chunks_exact_mut(width).zip(src.chunks_exact(hd)) {
+                    row[h * hd..][..hd].copy_from_slice(s);
+                }
+            }
         });
     (out, save.then_some(probs))
 }
@@ -677,13 +712,15 @@ impl HeadOperands {
     }
 }
 
-/// Batch item `b` of [`attention_forward`]; `probs` holds every head's probabilities
-/// (`H·Nq·Nk`) or one head's scratch (`Nq·Nk`).
+/// Head `h` of batch item `b` of [`attention_forward`]: its output `[Nq, hd]` into `out_h`, its
+/// probabilities `[Nq, Nk]` into `p_h`.
 #[inline(always)]
-fn attention_forward_item(
+#[allow(clippy::too_many_arguments)]
+fn attention_forward_head(
     b: usize,
-    out: &mut [f32],
-    probs: &mut [f32],
+    h: usize,
+    out_h: &mut [f32],
+    p_h: &mut [f32],
     q: (&[f32], Strided),
     k: (&[f32], Strided),
     v: (&[f32], Strided),
@@ -692,39 +729,32 @@ fn attention_forward_item(
     let AttentionDims {
         nq,
         nk,
-        heads,
         head_dim: hd,
         ..
     } = dims;
-    let width = dims.width();
-    let saved = probs.len() == heads * nq * nk;
     let mut ops = HeadOperands::new(dims);
     let mut kt = vec![0.0f32; hd * nk];
     let mut packed = Vec::new();
-    for h in 0..heads {
-        let (qh, kh, vh) = ops.load(q, k, v, b, h, dims);
-        transpose(&mut kt, kh, nk, hd);
-        let at = if saved { h * nq * nk } else { 0 };
-        let p_h = &mut probs[at..][..nq * nk];
-        // P = softmax((scale·q)·kᵀ) row by row.
-        head_probs(qh, &kt, p_h, dims, &mut packed);
-        // O_h = P·v, straight into head h's columns of the output.
-        small_gemm(
-            nq,
-            hd,
-            nk,
-            Mat::rows(p_h, nk),
-            vh,
-            hd,
-            &mut out[h * hd..],
-            width,
-            &mut packed,
-        );
-    }
+    let (qh, kh, vh) = ops.load(q, k, v, b, h, dims);
+    transpose(&mut kt, kh, nk, hd);
+    // P = softmax((scale·q)·kᵀ) row by row.
+    head_probs(qh, &kt, p_h, dims, &mut packed);
+    // O_h = P·v.
+    small_gemm(
+        nq,
+        hd,
+        nk,
+        Mat::rows(p_h, nk),
+        vh,
+        hd,
+        out_h,
+        hd,
+        &mut packed,
+    );
 }
-avx2_twin!(attention_forward_item => attention_forward_item_avx2(
-    b: usize, out: &mut [f32], probs: &mut [f32], q: (&[f32], Strided), k: (&[f32], Strided),
-    v: (&[f32], Strided), dims: AttentionDims
+avx2_twin!(attention_forward_head => attention_forward_head_avx2(
+    b: usize, h: usize, out_h: &mut [f32], p_h: &mut [f32], q: (&[f32], Strided),
+    k: (&[f32], Strided), v: (&[f32], Strided), dims: AttentionDims
 ));
 
 /// Where the three input gradients of [`attention_backward`] go inside one batch item's chunk of
@@ -757,32 +787,70 @@ pub fn attention_backward(
     dims: AttentionDims,
     layout: GradLayout,
 ) -> Vec<f32> {
-    let mut grad = vec![0.0f32; dims.batch * layout.chunk];
+    let AttentionDims {
+        batch,
+        nq,
+        nk,
+        heads,
+        head_dim: hd,
+        ..
+    } = dims;
+    // Per (batch item, head) pair, as in the forward: `[dq (scaled); dk; dv]` of each head into
+    // a block of its own, one contiguous run of pairs per thread, then into the layout.
+    let tasks = batch * heads;
+    let per = tasks.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let task_len = (nq + 2 * nk) * hd;
+    let mut per_head = vec![0.0f32; tasks * task_len];
+    per_head
+        .par_chunks_mut(per * task_len)
+        .enumerate()
+        .for_each(|(r, run)| {
+            for (j, th) in run.chunks_exact_mut(task_len).enumerate() {
+                let t = r * per + j;
+                dispatch!(
+                    attention_backward_head,
+                    attention_backward_head_avx2,
+                    (t / heads, t % heads, th, dout, q, k, v, probs, dims)
+                )
+            }
+        });
+    let mut grad = vec![0.0f32; batch * layout.chunk];
     grad.par_chunks_mut(layout.chunk)
         .enumerate()
         .for_each(|(b, g)| {
-            dispatch!(
-                attention_backward_item,
-                attention_backward_item_avx2,
-                (b, g, dout, q, k, v, probs, dims, layout)
-            )
+            for h in 0..heads {
+                let th = &per_head[(b * heads + h) * task_len..][..task_len];
+                let (dq, rest) = th.split_at(nq * hd);
+                let (dk, dv) = rest.split_at(nk * hd);
+                for (i, src) in dq.chunks_exact(hd).enumerate() {
+                    g[layout.dq.offset + i * layout.dq.row_stride + h * hd..][..hd]
+                        .copy_from_slice(src);
+                }
+                for (j, (sk, sv)) in dk.chunks_exact(hd).zip(dv.chunks_exact(hd)).enumerate() {
+                    g[layout.dk.offset + j * layout.dk.row_stride + h * hd..][..hd]
+                        .copy_from_slice(sk);
+                    g[layout.dv.offset + j * layout.dv.row_stride + h * hd..][..hd]
+                        .copy_from_slice(sv);
+                }
+            }
         });
     grad
 }
 
-/// Batch item `b` of [`attention_backward`], into its chunk `g` of the gradient buffer.
+/// Head `h` of batch item `b` of [`attention_backward`]: `[dq; dk; dv]` (`dq` already times the
+/// scale), dense `[Nq + 2·Nk, hd]`, into `out`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attention_backward_item(
+fn attention_backward_head(
     b: usize,
-    g: &mut [f32],
+    h: usize,
+    out: &mut [f32],
     dout: &[f32],
     q: (&[f32], Strided),
     k: (&[f32], Strided),
     v: (&[f32], Strided),
     probs: Option<&[f32]>,
     dims: AttentionDims,
-    layout: GradLayout,
 ) {
     let AttentionDims {
         nq,
@@ -797,97 +865,73 @@ fn attention_backward_item(
     let mut vt = vec![0.0f32; hd * nk];
     let mut doh = vec![0.0f32; nq * hd];
     let mut ds = vec![0.0f32; nq * nk];
-    let mut dqh = vec![0.0f32; nq * hd];
-    let mut dkh = vec![0.0f32; nk * hd];
-    let mut dvh = vec![0.0f32; nk * hd];
     let mut packed = Vec::new();
-    // Recomputation scratch: kᵀ and one head's probabilities.
-    let (mut kt, mut recomputed) = match probs {
-        Some(_) => (Vec::new(), Vec::new()),
-        None => (vec![0.0f32; hd * nk], vec![0.0f32; nq * nk]),
+    let (dqh, rest) = out.split_at_mut(nq * hd);
+    let (dkh, dvh) = rest.split_at_mut(nk * hd);
+    let recomputed: Vec<f32>;
+    let (qh, kh, vh) = ops.load(q, k, v, b, h, dims);
+    load_head(&mut doh, dout, Strided::dense(nq, width), b, h, nq, hd, 1.0);
+    transpose(&mut vt, vh, nk, hd);
+    let p_h: &[f32] = match probs {
+        Some(p) => &p[(b * heads + h) * nq * nk..][..nq * nk],
+        None => {
+            let mut kt = vec![0.0f32; hd * nk];
+            let mut p = vec![0.0f32; nq * nk];
+            transpose(&mut kt, kh, nk, hd);
+            head_probs(qh, &kt, &mut p, dims, &mut packed);
+            recomputed = p;
+            &recomputed
+        }
     };
-    let dout_at = Strided::dense(nq, width);
-    for h in 0..heads {
-        let (qh, kh, vh) = ops.load(q, k, v, b, h, dims);
-        load_head(&mut doh, dout, dout_at, b, h, nq, hd, 1.0);
-        transpose(&mut vt, vh, nk, hd);
-        let p_h: &[f32] = match probs {
-            Some(p) => &p[(b * heads + h) * nq * nk..][..nq * nk],
-            None => {
-                transpose(&mut kt, kh, nk, hd);
-                head_probs(qh, &kt, &mut recomputed, dims, &mut packed);
-                &recomputed
-            }
-        };
-        // dP = dO·vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) row by row in place.
-        small_gemm(
-            nq,
-            nk,
-            hd,
-            Mat::rows(&doh, hd),
-            &vt,
-            nk,
-            &mut ds,
-            nk,
-            &mut packed,
-        );
-        for (s, p) in ds.chunks_exact_mut(nk).zip(p_h.chunks_exact(nk)) {
-            let di = dot(p, s);
-            for (s, &p) in s.iter_mut().zip(p) {
-                *s = p * (*s - di);
-            }
-        }
-        // dq = scale·dS·k, dk = dSᵀ·(scale·q), dv = Pᵀ·dO.
-        small_gemm(
-            nq,
-            hd,
-            nk,
-            Mat::rows(&ds, nk),
-            kh,
-            hd,
-            &mut dqh,
-            hd,
-            &mut packed,
-        );
-        small_gemm(
-            nk,
-            hd,
-            nq,
-            Mat::transposed(&ds, nk),
-            qh,
-            hd,
-            &mut dkh,
-            hd,
-            &mut packed,
-        );
-        small_gemm(
-            nk,
-            hd,
-            nq,
-            Mat::transposed(p_h, nk),
-            &doh,
-            hd,
-            &mut dvh,
-            hd,
-            &mut packed,
-        );
-        for i in 0..nq {
-            let row = &mut g[layout.dq.offset + i * layout.dq.row_stride + h * hd..][..hd];
-            for (r, &x) in row.iter_mut().zip(&dqh[i * hd..][..hd]) {
-                *r = x * scale;
-            }
-        }
-        for j in 0..nk {
-            let row = &mut g[layout.dk.offset + j * layout.dk.row_stride + h * hd..][..hd];
-            row.copy_from_slice(&dkh[j * hd..][..hd]);
-            let row = &mut g[layout.dv.offset + j * layout.dv.row_stride + h * hd..][..hd];
-            row.copy_from_slice(&dvh[j * hd..][..hd]);
+    // dP = dO·vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) row by row in place.
+    small_gemm(
+        nq,
+        nk,
+        hd,
+        Mat::rows(&doh, hd),
+        &vt,
+        nk,
+        &mut ds,
+        nk,
+        &mut packed,
+    );
+    for (s, p) in ds.chunks_exact_mut(nk).zip(p_h.chunks_exact(nk)) {
+        let di = dot(p, s);
+        for (s, &p) in s.iter_mut().zip(p) {
+            *s = p * (*s - di);
         }
     }
+    // dq = scale·dS·k, dk = dSᵀ·(scale·q), dv = Pᵀ·dO.
+    small_gemm(nq, hd, nk, Mat::rows(&ds, nk), kh, hd, dqh, hd, &mut packed);
+    small_gemm(
+        nk,
+        hd,
+        nq,
+        Mat::transposed(&ds, nk),
+        qh,
+        hd,
+        dkh,
+        hd,
+        &mut packed,
+    );
+    small_gemm(
+        nk,
+        hd,
+        nq,
+        Mat::transposed(p_h, nk),
+        &doh,
+        hd,
+        dvh,
+        hd,
+        &mut packed,
+    );
+    for x in dqh.iter_mut() {
+        *x *= scale;
+    }
 }
-avx2_twin!(attention_backward_item => attention_backward_item_avx2(
-    b: usize, g: &mut [f32], dout: &[f32], q: (&[f32], Strided), k: (&[f32], Strided),
-    v: (&[f32], Strided), probs: Option<&[f32]>, dims: AttentionDims, layout: GradLayout
+avx2_twin!(attention_backward_head => attention_backward_head_avx2(
+    b: usize, h: usize, out: &mut [f32], dout: &[f32], q: (&[f32], Strided),
+    k: (&[f32], Strided), v: (&[f32], Strided), probs: Option<&[f32]>, dims: AttentionDims
 ));
 
 #[cfg(test)]
@@ -1022,62 +1066,63 @@ mod tests {
         };
         let (q, k, v) = (rand(21 * 32), rand(19 * 32), rand(19 * 32));
         let (qs, ks) = (Strided::dense(21, 32), Strided::dense(19, 32));
-        let (mut o1, mut o2) = (vec![0.0; 21 * 32], vec![0.0; 21 * 32]);
-        let (mut pr1, mut pr2) = (vec![0.0; 2 * 21 * 19], vec![0.0; 2 * 21 * 19]);
-        attention_forward_item(0, &mut o1, &mut pr1, (&q, qs), (&k, ks), (&v, ks), dims);
-        unsafe {
-            attention_forward_item_avx2(0, &mut o2, &mut pr2, (&q, qs), (&k, ks), (&v, ks), dims)
-        };
-        assert_eq!(
-            (bits(&o1), bits(&pr1)),
-            (bits(&o2), bits(&pr2)),
-            "attention forward"
-        );
         let dout = rand(21 * 32);
-        let layout = GradLayout {
-            chunk: 21 * 32 + 2 * 19 * 32,
-            dq: Strided::dense(21, 32),
-            dk: Strided {
-                batch_stride: 0,
-                row_stride: 32,
-                offset: 21 * 32,
-            },
-            dv: Strided {
-                batch_stride: 0,
-                row_stride: 32,
-                offset: 21 * 32 + 19 * 32,
-            },
-        };
-        let (mut g1, mut g2) = (vec![0.0; layout.chunk], vec![0.0; layout.chunk]);
-        attention_backward_item(
-            0,
-            &mut g1,
-            &dout,
-            (&q, qs),
-            (&k, ks),
-            (&v, ks),
-            Some(&pr1),
-            dims,
-            layout,
-        );
-        unsafe {
-            attention_backward_item_avx2(
+        let task = (21 + 2 * 19) * 16;
+        for h in 0..2 {
+            let (mut o1, mut o2) = (vec![0.0; 21 * 16], vec![0.0; 21 * 16]);
+            let (mut pr1, mut pr2) = (vec![0.0; 21 * 19], vec![0.0; 21 * 19]);
+            attention_forward_head(0, h, &mut o1, &mut pr1, (&q, qs), (&k, ks), (&v, ks), dims);
+            unsafe {
+                attention_forward_head_avx2(
+                    0,
+                    h,
+                    &mut o2,
+                    &mut pr2,
+                    (&q, qs),
+                    (&k, ks),
+                    (&v, ks),
+                    dims,
+                )
+            };
+            assert_eq!(
+                (bits(&o1), bits(&pr1)),
+                (bits(&o2), bits(&pr2)),
+                "attention forward, head {h}"
+            );
+            // The saved probabilities of both heads, as the backward reads them.
+            let mut saved = vec![0.0; 2 * 21 * 19];
+            saved[h * 21 * 19..][..21 * 19].copy_from_slice(&pr1);
+            let (mut g1, mut g2) = (vec![0.0; task], vec![0.0; task]);
+            attention_backward_head(
                 0,
-                &mut g2,
+                h,
+                &mut g1,
                 &dout,
                 (&q, qs),
                 (&k, ks),
                 (&v, ks),
-                None,
+                Some(&saved),
                 dims,
-                layout,
-            )
-        };
-        assert_eq!(
-            bits(&g1),
-            bits(&g2),
-            "attention backward (AVX2 recomputing the probabilities)"
-        );
+            );
+            unsafe {
+                attention_backward_head_avx2(
+                    0,
+                    h,
+                    &mut g2,
+                    &dout,
+                    (&q, qs),
+                    (&k, ks),
+                    (&v, ks),
+                    None,
+                    dims,
+                )
+            };
+            assert_eq!(
+                bits(&g1),
+                bits(&g2),
+                "attention backward, head {h} (AVX2 recomputing the probabilities)"
+            );
+        }
     }
 
     /// Attention without saved probabilities (the backward recomputes them head by head) gives
@@ -1127,6 +1172,23 @@ mod tests {
         let g2 = attention_backward(&dout, ops.0, ops.1, ops.2, None, dims, layout);
         assert_eq!(bits(&g1), bits(&g2), "gradients");
         assert!(g1.iter().any(|&x| x != 0.0));
+        // The (item, head) pairs split over the threads: 1, 2 and 4 threads (runs of 9, 5 and 3
+        // pairs, the last one short) give the same bits.
+        for threads in [1, 2, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let (o, g) = pool.install(|| {
+                let (o, _) = attention_forward(ops.0, ops.1, ops.2, dims, false);
+                (
+                    o,
+                    attention_backward(&dout, ops.0, ops.1, ops.2, None, dims, layout),
+                )
+            });
+            assert_eq!(bits(&o), bits(&o1), "forward on {threads} threads");
+            assert_eq!(bits(&g), bits(&g1), "gradients on {threads} threads");
+        }
     }
 
     /// `erf` in f64 by its Taylor series / continued fraction (reference only).
