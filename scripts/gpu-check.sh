@@ -67,7 +67,7 @@ build)
     rm "$f"
   done
   cp benches/torch_twin.py benches/torch_seg_twin.py "$BIN/"
-  [ -f benches/torch_det_twin.py ] && cp benches/torch_det_twin.py "$BIN/"
+  cp benches/torch_det_twin.py "$BIN/"
   ls -la "$BIN"
   du -sh "$BIN"
   ;;
@@ -132,8 +132,12 @@ run)
         step "Mask R-CNN ViT-B, ours on $dev, f32" \
           "$b" bench detect --preset paper --batch 1 --iters 2 --warmup 1 --device "$dev" --json
       done
-      [ -f "$BIN/torch_det_twin.py" ] && step "Mask R-CNN ViT-B, PyTorch twin on cuda, f32" \
-        python3 "$BIN/torch_det_twin.py" --preset vit_base --batch 1 --iters 2 --warmup 1 --device cuda --json
+      # The twin needs torchvision beside torch on the GPU machine; without it the step fails
+      # alone (logged) and the script goes on.
+      for dt in f32 bf16; do
+        step "Mask R-CNN ViT-B, PyTorch twin on cuda, $dt" \
+          python3 "$BIN/torch_det_twin.py" --preset vit_base --batch 1 --iters 2 --warmup 1 --device cuda --dtype "$dt" --json
+      done
     else
       echo "== Mask R-CNN ViT-B: this binary has no \`bench detect\` (not measured)"
     fi
