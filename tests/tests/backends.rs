@@ -14,13 +14,11 @@
 //! After a few AdamW steps that grows, because AdamW divides the first moment by the square root
 //! of the second: a gradient element whose rounding differs in the last bits moves its weight by
 //! nearly the same `lr` either way, but a near-zero one can move by a visibly different fraction
-//! of `lr`, and one whose sign differs moves by `+lr` on one side and `−lr` on the other. Hence:
-//! the first step's loss within 1e-4 relative (forward only), later losses within 1e-3 relative,
-//! and each checkpoint tensor within `max(2·lr, 1e-4·max|w|)` (one such sign flip per element over
-//! the whole run), with the mean difference a tenth of that. Measured: on `tch:cpu` losses 1.5e-7
-//! (pretraining) and 6.4e-8 (UperNet) relative apart, checkpoints 4.3e-7 and 1.0e-4 at worst; on
-//! `wgpu:cpu` (lavapipe) the pretraining run's losses 1.1e-6 apart and one bias element 1.9e-4
-//! (just over one lr step, 1.875e-4).
+//! of `lr`. Hence: the first step's loss within 1e-4 relative (forward only), later losses within
+//! 1e-3 relative, and each checkpoint tensor within `max(lr, 1e-4·max|w|)` (one learning-rate step
+//! per element over the whole run), with the mean difference a tenth of that. Measured on
+//! `tch:cpu`: losses 1.5e-7 (pretraining) and 6.4e-8 (UperNet) relative apart, checkpoints 4.3e-7
+//! and 1.0e-4 at worst.
 
 mod common;
 
@@ -161,11 +159,11 @@ fn a_short_pretraining_run_matches_flex() {
     }
     let what = format!("pretraining on {device} {env:?}");
     assert_losses_close(&losses[0], &losses[1], &what);
-    // lr is 1.875e-4 at batch 8 (blr 6e-3): one sign flip (2·lr) per element over the run.
+    // lr is 1.875e-4 at batch 8 (blr 6e-3): one lr step per element over the run.
     assert_checkpoints_close(
         &dir.path().join("ref/encoder.safetensors"),
         &dir.path().join("dut/encoder.safetensors"),
-        2.0 * 1.875e-4,
+        1.875e-4,
         &what,
     );
 }
@@ -213,11 +211,11 @@ fn a_short_upernet_run_matches_flex() {
     assert_losses_close(&runs[0].1, &runs[1].1, &what);
     let iters = runs[0].0["iters"].as_u64().unwrap();
     let ckpt = format!("checkpoints/ckpt-{iters:08}.safetensors");
-    // The test recipe's AdamW lr is at most 1e-3: one sign flip (2·lr) per element over the run.
+    // The test recipe's AdamW lr is at most 1e-3: one lr step per element over the run.
     assert_checkpoints_close(
         &dir.path().join("ref").join(&ckpt),
         &dir.path().join("dut").join(&ckpt),
-        2.0 * 1e-3,
+        1e-3,
         &what,
     );
     // mIoU counts whole pixels: equal unless a near-tie logit flips, which a few pixels can do.
