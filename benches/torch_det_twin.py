@@ -59,7 +59,6 @@ import os
 import resource
 import statistics
 import sys
-import time
 from collections import OrderedDict
 
 import torch
@@ -76,7 +75,8 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_seg_twin import (  # noqa: E402
-    LN_EPS, BatchNorm2d, Feature2Pyramid, Mlp, PatchEmbed, drop_path, layer_id, tap_blocks)
+    LN_EPS, BatchNorm2d, Feature2Pyramid, Mlp, PatchEmbed, drop_path, param_groups, tap_blocks,
+    timed_iterations)
 
 # The recipes of `DetRecipe::{mini, paper}` and `MaskRcnnConfig::{mini, vit}`.
 PRESETS = {
@@ -89,7 +89,6 @@ PRESETS = {
 }
 INIT_VALUES = 0.1
 LAYER_DECAY = 0.75
-WEIGHT_DECAY = 0.05
 
 
 def sincos_2d_hw(gh, gw, dim):
@@ -243,18 +242,6 @@ def bench_objects(b, h, w, n, classes):
                 labels=torch.tensor(labels, dtype=torch.int64), masks=torch.stack(masks))
 
 
-def param_groups(model, depth, lr):
-    groups = {}
-    for path, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        layer = min(layer_id(path, depth), depth + 1)
-        scale = LAYER_DECAY ** (depth + 1 - layer)
-        wd = 0.0 if (p.ndim <= 1 or path.endswith(".bias")) else WEIGHT_DECAY
-        groups.setdefault((scale, wd), []).append(p)
-    return [{"params": ps, "lr": lr * s, "weight_decay": wd} for (s, wd), ps in groups.items()]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="mini", choices=sorted(PRESETS))
@@ -288,11 +275,10 @@ def main():
     images = images.to(dev)
     targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
     model.train()
-    opt = torch.optim.AdamW(param_groups(model, cfg["depth"], cfg["lr"]), lr=cfg["lr"],
+    opt = torch.optim.AdamW(param_groups(model, cfg["depth"], cfg["lr"], LAYER_DECAY), lr=cfg["lr"],
                             betas=(0.9, 0.999), eps=1e-8)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    times, loss_v = [], math.nan
     def step():
         opt.zero_grad(set_to_none=True)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
@@ -303,16 +289,7 @@ def main():
         opt.step()
         return value
 
-    for i in range(a.warmup + a.iters):
-        if cuda:
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        loss_v = step()
-        if cuda:
-            torch.cuda.synchronize(dev)
-        ms = (time.perf_counter() - t0) * 1e3
-        if i >= a.warmup:
-            times.append(ms)
+    times, loss_v = timed_iterations(step, a.warmup, a.iters, dev)
 
     if a.profile:
         from torch.profiler import ProfilerActivity, profile

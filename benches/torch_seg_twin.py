@@ -380,16 +380,35 @@ def layer_id(path, depth):
     return depth + 1
 
 
-def param_groups(model, depth, lr):
+def param_groups(model, depth, lr, decay=LAYER_DECAY):
+    """AdamW groups of our `seg_param_group`: lr x decay^(depth + 1 - layer), no weight decay on
+    1-D tensors and biases (the detection twin passes its recipe's 0.75)."""
     groups = {}
     for path, p in model.named_parameters():
         if not p.requires_grad:
             continue
         layer = min(layer_id(path, depth), depth + 1)
-        scale = LAYER_DECAY ** (depth + 1 - layer)
+        scale = decay ** (depth + 1 - layer)
         wd = 0.0 if (p.ndim <= 1 or path.endswith(".bias")) else WEIGHT_DECAY
         groups.setdefault((scale, wd), []).append(p)
     return [{"params": ps, "lr": lr * s, "weight_decay": wd} for (s, wd), ps in groups.items()]
+
+
+def timed_iterations(step, warmup, iters, dev):
+    """Runs `step()` (one whole iteration, returning its loss) `warmup + iters` times; the
+    milliseconds of the timed ones (synchronised on a GPU) and the last loss."""
+    cuda = dev.type == "cuda"
+    times, loss_v = [], math.nan
+    for i in range(warmup + iters):
+        if cuda:
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        loss_v = step()
+        if cuda:
+            torch.cuda.synchronize(dev)
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times, loss_v
 
 
 def make_batch(b, crop, classes):
@@ -453,24 +472,18 @@ def main():
     if a.summary:
         summary(model, images)
 
-    times, loss_v = [], math.nan
-    for i in range(a.warmup + a.iters):
-        if cuda:
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
+    def step():
         opt.zero_grad(set_to_none=True)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
             logits, aux_logits = model(images)
         logits, aux_logits = logits.float(), aux_logits.float()
         loss = seg_ce(logits, labels) + AUX_WEIGHT * seg_ce(aux_logits, labels)
-        loss_v = loss.item()
+        value = loss.item()
         loss.backward()
         opt.step()
-        if cuda:
-            torch.cuda.synchronize(dev)
-        ms = (time.perf_counter() - t0) * 1e3
-        if i >= a.warmup:
-            times.append(ms)
+        return value
+
+    times, loss_v = timed_iterations(step, a.warmup, a.iters, dev)
 
     res = {
         "task": "segment",

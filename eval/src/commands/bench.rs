@@ -153,37 +153,31 @@ fn detect(args: BenchDetectArgs) -> anyhow::Result<()> {
         &device,
     )
     .context("running the detection benchmark")?;
-    let threads = rayon::current_num_threads();
-    let mut sorted = r.ms.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let best = sorted[0];
-    if args.json {
-        let mut v = serde_json::to_value(&r)?;
-        v["task"] = "detect".into();
-        v["ms_median"] = median.into();
-        v["ms_best"] = best.into();
-        v["threads"] = threads.into();
-        v["device"] = args.device.clone().into();
-        v["peak_rss_mib"] = peak_rss_mib().into();
-        println!("{v}");
-    } else {
-        println!(
-            "cae-bench detect {} batch {} at {}x{} ({threads} threads): median {median:.1} ms/iter, \
+    let v = serde_json::to_value(&r)?;
+    print_iterations(
+        v,
+        &r.ms,
+        "detect",
+        &args.device,
+        args.json,
+        |median, best, threads| {
+            format!(
+                "cae-bench detect {} batch {} at {}x{} ({threads} threads): median {median:.1} ms/iter, \
              best {best:.1} ms over {} iters, loss {:.4}, {} proposals, {} box RoIs, {} mask RoIs, \
              {} params",
-            r.preset,
-            r.batch,
-            r.size[0],
-            r.size[1],
-            r.ms.len(),
-            r.loss,
-            r.proposals,
-            r.box_rois,
-            r.mask_rois,
-            r.params
-        );
-    }
+                r.preset,
+                r.batch,
+                r.size[0],
+                r.size[1],
+                r.ms.len(),
+                r.loss,
+                r.proposals,
+                r.box_rois,
+                r.mask_rois,
+                r.params
+            )
+        },
+    );
     Ok(())
 }
 
@@ -198,33 +192,55 @@ fn segment(args: BenchSegmentArgs) -> anyhow::Result<()> {
         &device,
     )
     .context("running the segmentation benchmark")?;
+    let v = serde_json::to_value(&r)?;
+    print_iterations(
+        v,
+        &r.ms,
+        "segment",
+        &args.device,
+        args.json,
+        |median, best, threads| {
+            format!(
+                "cae-bench segment {} batch {} crop {} ({threads} threads): median {median:.1} ms/iter, \
+             best {best:.1} ms over {} iters, loss {:.4}, {} params",
+                r.preset,
+                r.batch,
+                r.crop,
+                r.ms.len(),
+                r.loss,
+                r.params
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Prints a whole-iteration benchmark: `v` (its serialised result) with the median and best of
+/// `ms`, the task, threads, device and peak RSS as one JSON object, or the line `text` makes from
+/// the median, the best and the thread count.
+fn print_iterations(
+    mut v: serde_json::Value,
+    ms: &[f64],
+    task: &str,
+    device: &str,
+    json: bool,
+    text: impl FnOnce(f64, f64, usize) -> String,
+) {
     let threads = rayon::current_num_threads();
-    let mut sorted = r.ms.clone();
+    let mut sorted = ms.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let best = sorted[0];
-    if args.json {
-        let mut v = serde_json::to_value(&r)?;
-        v["task"] = "segment".into();
+    let (median, best) = (sorted[sorted.len() / 2], sorted[0]);
+    if json {
+        v["task"] = task.into();
         v["ms_median"] = median.into();
         v["ms_best"] = best.into();
         v["threads"] = threads.into();
-        v["device"] = args.device.clone().into();
+        v["device"] = device.into();
         v["peak_rss_mib"] = peak_rss_mib().into();
         println!("{v}");
     } else {
-        println!(
-            "cae-bench segment {} batch {} crop {} ({threads} threads): median {median:.1} ms/iter, \
-             best {best:.1} ms over {} iters, loss {:.4}, {} params",
-            r.preset,
-            r.batch,
-            r.crop,
-            r.ms.len(),
-            r.loss,
-            r.params
-        );
+        println!("{}", text(median, best, threads));
     }
-    Ok(())
 }
 
 /// The op rows: name and a closure running forward + backward once (inputs made inside, before

@@ -432,6 +432,25 @@ impl DetRecipe {
         Ok(())
     }
 
+    /// The detector of this recipe on a `d`-wide encoder of `p`-px patches for `classes`
+    /// classes: the `heads` preset with the recipe's box head, box loss, clipping, anchor valid
+    /// flags and ground-truth order (what `detect` trains and `bench detect` times).
+    pub fn detector(&self, d: usize, p: usize, classes: usize) -> Result<MaskRcnnConfig> {
+        let mut cfg = MaskRcnnConfig::preset(&self.heads)?;
+        cfg.in_channels = d;
+        cfg.patch_size = p;
+        cfg.num_classes = classes;
+        if self.box_head == "2fc" {
+            cfg.box_head.num_convs = 0;
+            cfg.box_head.num_fcs = 2;
+        }
+        cfg.box_head.loss = self.box_loss;
+        cfg.clip = self.clip;
+        cfg.anchor_valid_flags = self.anchor_valid_flags;
+        cfg.gt_proposal_order = self.gt_proposal_order;
+        Ok(cfg)
+    }
+
     /// Iterations of a run on `train_images` images.
     pub fn total_iters(&self, train_images: usize) -> u64 {
         match self.epochs {
@@ -842,18 +861,7 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
         recipe.rel_pos_bias.then_some(recipe.canvas / p),
         &init,
     );
-    let mut det_cfg = MaskRcnnConfig::preset(&recipe.heads)?;
-    det_cfg.in_channels = encoder.embed_dim();
-    det_cfg.patch_size = p;
-    det_cfg.num_classes = data.train.num_classes();
-    if recipe.box_head == "2fc" {
-        det_cfg.box_head.num_convs = 0;
-        det_cfg.box_head.num_fcs = 2;
-    }
-    det_cfg.box_head.loss = recipe.box_loss;
-    det_cfg.clip = recipe.clip;
-    det_cfg.anchor_valid_flags = recipe.anchor_valid_flags;
-    det_cfg.gt_proposal_order = recipe.gt_proposal_order;
+    let det_cfg = recipe.detector(encoder.embed_dim(), p, data.train.num_classes())?;
     let rebuild = recipe.pos_embed_resize == PosResize::Rebuild;
     let mut model = MaskRcnn::new(&det_cfg, encoder, req.seed, &ad)
         .and_then(|m| m.with_position_grid(load[0] / p, load[1] / p, rebuild))
@@ -1498,18 +1506,7 @@ pub fn bench_mask_rcnn_iteration(
         &init,
     );
     let classes = if mini { 8 } else { 80 };
-    let mut det_cfg = MaskRcnnConfig::preset(&recipe.heads)?;
-    det_cfg.in_channels = encoder.embed_dim();
-    det_cfg.patch_size = p;
-    det_cfg.num_classes = classes;
-    if recipe.box_head == "2fc" {
-        det_cfg.box_head.num_convs = 0;
-        det_cfg.box_head.num_fcs = 2;
-    }
-    det_cfg.box_head.loss = recipe.box_loss;
-    det_cfg.clip = recipe.clip;
-    det_cfg.anchor_valid_flags = recipe.anchor_valid_flags;
-    det_cfg.gt_proposal_order = recipe.gt_proposal_order;
+    let det_cfg = recipe.detector(encoder.embed_dim(), p, classes)?;
     let rebuild = recipe.pos_embed_resize == PosResize::Rebuild;
     let mut model = MaskRcnn::new(&det_cfg, encoder, 0, &ad)
         .and_then(|m| m.with_position_grid(load[0] / p, load[1] / p, rebuild))?;
