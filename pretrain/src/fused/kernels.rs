@@ -21,59 +21,106 @@ pub const ROW_BLOCK: usize = 32;
 /// Elements per parallel task for the element-wise kernels (GELU).
 pub const ELEM_BLOCK: usize = 16 * 1024;
 
-/// Whether the kernels run their AVX2 builds: the CPU has AVX2 and `CAE_SIMD` is not `baseline`
-/// (for A/B runs). Read once.
-#[cfg(target_arch = "x86_64")]
-pub fn avx2() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var("CAE_SIMD")
-            .map(|v| v.trim() != "baseline")
-            .unwrap_or(true)
-            && std::arch::is_x86_feature_detected!("avx2")
+/// Which build of the loop bodies the kernels run: the baseline (SSE2), the AVX2 twin (256-bit
+/// vectors) or the AVX-512 twin (512-bit vectors). All three give bit-identical results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// The baseline x86-64 (SSE2) or non-x86 build.
+    Baseline,
+    /// `#[target_feature(enable = "avx2")]`.
+    Avx2,
+    /// `#[target_feature(enable = "avx2,avx512f")]`.
+    Avx512,
+}
+
+/// The levels this CPU can run, lowest first.
+pub fn simd_levels_supported() -> Vec<SimdLevel> {
+    let mut v = vec![SimdLevel::Baseline];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            v.push(SimdLevel::Avx2);
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(SimdLevel::Avx512);
+            }
+        }
+    }
+    v
+}
+
+/// The level the kernels run at: the highest the CPU has, capped by `CAE_SIMD` (`baseline`,
+/// `avx2`, `avx512`; for A/B runs). Read once.
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let best = *simd_levels_supported()
+            .last()
+            .expect("baseline is always there");
+        let cap = match std::env::var("CAE_SIMD").as_deref().map(str::trim) {
+            Ok("baseline") => SimdLevel::Baseline,
+            Ok("avx2") => SimdLevel::Avx2,
+            _ => SimdLevel::Avx512,
+        };
+        best.min(cap)
     })
 }
 
-/// Not an x86-64 CPU: the baseline build only.
-#[cfg(not(target_arch = "x86_64"))]
-pub fn avx2() -> bool {
-    false
-}
-
-/// Defines `$twin`, the body `$name` compiled for AVX2 (x86-64 only).
+/// Defines module `$twin` with `avx2` and `avx512`, the body `$name` compiled for AVX2 and for
+/// AVX-512 (x86-64 only).
 ///
-/// The loop bodies are `#[inline(always)]` functions, so they are compiled again inside the
-/// `#[target_feature]` twin with 256-bit vectors (a closure passed to a `#[target_feature]`
+/// The loop bodies are `#[inline(always)]` functions, so they are compiled again inside each
+/// `#[target_feature]` twin with wider vectors (a closure passed to a `#[target_feature]`
 /// wrapper is not inlined into it and stays baseline code). The twins do the same operations in
 /// the same order as the baseline (multiply-adds stay a multiply and an add; the reductions keep
-/// their [`LANES`] partial sums), so both give bit-identical results: only the vector width
+/// their [`LANES`] partial sums), so all give bit-identical results: only the vector width
 /// differs.
-macro_rules! avx2_twin {
+macro_rules! simd_twins {
     ($name:ident => $twin:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)?) => {
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        #[allow(clippy::too_many_arguments)]
-        fn $twin($($arg: $ty),*) $(-> $ret)? {
-            $name($($arg),*)
+        mod $twin {
+            #[allow(unused_imports)]
+            use super::*;
+            #[target_feature(enable = "avx2")]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) fn avx2($($arg: $ty),*) $(-> $ret)? {
+                super::$name($($arg),*)
+            }
+            #[target_feature(enable = "avx2,avx512f")]
+            #[allow(clippy::too_many_arguments)]
+            pub(super) fn avx512($($arg: $ty),*) $(-> $ret)? {
+                super::$name($($arg),*)
+            }
         }
     };
 }
 
-/// Calls the AVX2 twin of a loop body when [`avx2`] says so, else the baseline body.
-macro_rules! dispatch {
-    ($name:ident, $twin:ident, ($($a:expr),*)) => {{
+/// Calls the build of a loop body that `$level` names (one of [`simd_levels_supported`]).
+macro_rules! dispatch_at {
+    ($level:expr, $name:ident, $twin:ident, ($($a:expr),*)) => {{
+        let level: SimdLevel = $level;
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)] // the one unsafe call: a `#[target_feature]` function, checked first
-        let r = if avx2() {
-            // SAFETY: `avx2()` checked that the CPU supports AVX2.
-            unsafe { $twin($($a),*) }
-        } else {
-            $name($($a),*)
+        let r = match level {
+            // SAFETY: the level comes from `simd_levels_supported`, which checked the CPU.
+            SimdLevel::Avx512 => unsafe { $twin::avx512($($a),*) },
+            // SAFETY: as above.
+            SimdLevel::Avx2 => unsafe { $twin::avx2($($a),*) },
+            SimdLevel::Baseline => $name($($a),*),
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let r = $name($($a),*);
+        let r = {
+            let _ = level;
+            $name($($a),*)
+        };
         r
     }};
+}
+
+/// Calls the build of a loop body that [`simd_level`] picks.
+macro_rules! dispatch {
+    ($name:ident, $twin:ident, ($($a:expr),*)) => {
+        dispatch_at!(simd_level(), $name, $twin, ($($a),*))
+    };
 }
 
 /// `a·b + c` as a multiply and an add. `f32::mul_add` is a libm call (software FMA) unless the
@@ -193,7 +240,7 @@ pub fn gelu_forward(x: &[f32]) -> Vec<f32> {
     let mut y = vec![0.0f32; x.len()];
     y.par_chunks_mut(ELEM_BLOCK)
         .zip(x.par_chunks(ELEM_BLOCK))
-        .for_each(|(y, x)| dispatch!(gelu_forward_block, gelu_forward_block_avx2, (y, x)));
+        .for_each(|(y, x)| dispatch!(gelu_forward_block, gelu_forward_block_simd, (y, x)));
     y
 }
 
@@ -203,7 +250,7 @@ fn gelu_forward_block(y: &mut [f32], x: &[f32]) {
         *y = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
     }
 }
-avx2_twin!(gelu_forward_block => gelu_forward_block_avx2(y: &mut [f32], x: &[f32]));
+simd_twins!(gelu_forward_block => gelu_forward_block_simd(y: &mut [f32], x: &[f32]));
 
 /// GELU's input gradient: `dx = dy · (Φ(x) + x·φ(x))`.
 pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
@@ -211,7 +258,7 @@ pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
     dx.par_chunks_mut(ELEM_BLOCK)
         .zip(x.par_chunks(ELEM_BLOCK).zip(dy.par_chunks(ELEM_BLOCK)))
         .for_each(|(dx, (x, dy))| {
-            dispatch!(gelu_backward_block, gelu_backward_block_avx2, (dx, x, dy))
+            dispatch!(gelu_backward_block, gelu_backward_block_simd, (dx, x, dy))
         });
     dx
 }
@@ -226,7 +273,7 @@ fn gelu_backward_block(dx: &mut [f32], x: &[f32], dy: &[f32]) {
         *dx = g * x.madd(pdf, cdf);
     }
 }
-avx2_twin!(gelu_backward_block => gelu_backward_block_avx2(dx: &mut [f32], x: &[f32], dy: &[f32]));
+simd_twins!(gelu_backward_block => gelu_backward_block_simd(dx: &mut [f32], x: &[f32], dy: &[f32]));
 
 /// What the LayerNorm forward keeps for the backward pass: per-row mean and `1/σ`.
 #[derive(Debug, Clone)]
@@ -259,7 +306,7 @@ pub fn layer_norm_forward(
         .for_each(|((y, x), (mean, rstd))| {
             dispatch!(
                 layer_norm_forward_block,
-                layer_norm_forward_block_avx2,
+                layer_norm_forward_block_simd,
                 (y, x, mean, rstd, c, gamma, beta, eps)
             )
         });
@@ -315,7 +362,7 @@ fn layer_norm_forward_block(
         }
     }
 }
-avx2_twin!(layer_norm_forward_block => layer_norm_forward_block_avx2(
+simd_twins!(layer_norm_forward_block => layer_norm_forward_block_simd(
     y: &mut [f32], x: &[f32], mean: &mut [f32], rstd: &mut [f32], c: usize, gamma: &[f32],
     beta: Option<&[f32]>, eps: f32
 ));
@@ -346,7 +393,7 @@ pub fn layer_norm_backward(
         .map(|(((dx, x), dy), (mean, rstd))| {
             dispatch!(
                 layer_norm_backward_block,
-                layer_norm_backward_block_avx2,
+                layer_norm_backward_block_simd,
                 (dx, x, dy, mean, rstd, c, gamma)
             )
         })
@@ -399,7 +446,7 @@ fn layer_norm_backward_block(
     }
     (dg, db)
 }
-avx2_twin!(layer_norm_backward_block => layer_norm_backward_block_avx2(
+simd_twins!(layer_norm_backward_block => layer_norm_backward_block_simd(
     dx: &mut [f32], x: &[f32], dy: &[f32], mean: &[f32], rstd: &[f32], c: usize, gamma: &[f32]
 ) -> (Vec<f32>, Vec<f32>));
 
@@ -634,7 +681,7 @@ pub fn attention_forward(
                 };
                 dispatch!(
                     attention_forward_head,
-                    attention_forward_head_avx2,
+                    attention_forward_head_simd,
                     (t / heads, t % heads, out_h, p_h, q, k, v, dims)
                 )
             }
@@ -752,7 +799,7 @@ fn attention_forward_head(
         &mut packed,
     );
 }
-avx2_twin!(attention_forward_head => attention_forward_head_avx2(
+simd_twins!(attention_forward_head => attention_forward_head_simd(
     b: usize, h: usize, out_h: &mut [f32], p_h: &mut [f32], q: (&[f32], Strided),
     k: (&[f32], Strided), v: (&[f32], Strided), dims: AttentionDims
 ));
@@ -809,7 +856,7 @@ pub fn attention_backward(
                 let t = r * per + j;
                 dispatch!(
                     attention_backward_head,
-                    attention_backward_head_avx2,
+                    attention_backward_head_simd,
                     (t / heads, t % heads, th, dout, q, k, v, probs, dims)
                 )
             }
@@ -929,7 +976,7 @@ fn attention_backward_head(
         *x *= scale;
     }
 }
-avx2_twin!(attention_backward_head => attention_backward_head_avx2(
+simd_twins!(attention_backward_head => attention_backward_head_simd(
     b: usize, h: usize, out: &mut [f32], dout: &[f32], q: (&[f32], Strided),
     k: (&[f32], Strided), v: (&[f32], Strided), probs: Option<&[f32]>, dims: AttentionDims
 ));
@@ -985,16 +1032,16 @@ mod tests {
         }
     }
 
-    /// The AVX2 twins give bit-identical results to the baseline bodies (same operations in the
-    /// same order, only wider vectors), so results do not depend on the CPU.
-    #[cfg(target_arch = "x86_64")]
+    /// The AVX2 and AVX-512 twins give bit-identical results to the baseline bodies (same
+    /// operations in the same order, only wider vectors), so results do not depend on the CPU.
     #[test]
-    #[allow(unsafe_code)]
-    fn avx2_twins_equal_the_baseline_bit_for_bit() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
+    fn simd_twins_equal_the_baseline_bit_for_bit() {
+        let levels = simd_levels_supported();
+        if levels.len() == 1 {
             eprintln!("no AVX2 on this CPU: nothing to compare");
             return;
         }
+        eprintln!("comparing {levels:?}");
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut rand = |n: usize| -> Vec<f32> {
             (0..n)
@@ -1009,51 +1056,18 @@ mod tests {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         // GELU, both directions, on a length that is not a multiple of the lanes.
         let (x, dy) = (rand(1037), rand(1037));
-        let (mut a, mut b) = (vec![0.0; 1037], vec![0.0; 1037]);
+        let mut a = vec![0.0; 1037];
         gelu_forward_block(&mut a, &x);
-        // SAFETY: AVX2 checked above.
-        unsafe { gelu_forward_block_avx2(&mut b, &x) };
-        assert_eq!(bits(&a), bits(&b), "gelu forward");
-        gelu_backward_block(&mut a, &x, &dy);
-        unsafe { gelu_backward_block_avx2(&mut b, &x, &dy) };
-        assert_eq!(bits(&a), bits(&b), "gelu backward");
+        let mut da = vec![0.0; 1037];
+        gelu_backward_block(&mut da, &x, &dy);
         // LayerNorm, 5 rows of 37.
         let (c, rows) = (37, 5);
-        let (x, dy, gamma, beta) = (rand(c * rows), rand(c * rows), rand(c), rand(c));
-        let (mut y1, mut y2) = (vec![0.0; c * rows], vec![0.0; c * rows]);
-        let (mut m1, mut m2, mut r1, mut r2) = (
-            vec![0.0; rows],
-            vec![0.0; rows],
-            vec![0.0; rows],
-            vec![0.0; rows],
-        );
-        layer_norm_forward_block(&mut y1, &x, &mut m1, &mut r1, c, &gamma, Some(&beta), 1e-6);
-        unsafe {
-            layer_norm_forward_block_avx2(
-                &mut y2,
-                &x,
-                &mut m2,
-                &mut r2,
-                c,
-                &gamma,
-                Some(&beta),
-                1e-6,
-            )
-        };
-        assert_eq!(
-            (bits(&y1), bits(&m1), bits(&r1)),
-            (bits(&y2), bits(&m2), bits(&r2)),
-            "ln forward"
-        );
-        let (mut d1, mut d2) = (vec![0.0; c * rows], vec![0.0; c * rows]);
-        let p1 = layer_norm_backward_block(&mut d1, &x, &dy, &m1, &r1, c, &gamma);
-        let p2 = unsafe { layer_norm_backward_block_avx2(&mut d2, &x, &dy, &m1, &r1, c, &gamma) };
-        assert_eq!(bits(&d1), bits(&d2), "ln backward dx");
-        assert_eq!(
-            (bits(&p1.0), bits(&p1.1)),
-            (bits(&p2.0), bits(&p2.1)),
-            "ln backward dγ, dβ"
-        );
+        let (lx, ldy, gamma, beta) = (rand(c * rows), rand(c * rows), rand(c), rand(c));
+        let mut y1 = vec![0.0; c * rows];
+        let (mut m1, mut r1) = (vec![0.0; rows], vec![0.0; rows]);
+        layer_norm_forward_block(&mut y1, &lx, &mut m1, &mut r1, c, &gamma, Some(&beta), 1e-6);
+        let mut d1 = vec![0.0; c * rows];
+        let p1 = layer_norm_backward_block(&mut d1, &lx, &ldy, &m1, &r1, c, &gamma);
         // Attention, one batch item: 2 heads of 16, 21 queries, 19 keys (full
         // 4 × 16 tiles of the small products and their edges).
         let dims = AttentionDims {
@@ -1068,31 +1082,14 @@ mod tests {
         let (qs, ks) = (Strided::dense(21, 32), Strided::dense(19, 32));
         let dout = rand(21 * 32);
         let task = (21 + 2 * 19) * 16;
+        let mut attn = Vec::new();
         for h in 0..2 {
-            let (mut o1, mut o2) = (vec![0.0; 21 * 16], vec![0.0; 21 * 16]);
-            let (mut pr1, mut pr2) = (vec![0.0; 21 * 19], vec![0.0; 21 * 19]);
+            let (mut o1, mut pr1) = (vec![0.0; 21 * 16], vec![0.0; 21 * 19]);
             attention_forward_head(0, h, &mut o1, &mut pr1, (&q, qs), (&k, ks), (&v, ks), dims);
-            unsafe {
-                attention_forward_head_avx2(
-                    0,
-                    h,
-                    &mut o2,
-                    &mut pr2,
-                    (&q, qs),
-                    (&k, ks),
-                    (&v, ks),
-                    dims,
-                )
-            };
-            assert_eq!(
-                (bits(&o1), bits(&pr1)),
-                (bits(&o2), bits(&pr2)),
-                "attention forward, head {h}"
-            );
             // The saved probabilities of both heads, as the backward reads them.
             let mut saved = vec![0.0; 2 * 21 * 19];
             saved[h * 21 * 19..][..21 * 19].copy_from_slice(&pr1);
-            let (mut g1, mut g2) = (vec![0.0; task], vec![0.0; task]);
+            let mut g1 = vec![0.0; task];
             attention_backward_head(
                 0,
                 h,
@@ -1104,24 +1101,87 @@ mod tests {
                 Some(&saved),
                 dims,
             );
-            unsafe {
-                attention_backward_head_avx2(
-                    0,
-                    h,
-                    &mut g2,
-                    &dout,
-                    (&q, qs),
-                    (&k, ks),
-                    (&v, ks),
-                    None,
-                    dims,
-                )
-            };
-            assert_eq!(
-                bits(&g1),
-                bits(&g2),
-                "attention backward, head {h} (AVX2 recomputing the probabilities)"
+            attn.push((o1, pr1, g1));
+        }
+
+        for &level in &levels[1..] {
+            let mut b = vec![0.0; 1037];
+            dispatch_at!(
+                level,
+                gelu_forward_block,
+                gelu_forward_block_simd,
+                (&mut b, &x)
             );
+            assert_eq!(bits(&a), bits(&b), "gelu forward, {level:?}");
+            dispatch_at!(
+                level,
+                gelu_backward_block,
+                gelu_backward_block_simd,
+                (&mut b, &x, &dy)
+            );
+            assert_eq!(bits(&da), bits(&b), "gelu backward, {level:?}");
+            let mut y2 = vec![0.0; c * rows];
+            let (mut m2, mut r2) = (vec![0.0; rows], vec![0.0; rows]);
+            dispatch_at!(
+                level,
+                layer_norm_forward_block,
+                layer_norm_forward_block_simd,
+                (&mut y2, &lx, &mut m2, &mut r2, c, &gamma, Some(&beta), 1e-6)
+            );
+            assert_eq!(
+                (bits(&y1), bits(&m1), bits(&r1)),
+                (bits(&y2), bits(&m2), bits(&r2)),
+                "ln forward, {level:?}"
+            );
+            let mut d2 = vec![0.0; c * rows];
+            let p2 = dispatch_at!(
+                level,
+                layer_norm_backward_block,
+                layer_norm_backward_block_simd,
+                (&mut d2, &lx, &ldy, &m1, &r1, c, &gamma)
+            );
+            assert_eq!(bits(&d1), bits(&d2), "ln backward dx, {level:?}");
+            assert_eq!(
+                (bits(&p1.0), bits(&p1.1)),
+                (bits(&p2.0), bits(&p2.1)),
+                "ln backward dγ, dβ, {level:?}"
+            );
+            for (h, (o1, pr1, g1)) in attn.iter().enumerate() {
+                let (mut o2, mut pr2) = (vec![0.0; 21 * 16], vec![0.0; 21 * 19]);
+                dispatch_at!(
+                    level,
+                    attention_forward_head,
+                    attention_forward_head_simd,
+                    (0, h, &mut o2, &mut pr2, (&q, qs), (&k, ks), (&v, ks), dims)
+                );
+                assert_eq!(
+                    (bits(o1), bits(pr1)),
+                    (bits(&o2), bits(&pr2)),
+                    "attention forward, head {h}, {level:?}"
+                );
+                let mut g2 = vec![0.0; task];
+                dispatch_at!(
+                    level,
+                    attention_backward_head,
+                    attention_backward_head_simd,
+                    (
+                        0,
+                        h,
+                        &mut g2,
+                        &dout,
+                        (&q, qs),
+                        (&k, ks),
+                        (&v, ks),
+                        None,
+                        dims
+                    )
+                );
+                assert_eq!(
+                    bits(g1),
+                    bits(&g2),
+                    "attention backward, head {h}, {level:?} (recomputing the probabilities)"
+                );
+            }
         }
     }
 
