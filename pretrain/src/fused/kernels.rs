@@ -495,6 +495,16 @@ impl AttentionDims {
     fn width(&self) -> usize {
         self.heads * self.head_dim
     }
+
+    /// The (batch item, head) pairs both passes split over the threads, and how many of them
+    /// one parallel run takes: one contiguous run per thread, so a batch of one (a detection
+    /// group) keeps every thread busy. Each pair is computed on its own, so the split does not
+    /// change the results.
+    fn pair_runs(&self) -> (usize, usize) {
+        let tasks = self.batch * self.heads;
+        let per = tasks.div_ceil(rayon::current_num_threads().max(1)).max(1);
+        (tasks, per)
+    }
 }
 
 /// Copies head `h` of batch item `b` of an operand into a dense `[n, hd]` buffer, times `scale`.
@@ -649,11 +659,8 @@ pub fn attention_forward(
         ..
     } = dims;
     let width = dims.width();
-    // The (batch item, head) pairs split into one contiguous run per thread, so a batch of one
-    // (a detection group) keeps every thread busy. Each head's output goes to its own dense
-    // block first, then into its columns of the output.
-    let tasks = batch * heads;
-    let per = tasks.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    // Each head's output goes to its own dense block first, then into its columns of the output.
+    let (tasks, per) = dims.pair_runs();
     let mut heads_out = vec![0.0f32; tasks * nq * hd];
     // Saved: every head's probabilities; not saved: one head's scratch per run.
     let mut probs = vec![0.0f32; if save { tasks * nq * nk } else { 0 }];
@@ -843,9 +850,8 @@ pub fn attention_backward(
         ..
     } = dims;
     // Per (batch item, head) pair, as in the forward: `[dq (scaled); dk; dv]` of each head into
-    // a block of its own, one contiguous run of pairs per thread, then into the layout.
-    let tasks = batch * heads;
-    let per = tasks.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    // a block of its own, then into the layout.
+    let (tasks, per) = dims.pair_runs();
     let task_len = (nq + 2 * nk) * hd;
     let mut per_head = vec![0.0f32; tasks * task_len];
     per_head
