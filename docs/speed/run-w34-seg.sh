@@ -11,8 +11,10 @@ WARM=1; [ "$PRESET" = paper ] && WARM=0
 echo "# date $(date -u +%FT%TZ); host $(hostname); $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty'); $("$PY" -c 'import torch; print("torch", torch.__version__)')"
 echo "# command: $0 $*"
+JSON=$(mktemp); trap 'rm -f "$JSON"' EXIT
 for r in $(seq 1 "$ROUNDS"); do
   echo "## round $r"
-  RAYON_NUM_THREADS=2 "$BIN" bench segment --preset "$PRESET" --iters "$ITERS" --warmup $WARM "${BA[@]}" --json
-  "$PY" benches/torch_seg_twin.py --preset "$TWIN" --iters "$ITERS" --warmup $WARM "${BA[@]}" --threads 2 --json
+  RAYON_NUM_THREADS=2 "$BIN" bench segment --preset "$PRESET" --iters "$ITERS" --warmup $WARM "${BA[@]}" --json | tee -a "$JSON"
+  "$PY" benches/torch_seg_twin.py --preset "$TWIN" --iters "$ITERS" --warmup $WARM "${BA[@]}" --threads 2 --json | tee -a "$JSON"
 done
+"$PY" "$(dirname "$0")/summarize-w34.py" "$JSON"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Summarises a run-w34-{seg,det}.sh log: per round, ours (cae-bench JSON line) then the PyTorch
+"""Summarises a run-w34-{seg,det}.sh log (the scripts call it on their JSON lines at the end): per round, ours (cae-bench JSON line) then the PyTorch
 twin's; prints the best iteration of each side, the ratio of the best rounds (PyTorch ms / ours,
 above 1 means ours is faster), the per-round ratio of medians (median [min, max] over rounds) and
 the peak RSS of each side.
@@ -31,7 +31,7 @@ for path in sys.argv[1:]:
     per = [t["ms_median"] / o["ms_median"] for o, t in rs]
     rss_o = [o["peak_rss_mib"] for o, _ in rs]
     rss_t = [t["peak_rss_mib"] for _, t in rs]
-    print(f"# summary of {path}: {len(rs)} round(s)")
+    print(f"# summary: {len(rs)} round(s)" + (f" of {path}" if len(sys.argv) > 2 else ""))
     print(f"#   ours best {best_o:.1f} ms, PyTorch best {best_t:.1f} ms: ratio of best {best_t / best_o:.2f}x")
     if len(per) > 1:
         print(f"#   per-round ratio of medians: {statistics.median(per):.2f}x [{min(per):.2f}, {max(per):.2f}]")
