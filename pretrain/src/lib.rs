@@ -8,12 +8,14 @@
 //! * [`masking`]: block-wise (exactly `N` patches) and random masking.
 //! * [`targets`], [`dalle`]: pixel targets and the DALL-E dVAE tokenizer.
 //! * [`loss`]: `CE + λ·MSE` and `mlm_acc`.
+//! * [`autocast`]: bf16 mixed precision (products in bf16, f32 master weights and reductions).
 //! * [`fused`]: fused CPU kernels (LayerNorm, GELU, attention) with their backward passes.
 //! * [`weights`]: safetensors load / save with official keys, shape checks, atomic writes.
 //! * [`parity`]: runs a reference file from the official PyTorch code and compares every tensor.
 //!
 //! Every model takes a runtime `&burn::tensor::Device`; the default backend is `flex` (pure Rust).
 
+pub mod autocast;
 pub mod config;
 pub mod dalle;
 pub mod device;

@@ -225,3 +225,123 @@ fn a_short_upernet_run_matches_flex() {
     );
     assert!((a - b).abs() <= 1.0, "{what}: mIoU {b} vs {a} on flex");
 }
+
+/// Mixed precision through the command line, on the device under test: the same short `mini`
+/// run in f32 and with `--precision bf16` (matrix products in bf16, f32 master weights:
+/// `cae_pretrain::autocast`). The bf16 run must really differ (its products were rounded), stay
+/// near the f32 run (each step's loss within 1e-2 relative: bf16's rounding of 2⁻⁹ per operand,
+/// grown over a few AdamW steps, where both runs see the same data, masks and drop path), write
+/// f32 weights, and name its precision in `config.toml` and in its record's settings. A device
+/// without bf16 tensors must refuse the run, naming the precision, before anything is written.
+#[test]
+fn a_bf16_pretraining_run_stays_near_f32_on_f32_master_weights() {
+    let (device, env) = device_under_test();
+    let dir = tempfile::tempdir().unwrap();
+    let data = world(&dir.path().join("w"), 120, 3);
+    let data = data.to_str().unwrap();
+    let steps = 6;
+    let args = |out: &Path, precision: &'static str| {
+        vec![
+            "pretrain".to_string(),
+            "--preset".into(),
+            "mini".into(),
+            "--data".into(),
+            data.into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--steps".into(),
+            steps.to_string(),
+            "--batch".into(),
+            "8".into(),
+            "--device".into(),
+            device.clone(),
+            "--precision".into(),
+            precision.into(),
+            "--no-progress".into(),
+            "--json".into(),
+        ]
+    };
+    let bf16_out = dir.path().join("bf16");
+    let bf16_args = args(&bf16_out, "bf16");
+    let bf16_args: Vec<&str> = bf16_args.iter().map(String::as_str).collect();
+    let bf16 = cli()
+        .args(&bf16_args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    if !bf16.status.success() {
+        let err = String::from_utf8_lossy(&bf16.stderr);
+        assert!(
+            err.contains("no bf16 tensors") && !bf16_out.join("encoder.safetensors").exists(),
+            "bf16 on {device} failed without naming the precision:\n{err}"
+        );
+        eprintln!("bf16 on {device}: refused ({})", err.trim());
+        return;
+    }
+    let f32_out = dir.path().join("f32");
+    let f32_args = args(&f32_out, "f32");
+    let f32_args: Vec<&str> = f32_args.iter().map(String::as_str).collect();
+    run(&f32_args, &env);
+    let losses = |out: &Path| -> Vec<f64> {
+        metrics(out)
+            .iter()
+            .map(|m| m["loss"].as_f64().expect("loss"))
+            .collect()
+    };
+    let (a, b) = (losses(&f32_out), losses(&bf16_out));
+    assert_eq!((a.len(), b.len()), (steps, steps));
+    let rel: Vec<f64> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / x.abs())
+        .collect();
+    eprintln!("bf16 on {device}: losses f32 {a:?}, bf16 {b:?}, relative {rel:?}");
+    assert!(
+        rel[0] > 0.0,
+        "bf16 on {device}: the first loss equals f32's"
+    );
+    for (i, r) in rel.iter().enumerate() {
+        assert!(
+            *r < 1e-2,
+            "bf16 on {device}: loss {i} is {} vs {} in f32",
+            b[i],
+            a[i]
+        );
+    }
+    // f32 master weights: every float tensor the run wrote is f32 (and finite).
+    let bytes = std::fs::read(bf16_out.join("encoder.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(!st.names().is_empty());
+    for name in st.names() {
+        assert_eq!(
+            st.tensor(name).unwrap().dtype(),
+            safetensors::Dtype::F32,
+            "{name}"
+        );
+    }
+    assert!(
+        tensors(&bf16_out.join("encoder.safetensors"))
+            .values()
+            .all(|v| v.iter().all(|x| x.is_finite()))
+    );
+    let config = std::fs::read_to_string(bf16_out.join("config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\""), "{config}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bf16_out.join("record.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        record["protocol"]["settings"]["precision"], "bf16",
+        "{record}"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f32_out.join("record.json")).unwrap())
+            .unwrap();
+    assert!(
+        record["protocol"]["settings"]["model"].is_object(),
+        "{record}"
+    );
+    assert!(
+        record["protocol"]["settings"].get("precision").is_none(),
+        "{record}"
+    );
+}

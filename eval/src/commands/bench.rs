@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use cae_pretrain::CaeConfig;
+use cae_pretrain::autocast::Precision;
 use cae_pretrain::device::parse_device;
 use cae_pretrain::train::bench::bench_pretrain_step;
 
@@ -126,6 +127,10 @@ pub struct BenchPretrainArgs {
     /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the step's matrix products: f32, or bf16 with f32 master weights (README,
+    /// "Mixed precision").
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -410,8 +415,15 @@ fn pretrain(args: BenchPretrainArgs) -> anyhow::Result<()> {
         .batch
         .unwrap_or(if args.preset == "mini" { 64 } else { 8 });
     let device = parse_device(&args.device)?;
-    let result = bench_pretrain_step(&cfg, batch, args.steps, args.warmup, &device)
-        .context("running the pretraining benchmark")?;
+    let result = bench_pretrain_step(
+        &cfg,
+        batch,
+        args.steps,
+        args.warmup,
+        args.precision,
+        &device,
+    )
+    .context("running the pretraining benchmark")?;
     let threads = rayon::current_num_threads();
     if args.json {
         let mut v = serde_json::to_value(&result)?;
@@ -420,9 +432,10 @@ fn pretrain(args: BenchPretrainArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&v)?);
     } else {
         println!(
-            "{} batch {} on {} ({} threads): {:.1} ms/step (median {:.1}), {:.1} img/s over {} steps",
+            "{} batch {} {} on {} ({} threads): {:.1} ms/step (median {:.1}), {:.1} img/s over {} steps",
             result.preset,
             result.batch,
+            result.precision,
             args.device,
             threads,
             result.ms_per_step,

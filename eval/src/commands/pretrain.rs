@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use cae_pretrain::CaeConfig;
+use cae_pretrain::autocast::Precision;
 use cae_pretrain::config::Method as ModelMethod;
 use cae_pretrain::config::{Method, TargetConfig};
 use cae_pretrain::train::run::MetricsLine;
@@ -113,6 +114,10 @@ pub struct PretrainArgs {
     /// Threads preparing data (0: share the compute pool).
     #[arg(long, default_value_t = 0)]
     pub loader_threads: usize,
+    /// Precision of the matrix products: f32, or bf16 with f32 master weights, optimizer state,
+    /// norms, softmax and losses (PyTorch autocast's rules; README, "Mixed precision").
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -221,6 +226,7 @@ pub fn train_config(args: &PretrainArgs, preset: &str) -> anyhow::Result<TrainCo
     }
     t.keep_checkpoints = args.keep_checkpoints;
     t.loader_threads = args.loader_threads;
+    t.precision = args.precision;
     t.validate()?;
     Ok(t)
 }
@@ -417,7 +423,10 @@ fn pretrain_settings(req: &RunRequest) -> anyhow::Result<BTreeMap<String, serde_
             "prefetch",
         ];
         for (k, v) in train {
-            if !NOT_SETTINGS.contains(&k.as_str()) {
+            // f32 is what every record before `--precision` existed ran: it stays unnamed, so
+            // those records and new f32 ones share their settings.
+            let default_precision = k == "precision" && v == Precision::F32.name();
+            if !NOT_SETTINGS.contains(&k.as_str()) && !default_precision {
                 settings.insert(k, v);
             }
         }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocols::classification::EncoderSource;
 use cae_datasets::synth::{SynthConfig, WorldSummary, write_world};
 use cae_pretrain::CaeConfig;
+use cae_pretrain::autocast::Precision;
 use cae_pretrain::device::parse_device;
 use cae_pretrain::train::bench::bench_pretrain_step;
 use cae_pretrain::train::{RunConfig, RunSummary};
@@ -201,7 +202,8 @@ fn world(out: &Path, cfg: &SynthConfig) -> anyhow::Result<(WorldSummary, bool)> 
 fn step_ms(device: &str) -> anyhow::Result<f64> {
     let cfg = CaeConfig::preset(PRESET)?;
     let device = parse_device(device)?.autodiff();
-    let b = bench_pretrain_step(&cfg, BATCH, 3, 1, &device).context("timing a pretraining step")?;
+    let b = bench_pretrain_step(&cfg, BATCH, 3, 1, Precision::F32, &device)
+        .context("timing a pretraining step")?;
     Ok(b.ms_per_step)
 }
 

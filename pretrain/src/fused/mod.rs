@@ -166,8 +166,18 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 ///
 /// # Shapes
 /// `x: [R, D_in]`, `weight: [D_in, D_out]`, `bias: [D_out]` → `[R, D_out]`
+///
+/// Under bf16 autocast ([`crate::autocast`]) the operands are cast to bf16 and the product back
+/// to f32, on burn's composed path.
 pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
-    if use_fused(Op::Linear, &x) {
+    use crate::autocast::{active, lower, raise};
+    if active() {
+        raise(burn::tensor::module::linear(
+            lower(x),
+            lower(weight),
+            bias.map(lower),
+        ))
+    } else if use_fused(Op::Linear, &x) {
         linear_fused(x, weight, bias)
     } else {
         burn::tensor::module::linear(x, weight, bias)
@@ -178,8 +188,11 @@ pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tenso
 ///
 /// # Shapes
 /// `q: [B, Nq, D]`, `k, v: [B, Nk, D]` → `[B, Nq, D]` (heads are blocks of `D / heads` columns)
+///
+/// Under bf16 autocast it runs the composed reference, whose products are bf16 and whose
+/// softmax is f32.
 pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
-    if use_fused(Op::Attention, &q) {
+    if use_fused(Op::Attention, &q) && !crate::autocast::active() {
         attention_fused(q, k, v, heads)
     } else {
         reference::attention(q, k, v, heads)
@@ -191,7 +204,7 @@ pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tens
 /// # Shapes
 /// `qkv: [B, N, 3D]` (queries, keys, values side by side) → `[B, N, D]`
 pub fn attention_packed(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
-    if use_fused(Op::Attention, &qkv) {
+    if use_fused(Op::Attention, &qkv) && !crate::autocast::active() {
         attention_packed_fused(qkv, heads)
     } else {
         let [_, _, d3] = qkv.dims();
@@ -287,10 +300,13 @@ pub fn attention_packed_fused(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
 /// The same operations composed from burn's primitives: the fallback, and what the tests compare
 /// the kernels with.
 pub mod reference {
+    use crate::autocast::matmul;
     use burn::tensor::Tensor;
     use burn::tensor::activation::softmax;
 
     /// `softmax(q·scale @ kᵀ) @ v`, as the official code computes it (scale applied to `q`).
+    /// Under bf16 autocast both products are bf16 ([`crate::autocast::matmul`]); the bias and
+    /// the softmax are f32.
     ///
     /// # Shapes
     /// `q: [B, H, Nq, hd]`, `k, v: [B, H, Nk, hd]`, `bias: [H, Nq, Nk]` → `[B, H, Nq, hd]`
@@ -302,11 +318,11 @@ pub mod reference {
     ) -> Tensor<4> {
         let hd = q.dims()[3];
         let q = q.mul_scalar((hd as f64).powf(-0.5));
-        let mut attn = q.matmul(k.swap_dims(2, 3)); // [B, H, Nq, Nk]
+        let mut attn = matmul(q, k.swap_dims(2, 3)); // [B, H, Nq, Nk]
         if let Some(bias) = bias {
             attn = attn + bias.unsqueeze_dim(0);
         }
-        softmax(attn, 3).matmul(v)
+        matmul(softmax(attn, 3), v)
     }
 
     /// `[B, N, D]` → `[B, H, N, D/H]`.

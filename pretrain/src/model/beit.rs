@@ -102,7 +102,7 @@ impl BeitPretrain {
         let patch_features = features.clone().narrow(1, 1, n);
         let picked = masked.gather(patch_features); // [B, M, D]
         let m = masked.per_sample;
-        let out = self.lm_head.forward(picked);
+        let out = super::linear::apply(&self.lm_head, picked); // [B, M, vocab]
         let o = out.dims()[2];
         BeitForward {
             features,

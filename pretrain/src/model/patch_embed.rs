@@ -28,7 +28,7 @@ impl PatchEmbed {
     /// # Shapes
     /// `x: [B, C, H, W] → [B, (H/p)·(W/p), D]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
-        let y = self.proj.forward(x); // [B, D, H/p, W/p]
+        let y = crate::autocast::conv2d(&self.proj, x); // [B, D, H/p, W/p]
         let [b, d, gh, gw] = y.dims();
         y.reshape([b, d, gh * gw]).swap_dims(1, 2)
     }

@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::step::{PretrainBatch, train_step};
+use crate::autocast::{Precision, autocast};
 use crate::config::{CaeConfig, TargetConfig};
 use crate::error::PretrainError;
 use crate::masking::{MaskBatch, MaskGenerator};
@@ -36,6 +37,8 @@ pub struct BenchResult {
     pub img_per_s: f64,
     /// Loss after the last step (a sanity check that the step really ran).
     pub last_loss: f64,
+    /// The precision of the step's products (`f32`, `bf16`: [`crate::autocast`]).
+    pub precision: String,
 }
 
 /// A random batch for `cfg`.
@@ -82,6 +85,7 @@ pub struct StepBench {
     optim: AdamW,
     rng: ChaCha8Rng,
     steps_done: u64,
+    precision: Precision,
 }
 
 impl StepBench {
@@ -101,7 +105,15 @@ impl StepBench {
             optim: AdamW::new(AdamWConfig::default()),
             rng: ChaCha8Rng::seed_from_u64(0),
             steps_done: 0,
+            precision: Precision::F32,
         })
+    }
+
+    /// Steps in `precision` from now on (an error if the device has no such tensors).
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self, PretrainError> {
+        precision.check_device(&self.device)?;
+        self.precision = precision;
+        Ok(self)
     }
 
     /// One full training step on a fresh random batch; returns (milliseconds of the step, loss).
@@ -110,6 +122,7 @@ impl StepBench {
         let b = random_batch(&self.cfg, self.batch, &mut self.rng, &self.device)?;
         let model = self.model.take().expect("the model is always put back");
         let start = Instant::now();
+        let _precision = autocast(self.precision);
         let result = train_step(
             model,
             &mut self.optim,
@@ -130,18 +143,20 @@ impl StepBench {
     }
 }
 
-/// Times `steps` training steps of `cfg` at `batch` after `warmup` untimed ones.
+/// Times `steps` training steps of `cfg` at `batch` after `warmup` untimed ones, their products
+/// in `precision`.
 pub fn bench_pretrain_step(
     cfg: &CaeConfig,
     batch: usize,
     steps: usize,
     warmup: usize,
+    precision: Precision,
     device: &Device,
 ) -> Result<BenchResult, PretrainError> {
     if steps == 0 {
         return Err(PretrainError::Input("steps must be at least 1".into()));
     }
-    let mut bench = StepBench::new(cfg, batch, device)?;
+    let mut bench = StepBench::new(cfg, batch, device)?.with_precision(precision)?;
     let mut times = Vec::with_capacity(steps);
     let mut last_loss = f64::NAN;
     for i in 0..warmup + steps {
@@ -164,5 +179,6 @@ pub fn bench_pretrain_step(
         median_ms: median,
         img_per_s: batch as f64 / (mean / 1e3),
         last_loss,
+        precision: precision.name().to_string(),
     })
 }

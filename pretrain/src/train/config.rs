@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::autocast::Precision;
 use crate::config::CaeConfig;
 use crate::error::PretrainError;
 
@@ -53,6 +54,10 @@ pub struct TrainConfig {
     /// Batches prepared ahead.
     #[serde(default = "two")]
     pub prefetch: usize,
+    /// The precision of the matrix products ([`crate::autocast`]): `f32` (the default, and what
+    /// a config without the key means) or `bf16` (f32 master weights and reductions).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn one() -> usize {
@@ -92,6 +97,7 @@ impl TrainConfig {
             log_every: 1,
             loader_threads: 0,
             prefetch: 2,
+            precision: Precision::F32,
         }
     }
 

@@ -220,7 +220,9 @@ const RUN_FILES: [&str; 2] = ["checkpoints", "encoder.safetensors"];
 ///
 /// Returns the resolved config (which needs the number of images: the data folder is opened).
 pub fn preflight(req: &RunRequest) -> Result<RunConfig, PretrainError> {
-    device_list(&req.devices)?;
+    for d in device_list(&req.devices)? {
+        req.train.precision.check_device(&d)?;
+    }
     let data =
         UnlabelledFolder::open(&req.data).map_err(|e| PretrainError::Input(e.to_string()))?;
     let cfg = resolve(req, data.len())?;
@@ -383,6 +385,9 @@ pub fn run_parallel(
     let ckpt_dir = out.join("checkpoints");
     let config_path = out.join("config.toml");
     let devices = device_list(&req.devices)?;
+    for d in &devices {
+        cfg.train.precision.check_device(d)?;
+    }
     let device = devices[0].clone();
     check_out_dir(req, &cfg)?;
     agree(collective, &[data.len() as f32], "the number of images")?;
@@ -553,7 +558,9 @@ pub fn run_parallel(
             let rng = step_rng(t.seed, step);
             // One step of either model (the two arms differ only in the variant).
             macro_rules! step {
-                ($m:expr) => {
+                ($m:expr) => {{
+                    // The step's products in the run's precision (the tokenizer ran above, in f32).
+                    let _precision = crate::autocast::autocast(t.precision);
                     train_step_parallel(
                         *$m,
                         &mut optim,
@@ -564,7 +571,7 @@ pub fn run_parallel(
                         rng,
                         collective,
                     )?
-                };
+                }};
             }
             let (next, stats) = match model {
                 AnyModel::Cae(m) => {

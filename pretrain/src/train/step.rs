@@ -273,6 +273,7 @@ fn split_on_cpu_threads<M: Pretrainable + Send + Sync>(
     rng: &ChaCha8Rng,
 ) -> Result<Vec<(GradientsParams, Tensor<1>, bool)>, PretrainError> {
     let pools = piece_pools(parts)?;
+    let precision = crate::autocast::current();
     let n = mb.len();
     let pieces: Vec<(usize, PretrainBatch)> = (0..parts)
         .map(|p| (p * n / parts, mb.slice(p * n / parts, (p + 1) * n / parts)))
@@ -286,6 +287,7 @@ fn split_on_cpu_threads<M: Pretrainable + Send + Sync>(
                 let ctx = ForwardCtx::train_piece(rng.clone(), n, *offset);
                 scope.spawn(move || {
                     pool.install(|| {
+                        let _precision = crate::autocast::autocast(precision);
                         let share = piece.len() as f64 / total as f64;
                         micro_batch_grads(&model, cfg, piece, share, ctx)
                     })
@@ -524,6 +526,125 @@ mod tests {
     use crate::optim::AdamWConfig;
     use crate::train::bench::random_batch;
     use burn::tensor::Device;
+
+    /// Every float parameter of `m`: its path, dtype and values.
+    fn param_values<M: Module>(m: &M) -> Vec<(String, burn::tensor::DType, Vec<f32>)> {
+        struct Values(Vec<String>, Vec<(String, burn::tensor::DType, Vec<f32>)>);
+        impl burn::module::ModuleVisitor for Values {
+            fn enter_module(&mut self, name: &str, _: &str) {
+                self.0.push(name.to_string());
+            }
+            fn exit_module(&mut self, _: &str, _: &str) {
+                self.0.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let v = param.val();
+                let dtype = v.dtype();
+                let values = v.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+                self.1.push((self.0.join("."), dtype, values));
+            }
+        }
+        let mut v = Values(Vec::new(), Vec::new());
+        m.visit(&mut v);
+        v.1
+    }
+
+    /// One step of `model` on `batch` from a fresh AdamW, in `precision`.
+    fn one_step<M: Pretrainable + Send + Sync>(
+        model: M,
+        cfg: &CaeConfig,
+        batch: &PretrainBatch,
+        precision: crate::autocast::Precision,
+    ) -> (M, StepStats) {
+        let _precision = crate::autocast::autocast(precision);
+        let mut optim = AdamW::new(AdamWConfig::default());
+        train_step(
+            model,
+            &mut optim,
+            cfg,
+            std::slice::from_ref(batch),
+            1e-3,
+            Some(3.0),
+            step_rng(0, 0),
+        )
+        .unwrap()
+    }
+
+    /// The bf16 step (products in bf16, `crate::autocast`) against the f32 step from the same
+    /// model, batch and random streams: the losses differ (bf16 did run) by less than the bound,
+    /// the gradient norms likewise, and the update lands on f32 master weights: every parameter
+    /// stays f32, the same parameters move, and the frozen ones stay bit-identical.
+    ///
+    /// The bound: bf16 keeps 8 significant bits, so each product's operands and output carry a
+    /// relative rounding of up to u = 2⁻⁹ ≈ 2e-3. The losses are smooth functions of the
+    /// products (CE moves by at most twice the largest logit change; MSE by its relative change
+    /// times two), and independent roundings mostly cancel, so the losses sit well within a
+    /// few u of each other: 1e-2 relative (5u) leaves room for the depth of the test preset.
+    #[test]
+    fn a_bf16_step_stays_near_the_f32_step_and_updates_f32_master_weights() {
+        use crate::autocast::Precision;
+        for method in [Method::Cae, Method::Beit] {
+            let mut cfg = CaeConfig::test();
+            cfg.method = method;
+            let dev = Device::flex().autodiff();
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let b = random_batch(&cfg, 4, &mut rng, &dev).unwrap();
+            macro_rules! compare {
+                ($m:expr) => {{
+                    let m = $m;
+                    let init = param_values(&m);
+                    let (m32, s32) = one_step(m.clone(), &cfg, &b, Precision::F32);
+                    let (m16, s16) = one_step(m, &cfg, &b, Precision::Bf16);
+                    (init, param_values(&m32), param_values(&m16), s32, s16)
+                }};
+            }
+            let (init, p32, p16, s32, s16) = match method {
+                Method::Cae => compare!(ContextAutoencoder::new(&cfg, 0, &dev)),
+                Method::Beit => compare!(BeitPretrain::new(&cfg, 0, &dev)),
+            };
+            let rel = (s16.loss - s32.loss).abs() / s32.loss.abs();
+            let rel_norm = (s16.grad_norm - s32.grad_norm).abs() / s32.grad_norm;
+            eprintln!(
+                "{method:?}: loss f32 {} bf16 {} (rel {rel:.3e}), grad norm {} vs {} (rel {rel_norm:.3e})",
+                s32.loss, s16.loss, s32.grad_norm, s16.grad_norm
+            );
+            assert!(
+                rel > 0.0,
+                "{method:?}: the bf16 step gave the f32 loss: nothing ran in bf16"
+            );
+            assert!(
+                rel < 1e-2,
+                "{method:?}: losses {} vs {}",
+                s32.loss,
+                s16.loss
+            );
+            assert!(
+                rel_norm < 1e-2,
+                "{method:?}: gradient norms {} vs {}",
+                s32.grad_norm,
+                s16.grad_norm
+            );
+            let mut moved = 0;
+            for ((a, b), c) in init.iter().zip(&p32).zip(&p16) {
+                assert_eq!((&a.0, &a.0), (&b.0, &c.0));
+                assert_eq!(
+                    c.1,
+                    burn::tensor::DType::F32,
+                    "{method:?}: {} is not f32",
+                    c.0
+                );
+                let moved32 = a.2 != b.2;
+                let moved16 = a.2 != c.2;
+                assert_eq!(
+                    moved32, moved16,
+                    "{method:?}: {} moved in one step only",
+                    a.0
+                );
+                moved += usize::from(moved16);
+            }
+            assert!(moved > 10, "{method:?}: {moved} parameters moved");
+        }
+    }
 
     #[test]
     fn both_methods_take_several_steps() {
