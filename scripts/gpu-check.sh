@@ -7,13 +7,14 @@
 #   scripts/gpu-check.sh run     # on the GPU machine (no Rust, no network): every benchmark below
 #                                # beside PyTorch's twin, logs under $OUT (default ./gpu-out)
 #
-# `run` fits the device tool's 10-minute command limit (each step has its own timeout, STEP_TIMEOUT,
-# default 100 s). It expects python3 with torch 2.11.0 (CUDA) on the machine: the `tch` binary
+# `run` fits the device tool's 10-minute command limit: each step has its own timeout (STEP_TIMEOUT,
+# default 100 s) and the whole run a budget (RUN_BUDGET, default 560 s) after which the remaining
+# steps are logged as skipped, never run half. It expects python3 with torch 2.11.0 (CUDA) on the machine: the `tch` binary
 # links that torch's libraries (LD_LIBRARY_PATH is set to its torch/lib), and the twins run on it.
 # Carry .device-bin (about 60 MB) with the call.
 #
-# What `run` measures, each ours (cuda, tch:cuda) beside the twin (PyTorch eager, f32 and bf16
-# autocast), with peak GPU memory (the driver's figure, sampled every 100 ms, for ours;
+# What `run` measures, each ours (cuda, tch:cuda; f32 and `--precision bf16`) beside the twin
+# (PyTorch eager, f32 and bf16 autocast), with peak GPU memory (the driver's figure, sampled every 100 ms, for ours;
 # torch.cuda.max_memory_allocated for the twins):
 #   1. the `mini` pretraining step at batch 256 and the ViT-B/16 step at batch 64;
 #   2. one UperNet ViT-B iteration at the paper's 512 crop (batch 2);
@@ -77,6 +78,8 @@ build)
   du -sh "$BIN"
   ;;
 run)
+  SECONDS=0
+  RUN_BUDGET="${RUN_BUDGET:-560}"
   OUT="${OUT:-$PWD/gpu-out}"
   mkdir -p "$OUT"
   T=/tmp/cae-gpu
@@ -95,10 +98,16 @@ run)
     local name="$1"
     shift
     echo "== $name"
+    local left=$((RUN_BUDGET - SECONDS))
+    if [ "$left" -lt 10 ]; then
+      echo "   (skipped: the run's budget of $RUN_BUDGET s is spent)"
+      return 0
+    fi
+    local limit=$((left < ${STEP_TIMEOUT:-100} ? left : ${STEP_TIMEOUT:-100}))
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$T/mem" 2>/dev/null &
     local mon=$!
     local t0=$SECONDS rc=0
-    timeout "${STEP_TIMEOUT:-100}" "$@" || rc=$?
+    timeout "$limit" "$@" || rc=$?
     kill "$mon" 2>/dev/null || true
     wait "$mon" 2>/dev/null || true
     echo "   ($((SECONDS - t0)) s, exit $rc, driver peak GPU memory $(sort -n "$T/mem" | tail -n 1) MiB)"
@@ -112,30 +121,36 @@ run)
     step "devices (tch binary)" "$TCH_BIN" devices --try tch:cuda:0
     for p in "mini 256 20 3" "vit_base_patch16 64 8 2"; do
       set -- $p
-      for dev in cuda:0 tch:cuda:0; do
-        b="$(bin_for "$dev")"
-        step "pretraining step $1 batch $2, ours on $dev, f32" \
-          "$b" bench pretrain --preset "$1" --batch "$2" --steps "$3" --warmup "$4" --device "$dev" --json
+      for dt in f32 bf16; do
+        for dev in cuda:0 tch:cuda:0; do
+          b="$(bin_for "$dev")"
+          step "pretraining step $1 batch $2, ours on $dev, $dt" \
+            "$b" bench pretrain --preset "$1" --batch "$2" --steps "$3" --warmup "$4" --device "$dev" --precision "$dt" --json
+        done
       done
       for dt in f32 bf16; do
         step "pretraining step $1 batch $2, PyTorch twin on cuda, $dt" \
           python3 "$BIN/torch_twin.py" --preset "$1" --batch "$2" --steps "$3" --warmup "$4" --device cuda --dtype "$dt" --json
       done
     done
-    for dev in cuda:0 tch:cuda:0; do
-      b="$(bin_for "$dev")"
-      step "UperNet ViT-B crop 512 batch 2, ours on $dev, f32" \
-        "$b" bench segment --preset paper --batch 2 --iters 3 --warmup 1 --device "$dev" --json
+    for dt in f32 bf16; do
+      for dev in cuda:0 tch:cuda:0; do
+        b="$(bin_for "$dev")"
+        step "UperNet ViT-B crop 512 batch 2, ours on $dev, $dt" \
+          "$b" bench segment --preset paper --batch 2 --iters 3 --warmup 1 --device "$dev" --precision "$dt" --json
+      done
     done
     for dt in f32 bf16; do
       step "UperNet ViT-B crop 512 batch 2, PyTorch twin on cuda, $dt" \
         python3 "$BIN/torch_seg_twin.py" --preset vit_base --batch 2 --iters 3 --warmup 1 --device cuda --dtype "$dt" --json
     done
     if "$CUDA_BIN" bench detect --help >/dev/null 2>&1; then
-      for dev in cuda:0 tch:cuda:0; do
-        b="$(bin_for "$dev")"
-        step "Mask R-CNN ViT-B, ours on $dev, f32" \
-          "$b" bench detect --preset paper --batch 1 --iters 2 --warmup 1 --device "$dev" --json
+      for dt in f32 bf16; do
+        for dev in cuda:0 tch:cuda:0; do
+          b="$(bin_for "$dev")"
+          step "Mask R-CNN ViT-B, ours on $dev, $dt" \
+            "$b" bench detect --preset paper --batch 1 --iters 2 --warmup 1 --device "$dev" --precision "$dt" --json
+        done
       done
       # The twin needs torchvision beside torch on the GPU machine; without it the step fails
       # alone (logged) and the script goes on.

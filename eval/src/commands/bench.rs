@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use cae_pretrain::CaeConfig;
-use cae_pretrain::autocast::Precision;
+use cae_pretrain::autocast::{Precision, autocast};
 use cae_pretrain::device::parse_device;
 use cae_pretrain::train::bench::bench_pretrain_step;
 
@@ -47,6 +47,10 @@ pub struct BenchDetectArgs {
     /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the matrix products and convolutions: f32, or bf16 with f32 master
+    /// weights, norms and losses (README, "Mixed precision").
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -84,6 +88,10 @@ pub struct BenchSegmentArgs {
     /// Device: cpu, cuda[:N], vulkan[:N|:cpu], tch[:cpu|:cuda:N] (`cae-bench devices` lists what this binary has).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Precision of the matrix products and convolutions: f32, or bf16 with f32 master
+    /// weights, norms and losses (README, "Mixed precision").
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// Print one JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -149,6 +157,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 fn detect(args: BenchDetectArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.iters >= 1, "--iters must be at least 1");
     let device = parse_device(&args.device)?;
+    args.precision.check_device(&device)?;
+    let _precision = autocast(args.precision);
     let r = crate::protocols::coco::bench_mask_rcnn_iteration(
         &args.preset,
         args.batch,
@@ -158,7 +168,8 @@ fn detect(args: BenchDetectArgs) -> anyhow::Result<()> {
         &device,
     )
     .context("running the detection benchmark")?;
-    let v = serde_json::to_value(&r)?;
+    let mut v = serde_json::to_value(&r)?;
+    v["precision"] = args.precision.name().into();
     print_iterations(
         v,
         &r.ms,
@@ -189,6 +200,8 @@ fn detect(args: BenchDetectArgs) -> anyhow::Result<()> {
 fn segment(args: BenchSegmentArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.iters >= 1, "--iters must be at least 1");
     let device = parse_device(&args.device)?;
+    args.precision.check_device(&device)?;
+    let _precision = autocast(args.precision);
     let r = crate::protocols::ade20k::bench_upernet_iteration(
         &args.preset,
         args.batch,
@@ -197,7 +210,8 @@ fn segment(args: BenchSegmentArgs) -> anyhow::Result<()> {
         &device,
     )
     .context("running the segmentation benchmark")?;
-    let v = serde_json::to_value(&r)?;
+    let mut v = serde_json::to_value(&r)?;
+    v["precision"] = args.precision.name().into();
     print_iterations(
         v,
         &r.ms,

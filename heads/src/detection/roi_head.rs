@@ -171,9 +171,25 @@ impl ConvFcBBoxHead {
         let [r, ch, h, w] = x.dims();
         let mut y: Tensor<2> = x.reshape([r, ch * h * w]);
         for fc in &self.shared_fcs {
-            y = relu(fc.forward(y));
+            y = relu(fully_connected(fc, y));
         }
-        (self.fc_cls.forward(y.clone()), self.fc_reg.forward(y))
+        (
+            fully_connected(&self.fc_cls, y.clone()),
+            fully_connected(&self.fc_reg, y),
+        )
+    }
+}
+
+/// `fc.forward(x)`; under bf16 autocast the product runs in bf16
+/// ([`cae_pretrain::fused::linear`]).
+///
+/// # Shapes
+/// `x: [R, D_in] → [R, D_out]`
+fn fully_connected(fc: &Linear, x: Tensor<2>) -> Tensor<2> {
+    if cae_pretrain::autocast::active() {
+        cae_pretrain::fused::linear(x, fc.weight.val(), fc.bias.as_ref().map(|b| b.val()))
+    } else {
+        fc.forward(x)
     }
 }
 

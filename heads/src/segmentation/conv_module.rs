@@ -67,8 +67,14 @@ impl ConvModule {
 ///
 /// # Shapes
 /// `x: [B, C_in, H, W] → [B, C_out, H', W']`
+///
+/// Under bf16 autocast ([`cae_pretrain::autocast`]) it is burn's convolution on bf16 operands,
+/// the output back in f32.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     use cae_pretrain::fused;
+    if cae_pretrain::autocast::active() {
+        return cae_pretrain::autocast::conv2d(conv, x);
+    }
     let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
     let padding = match conv.padding {
         PaddingConfig2d::Valid => Some([0; 4]),
@@ -129,7 +135,8 @@ pub fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
     let weight = conv.weight.val(); // [C, O, kh, kw]
     let o = weight.dims()[1];
     let wt = weight.reshape([c, o * kh * kw]).transpose(); // [O·kh·kw, C]
-    let y = wt.unsqueeze_dim::<3>(0).matmul(x.reshape([b, c, h * w])); // [B, O·kh·kw, H·W]
+    // [B, O·kh·kw, H·W] (bf16 operands under autocast)
+    let y = cae_pretrain::autocast::matmul(wt.unsqueeze_dim::<3>(0), x.reshape([b, c, h * w]));
     let y = y
         .reshape([b, o, kh, kw, h, w])
         .permute([0, 1, 4, 2, 5, 3]) // [B, O, H, kh, W, kw]
@@ -190,11 +197,13 @@ pub fn dropout2d(x: Tensor<4>, p: f64, ctx: &mut ForwardCtx) -> Tensor<4> {
 /// 2.5× PyTorch's time to resize UperNet's logits forward and backward (same log, run 1). The weights
 /// are PyTorch's, computed as it does in `f32`, and each output sums the same two products in
 /// the same order, so the values equal burn's interpolation up to float rounding (tested, values
-/// and gradients).
+/// and gradients). It stays f32 under bf16 autocast: the products here are interpolation, not
+/// learned layers.
 ///
 /// # Shapes
 /// `x: [B, C, H, W] → [B, C, h, w]`
 pub fn resize_bilinear(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+    let _f32 = cae_pretrain::autocast::autocast(cae_pretrain::autocast::Precision::F32);
     let [b, c, h, w] = x.dims();
     let [oh, ow] = size;
     if [h, w] == size {
@@ -255,6 +264,60 @@ pub fn bilinear_weights(out: usize, inp: usize) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::error::to_vec;
+
+    /// Under bf16 autocast the convolutions (3×3 padded, 1×1, the neck's 2×2 transposed one)
+    /// return f32 maps within bf16's rounding of the f32 ones (8 significant bits: operands off
+    /// by up to 2⁻⁹ relative, so a sum of products by a few 2⁻⁹ of its magnitude), that really
+    /// differ from them, and give the weights f32 gradients; resizing stays f32, bit for bit.
+    #[test]
+    fn convolutions_under_bf16_autocast_stay_within_bf16_rounding_of_f32() {
+        use burn::nn::conv::ConvTranspose2dConfig;
+        use burn::tensor::{DType, Distribution};
+        use cae_pretrain::autocast::{Precision, autocast};
+        let dev = burn::tensor::Device::flex().autodiff();
+        let x = Tensor::<4>::random([2, 8, 6, 6], Distribution::Normal(0.0, 1.0), &dev);
+        let close = |name: &str, got: Tensor<4>, want: Tensor<4>| {
+            assert_eq!(got.dtype(), DType::F32, "{name}");
+            let scale = want.clone().abs().max().into_scalar::<f32>();
+            let diff = (got - want).abs().max().into_scalar::<f32>();
+            assert!(diff > 0.0, "{name}: no bf16 rounding at all");
+            assert!(
+                diff <= 8.0 * scale / 512.0,
+                "{name}: {diff} against {scale}"
+            );
+        };
+        for (kernel, padding) in [(3, 1), (1, 0)] {
+            let conv = Conv2dConfig::new([8, 4], [kernel, kernel])
+                .with_padding(PaddingConfig2d::Explicit(
+                    padding, padding, padding, padding,
+                ))
+                .init(&dev);
+            let want = conv2d(&conv, x.clone());
+            let got = {
+                let _bf16 = autocast(Precision::Bf16);
+                conv2d(&conv, x.clone())
+            };
+            let grads = got.clone().sum().backward();
+            let gw = conv.weight.val().grad(&grads).expect("a weight gradient");
+            assert_eq!(gw.dtype(), DType::F32);
+            close(&format!("{kernel}x{kernel} conv"), got, want);
+        }
+        let up = ConvTranspose2dConfig::new([8, 4], [2, 2])
+            .with_stride([2, 2])
+            .init(&dev);
+        let want = conv_transpose2d(&up, x.clone());
+        let got = {
+            let _bf16 = autocast(Precision::Bf16);
+            conv_transpose2d(&up, x.clone())
+        };
+        close("transposed conv", got, want);
+        let want = resize_bilinear(x.clone(), [9, 11]);
+        let got = {
+            let _bf16 = autocast(Precision::Bf16);
+            resize_bilinear(x, [9, 11])
+        };
+        assert_eq!(got.to_data(), want.to_data());
+    }
 
     #[test]
     fn pointwise_conv_as_a_matrix_product_equals_the_convolution() {
