@@ -90,6 +90,11 @@ run)
   done
   CUDA_BIN="$T/cae-bench-cuda"
   TCH_BIN="$T/cae-bench-tch"
+  # Binaries of a build older than `--precision` cannot run the bf16 rows: refuse them whole.
+  if ! "$CUDA_BIN" bench pretrain --help | grep -q -- '--precision'; then
+    echo "gpu-check: $BIN holds binaries older than --precision; run \`scripts/gpu-check.sh build\` first" >&2
+    exit 1
+  fi
   TORCH_LIB="$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
   export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   bin_for() { if [ "${1%%:*}" = tch ]; then echo "$TCH_BIN"; else echo "$CUDA_BIN"; fi; }
