@@ -214,3 +214,60 @@ fn the_crop_branch_trains_and_is_recorded() {
     let record = std::fs::read_to_string(plain.join("record.json")).unwrap();
     assert!(!record.contains("DETR-style branch"));
 }
+
+/// `--set precision=bf16` (bf16 autocast, `cae_pretrain::autocast`): the run completes with box
+/// and mask stats, its record names the setting while an f32 run's does not (as records
+/// written before the setting existed), its losses differ from the f32 run's (bf16 did run),
+/// and its checkpoints hold no bf16 tensor: master weights and AdamW's moments stay f32. The
+/// losses are compared loosely (within half): a rounding can flip the detector's discrete
+/// choices (top-k proposals, NMS, RoI sampling), so the two runs train on other RoIs; the
+/// products' own accuracy is tested in `cae-heads`.
+#[test]
+fn a_bf16_run_is_its_own_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = world(dir.path());
+    let run = |name: &str, set: &[(&str, &str)]| {
+        let out = dir.path().join(name);
+        let mut r = request(&data, &out);
+        r.overrides.set = set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let o = run_detect(&r).unwrap();
+        assert!(o.complete && o.bbox.is_some() && o.segm.is_some());
+        (json(&out.join("record.json")), out)
+    };
+    let (a, _) = run("f32", &[]);
+    let (b, b_out) = run("bf16", &[("precision", "bf16")]);
+    let settings = |r: &serde_json::Value| r["protocol"]["settings"].clone();
+    assert!(settings(&a)["iters"].is_number(), "{a}");
+    assert!(settings(&a).get("precision").is_none(), "{a}");
+    assert_eq!(settings(&b)["precision"], "bf16", "{b}");
+    let losses = |r: &serde_json::Value| -> Vec<f64> {
+        r["per_epoch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["metrics"]["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (la, lb) = (losses(&a), losses(&b));
+    assert!(!la.is_empty() && la.len() == lb.len(), "{la:?} {lb:?}");
+    assert!(la != lb, "the bf16 run gave the f32 losses: {la:?}");
+    for (x, y) in la.iter().zip(&lb) {
+        assert!(
+            y.is_finite() && (x - y).abs() < 0.5 * x.abs(),
+            "{la:?} vs {lb:?}"
+        );
+    }
+    let mut dtypes = Vec::new();
+    for entry in std::fs::read_dir(b_out.join("checkpoints")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for name in st.names() {
+            dtypes.push(st.tensor(name).unwrap().dtype());
+        }
+    }
+    assert!(dtypes.contains(&safetensors::Dtype::F32));
+    assert!(!dtypes.contains(&safetensors::Dtype::BF16), "{dtypes:?}");
+}

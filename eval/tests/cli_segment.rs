@@ -312,3 +312,67 @@ fn a_world_with_stuff_brings_its_own_classes() {
     let err = run_segment(&eight).unwrap_err().to_string();
     assert!(err.contains(".png") && err.contains("8"), "{err}");
 }
+
+/// The float tensors' dtypes of every checkpoint in `run`.
+fn checkpoint_dtypes(run: &Path) -> Vec<safetensors::Dtype> {
+    let mut dtypes = Vec::new();
+    for entry in std::fs::read_dir(run.join("checkpoints")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for name in st.names() {
+            dtypes.push(st.tensor(name).unwrap().dtype());
+        }
+    }
+    dtypes
+}
+
+/// `--set precision=bf16` (bf16 autocast, `cae_pretrain::autocast`): the run completes, its
+/// record names the setting while an f32 run's does not (as records written before the setting
+/// existed), its losses differ from the f32 run's (bf16 did run) by less than 2e-2 relative
+/// (bf16 rounds each product's operands by up to 2⁻⁹; UperNet has no discrete choice in
+/// training that a rounding could flip), and its checkpoints hold no bf16 tensor: the master
+/// weights and AdamW's moments are f32.
+#[test]
+fn a_bf16_run_is_its_own_setting_near_the_f32_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = world(dir.path());
+    let run = |name: &str, set: &[(&str, &str)]| {
+        let out = dir.path().join(name);
+        let mut r = request(&data, &out, SegProtocol::Upernet);
+        r.overrides.set = set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(run_segment(&r).unwrap().complete);
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("record.json")).unwrap())
+                .unwrap();
+        (record, out)
+    };
+    let (a, _) = run("f32", &[]);
+    let (b, b_out) = run("bf16", &[("precision", "bf16")]);
+    let settings = |r: &serde_json::Value| r["protocol"]["settings"].clone();
+    assert!(settings(&a)["iters"].is_number(), "{a}");
+    assert!(settings(&a).get("precision").is_none(), "{a}");
+    assert_eq!(settings(&b)["precision"], "bf16", "{b}");
+    let losses = |r: &serde_json::Value| -> Vec<f64> {
+        r["per_epoch"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["metrics"]["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (la, lb) = (losses(&a), losses(&b));
+    assert!(!la.is_empty() && la.len() == lb.len(), "{la:?} {lb:?}");
+    assert!(la != lb, "the bf16 run gave the f32 losses: {la:?}");
+    for (x, y) in la.iter().zip(&lb) {
+        assert!(
+            (x - y).abs() < 2e-2 * x.abs(),
+            "losses {la:?} (f32) vs {lb:?} (bf16)"
+        );
+    }
+    let dtypes = checkpoint_dtypes(&b_out);
+    assert!(dtypes.contains(&safetensors::Dtype::F32));
+    assert!(!dtypes.contains(&safetensors::Dtype::BF16), "{dtypes:?}");
+}

@@ -46,6 +46,7 @@ use cae_heads::segmentation::layer_decay::seg_param_group;
 use cae_heads::segmentation::{
     LinearSegmentor, SEG_IGNORED_KEYS, UperNet, UperNetConfig, seg_cross_entropy, slide_logits,
 };
+use cae_pretrain::autocast::{Precision, autocast};
 use cae_pretrain::config::{CaeConfig, PosResize};
 use cae_pretrain::model::init::{Init, LinearInit};
 use cae_pretrain::model::{ForwardCtx, VisionTransformerEncoder};
@@ -156,6 +157,11 @@ pub struct SegRecipe {
     /// Also test on the horizontally flipped image.
     #[serde(default)]
     pub test_flip: bool,
+    /// Precision of the matrix products and convolutions (`--set precision=bf16`: bf16
+    /// autocast on f32 master weights, `cae_pretrain::autocast`); f32 where unset, as every
+    /// record before it.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn single_scale() -> Vec<f64> {
@@ -219,6 +225,7 @@ impl SegRecipe {
             resize_ratio: (0.5, 2.0),
             test_ratios: single_scale(),
             test_flip: false,
+            precision: Precision::F32,
         };
         match protocol {
             SegProtocol::Upernet => upernet,
@@ -902,6 +909,9 @@ pub fn run_segment(req: &SegRequest) -> Result<SegOutcome> {
     }
     let recipe = SegRecipe::resolve(&req.preset, req.protocol, &overrides)?;
     let device = cae_pretrain::device::parse_device(&req.device)?;
+    recipe.precision.check_device(&device)?;
+    // Training and evaluation in the recipe's precision (this thread runs every model op).
+    let _precision = autocast(recipe.precision);
     let record_path = req.out.join("record.json");
     let existing = super::recipe::run_folder_checkpoints(&req.out, req.resume)?;
     let data = preflight_data(&req.data, recipe.num_classes)?;

@@ -52,6 +52,7 @@ use cae_heads::optim::{Optimizer, Rule};
 use cae_heads::schedule::StepSchedule;
 use cae_heads::segmentation::SEG_IGNORED_KEYS;
 use cae_heads::segmentation::layer_decay::seg_param_group;
+use cae_pretrain::autocast::{Precision, autocast};
 use cae_pretrain::config::PosResize;
 use cae_pretrain::model::ForwardCtx;
 use cae_pretrain::model::init::{Init, LinearInit};
@@ -177,6 +178,11 @@ pub struct DetRecipe {
     pub eval_every: u64,
     /// Write a checkpoint every this many iterations (and at the end).
     pub checkpoint_every: u64,
+    /// Precision of the matrix products and convolutions (`--set precision=bf16`: bf16
+    /// autocast on f32 master weights, `cae_pretrain::autocast`); f32 where unset, as every
+    /// record before it.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn four_conv_one_fc() -> String {
@@ -286,6 +292,7 @@ impl DetRecipe {
             box_loss: BoxLoss::Giou { weight: 10.0 },
             eval_every: 0,
             checkpoint_every: 1000,
+            precision: Precision::F32,
         }
     }
 
@@ -796,6 +803,9 @@ pub fn run_detect(req: &DetRequest) -> Result<DetOutcome> {
     let started = Instant::now();
     let recipe = DetRecipe::resolve(&req.preset, &req.overrides)?;
     let device = cae_pretrain::device::parse_device(&req.device)?;
+    recipe.precision.check_device(&device)?;
+    // Training and evaluation in the recipe's precision (this thread runs every model op).
+    let _precision = autocast(recipe.precision);
     let record_path = req.out.join("record.json");
     let existing = super::recipe::run_folder_checkpoints(&req.out, req.resume)?;
     let data = open_data(&req.data, &recipe)?;

@@ -46,13 +46,25 @@ pub fn apply_set<T: Serialize + DeserializeOwned>(
 /// Every field of `recipe` but the evaluation and checkpoint intervals (they do not change the
 /// number): the settings a leaderboard row is keyed by.
 pub fn settings<T: Serialize>(recipe: &T) -> BTreeMap<String, serde_json::Value> {
-    let v = serde_json::to_value(recipe).expect("a recipe serialises");
+    let v = without_defaults(serde_json::to_value(recipe).expect("a recipe serialises"));
     v.as_object()
         .expect("a recipe is an object")
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "eval_every" | "checkpoint_every"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// A recipe's JSON without the settings whose value is what every run before them did: f32
+/// `precision`. So f32 records share their settings (leaderboard rows) with the records written
+/// before the setting existed, and run folders started then still resume.
+fn without_defaults(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(fields) = v.as_object_mut()
+        && fields.get("precision").and_then(|p| p.as_str()) == Some("f32")
+    {
+        fields.remove("precision");
+    }
+    v
 }
 
 /// The checkpoints of run folder `out`, after refusing a folder that holds a run already
@@ -80,6 +92,7 @@ pub fn identity<T: Serialize>(
     device: &str,
     seed: u64,
 ) -> String {
+    let recipe = without_defaults(serde_json::to_value(recipe).expect("a recipe serialises"));
     request_key(&serde_json::json!({
         "protocol": protocol,
         "recipe": recipe,
@@ -203,4 +216,56 @@ pub fn trainable_groups<M: burn::module::Module>(
         }
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cae_pretrain::autocast::Precision;
+
+    #[derive(Serialize)]
+    struct Before {
+        iters: u64,
+        eval_every: u64,
+    }
+
+    #[derive(Serialize)]
+    struct After {
+        iters: u64,
+        eval_every: u64,
+        precision: Precision,
+    }
+
+    fn key<T: Serialize>(recipe: &T) -> String {
+        let info = EncoderInfo {
+            label: "e".into(),
+            path: None,
+            sha256: Some("ab".into()),
+            method: "cae".into(),
+            arch: "test".into(),
+            pretrain_steps: None,
+        };
+        identity("p", recipe, &info, "data", "cpu", 0)
+    }
+
+    /// An f32 recipe keeps the settings and the identity of the same recipe from before
+    /// `precision` existed (its leaderboard rows and resumable run folders); bf16 is a setting.
+    #[test]
+    fn f32_precision_leaves_settings_and_identity_as_before() {
+        let before = Before {
+            iters: 5,
+            eval_every: 2,
+        };
+        let after = |precision| After {
+            iters: 5,
+            eval_every: 2,
+            precision,
+        };
+        assert_eq!(settings(&after(Precision::F32)), settings(&before));
+        assert_eq!(key(&after(Precision::F32)), key(&before));
+        let bf16 = settings(&after(Precision::Bf16));
+        assert_eq!(bf16["precision"], "bf16");
+        assert_eq!(bf16.len(), settings(&before).len() + 1);
+        assert_ne!(key(&after(Precision::Bf16)), key(&before));
+    }
 }
