@@ -117,6 +117,18 @@ run)
     wait "$mon" 2>/dev/null || true
     echo "   ($((SECONDS - t0)) s, exit $rc, driver peak GPU memory $(sort -n "$T/mem" | tail -n 1) MiB)"
   }
+  ours() {
+    # ours WHAT ARGS...: `cae-bench ARGS` on each device of ours, in f32 and in bf16.
+    local what="$1"
+    shift
+    local dt dev
+    for dt in f32 bf16; do
+      for dev in cuda:0 tch:cuda:0; do
+        step "$what, ours on $dev, $dt" \
+          "$(bin_for "$dev")" "$@" --device "$dev" --precision "$dt" --json
+      done
+    done
+  }
   {
     date -u
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -126,37 +138,19 @@ run)
     step "devices (tch binary)" "$TCH_BIN" devices --try tch:cuda:0
     for p in "mini 256 20 3" "vit_base_patch16 64 8 2"; do
       set -- $p
-      for dt in f32 bf16; do
-        for dev in cuda:0 tch:cuda:0; do
-          b="$(bin_for "$dev")"
-          step "pretraining step $1 batch $2, ours on $dev, $dt" \
-            "$b" bench pretrain --preset "$1" --batch "$2" --steps "$3" --warmup "$4" --device "$dev" --precision "$dt" --json
-        done
-      done
+      ours "pretraining step $1 batch $2" bench pretrain --preset "$1" --batch "$2" --steps "$3" --warmup "$4"
       for dt in f32 bf16; do
         step "pretraining step $1 batch $2, PyTorch twin on cuda, $dt" \
           python3 "$BIN/torch_twin.py" --preset "$1" --batch "$2" --steps "$3" --warmup "$4" --device cuda --dtype "$dt" --json
       done
     done
-    for dt in f32 bf16; do
-      for dev in cuda:0 tch:cuda:0; do
-        b="$(bin_for "$dev")"
-        step "UperNet ViT-B crop 512 batch 2, ours on $dev, $dt" \
-          "$b" bench segment --preset paper --batch 2 --iters 3 --warmup 1 --device "$dev" --precision "$dt" --json
-      done
-    done
+    ours "UperNet ViT-B crop 512 batch 2" bench segment --preset paper --batch 2 --iters 3 --warmup 1
     for dt in f32 bf16; do
       step "UperNet ViT-B crop 512 batch 2, PyTorch twin on cuda, $dt" \
         python3 "$BIN/torch_seg_twin.py" --preset vit_base --batch 2 --iters 3 --warmup 1 --device cuda --dtype "$dt" --json
     done
     if "$CUDA_BIN" bench detect --help >/dev/null 2>&1; then
-      for dt in f32 bf16; do
-        for dev in cuda:0 tch:cuda:0; do
-          b="$(bin_for "$dev")"
-          step "Mask R-CNN ViT-B, ours on $dev, $dt" \
-            "$b" bench detect --preset paper --batch 1 --iters 2 --warmup 1 --device "$dev" --precision "$dt" --json
-        done
-      done
+      ours "Mask R-CNN ViT-B" bench detect --preset paper --batch 1 --iters 2 --warmup 1
       # The twin needs torchvision beside torch on the GPU machine; without it the step fails
       # alone (logged) and the script goes on.
       for dt in f32 bf16; do

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use cae_bench::protocols::coco::{DetRequest, run_detect};
 use cae_bench::protocols::encoder::EncoderSource;
-use common::{cae_bench, copy_tree, record_status, refused, small_world};
+use common::{
+    cae_bench, checkpoint_dtypes, copy_tree, per_epoch_losses, record_status, refused, small_world,
+};
 
 fn world(dir: &Path) -> PathBuf {
     small_world(dir).join("coco")
@@ -243,15 +245,7 @@ fn a_bf16_run_is_its_own_setting() {
     assert!(settings(&a)["iters"].is_number(), "{a}");
     assert!(settings(&a).get("precision").is_none(), "{a}");
     assert_eq!(settings(&b)["precision"], "bf16", "{b}");
-    let losses = |r: &serde_json::Value| -> Vec<f64> {
-        r["per_epoch"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["metrics"]["loss"].as_f64().unwrap())
-            .collect()
-    };
-    let (la, lb) = (losses(&a), losses(&b));
+    let (la, lb) = (per_epoch_losses(&a), per_epoch_losses(&b));
     assert!(!la.is_empty() && la.len() == lb.len(), "{la:?} {lb:?}");
     assert!(la != lb, "the bf16 run gave the f32 losses: {la:?}");
     for (x, y) in la.iter().zip(&lb) {
@@ -260,14 +254,7 @@ fn a_bf16_run_is_its_own_setting() {
             "{la:?} vs {lb:?}"
         );
     }
-    let mut dtypes = Vec::new();
-    for entry in std::fs::read_dir(b_out.join("checkpoints")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        for name in st.names() {
-            dtypes.push(st.tensor(name).unwrap().dtype());
-        }
-    }
+    let dtypes = checkpoint_dtypes(&b_out);
     assert!(dtypes.contains(&safetensors::Dtype::F32));
     assert!(!dtypes.contains(&safetensors::Dtype::BF16), "{dtypes:?}");
 }

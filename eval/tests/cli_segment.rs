@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 use cae_bench::protocols::ade20k::{SegProtocol, SegRequest, run_segment};
 use cae_bench::protocols::encoder::EncoderSource;
-use common::{cae_bench, copy_tree, record_status, refused, small_world, small_world_with};
+use common::{
+    cae_bench, checkpoint_dtypes, copy_tree, per_epoch_losses, record_status, refused, small_world,
+    small_world_with,
+};
 
 /// The small synthetic world's `ade` folder.
 fn world(dir: &Path) -> PathBuf {
@@ -313,19 +316,6 @@ fn a_world_with_stuff_brings_its_own_classes() {
     assert!(err.contains(".png") && err.contains("8"), "{err}");
 }
 
-/// The float tensors' dtypes of every checkpoint in `run`.
-fn checkpoint_dtypes(run: &Path) -> Vec<safetensors::Dtype> {
-    let mut dtypes = Vec::new();
-    for entry in std::fs::read_dir(run.join("checkpoints")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        for name in st.names() {
-            dtypes.push(st.tensor(name).unwrap().dtype());
-        }
-    }
-    dtypes
-}
-
 /// `--set precision=bf16` (bf16 autocast, `cae_pretrain::autocast`): the run completes, its
 /// record names the setting while an f32 run's does not (as records written before the setting
 /// existed), its losses differ from the f32 run's (bf16 did run) by less than 2e-2 relative
@@ -355,15 +345,7 @@ fn a_bf16_run_is_its_own_setting_near_the_f32_run() {
     assert!(settings(&a)["iters"].is_number(), "{a}");
     assert!(settings(&a).get("precision").is_none(), "{a}");
     assert_eq!(settings(&b)["precision"], "bf16", "{b}");
-    let losses = |r: &serde_json::Value| -> Vec<f64> {
-        r["per_epoch"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["metrics"]["loss"].as_f64().unwrap())
-            .collect()
-    };
-    let (la, lb) = (losses(&a), losses(&b));
+    let (la, lb) = (per_epoch_losses(&a), per_epoch_losses(&b));
     assert!(!la.is_empty() && la.len() == lb.len(), "{la:?} {lb:?}");
     assert!(la != lb, "the bf16 run gave the f32 losses: {la:?}");
     for (x, y) in la.iter().zip(&lb) {

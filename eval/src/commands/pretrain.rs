@@ -413,7 +413,8 @@ pub fn start_record(
 fn pretrain_settings(req: &RunRequest) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
     let mut settings = BTreeMap::new();
     settings.insert("model".to_string(), serde_json::to_value(&req.model)?);
-    if let serde_json::Value::Object(train) = serde_json::to_value(&req.train)? {
+    let train = crate::protocols::recipe::without_defaults(serde_json::to_value(&req.train)?);
+    if let serde_json::Value::Object(train) = train {
         const NOT_SETTINGS: [&str; 6] = [
             "seed",
             "checkpoint_every",
@@ -423,10 +424,7 @@ fn pretrain_settings(req: &RunRequest) -> anyhow::Result<BTreeMap<String, serde_
             "prefetch",
         ];
         for (k, v) in train {
-            // f32 is what every record before `--precision` existed ran: it stays unnamed, so
-            // those records and new f32 ones share their settings.
-            let default_precision = k == "precision" && v == Precision::F32.name();
-            if !NOT_SETTINGS.contains(&k.as_str()) && !default_precision {
+            if !NOT_SETTINGS.contains(&k.as_str()) {
                 settings.insert(k, v);
             }
         }

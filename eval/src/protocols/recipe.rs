@@ -55,10 +55,10 @@ pub fn settings<T: Serialize>(recipe: &T) -> BTreeMap<String, serde_json::Value>
         .collect()
 }
 
-/// A recipe's JSON without the settings whose value is what every run before them did: f32
-/// `precision`. So f32 records share their settings (leaderboard rows) with the records written
-/// before the setting existed, and run folders started then still resume.
-fn without_defaults(mut v: serde_json::Value) -> serde_json::Value {
+/// A recipe's (or pretraining config's) JSON without the settings whose value is what every run
+/// before them did: f32 `precision`. So f32 records share their settings (leaderboard rows) with
+/// the records written before the setting existed, and run folders started then still resume.
+pub(crate) fn without_defaults(mut v: serde_json::Value) -> serde_json::Value {
     if let Some(fields) = v.as_object_mut()
         && fields.get("precision").and_then(|p| p.as_str()) == Some("f32")
     {

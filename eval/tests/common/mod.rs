@@ -96,3 +96,28 @@ pub fn record_status(run: &Path) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(&text).expect("record.json is readable JSON");
     Some(v["status"].as_str().unwrap().to_string())
 }
+
+/// The dtype of every tensor in every checkpoint of run folder `run`.
+#[allow(dead_code)]
+pub fn checkpoint_dtypes(run: &Path) -> Vec<safetensors::Dtype> {
+    let mut dtypes = Vec::new();
+    for entry in std::fs::read_dir(run.join("checkpoints")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        for name in st.names() {
+            dtypes.push(st.tensor(name).unwrap().dtype());
+        }
+    }
+    dtypes
+}
+
+/// The loss of each `per_epoch` entry of a record.
+#[allow(dead_code)]
+pub fn per_epoch_losses(record: &serde_json::Value) -> Vec<f64> {
+    record["per_epoch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["metrics"]["loss"].as_f64().unwrap())
+        .collect()
+}
