@@ -8,6 +8,8 @@ use burn::tensor::Device;
 
 use crate::error::PretrainError;
 
+pub mod spirv;
+
 /// The backends compiled into this binary.
 pub fn compiled_backends() -> Vec<&'static str> {
     let mut v = vec!["cpu (flex)"];
@@ -126,6 +128,15 @@ fn cuda(_index: usize) -> Result<Device, PretrainError> {
 #[cfg(feature = "vulkan")]
 fn vulkan(adapter: VulkanAdapter) -> Result<Device, PretrainError> {
     use burn::tensor::DeviceKind;
+    // An adapter on which cubecl's SPIR-V would crash the process is refused first (spirv.rs).
+    let (selection, spec) = match adapter {
+        VulkanAdapter::Default => (spirv::Selection::Default, "vulkan".to_string()),
+        VulkanAdapter::Cpu => (spirv::Selection::Cpu, "vulkan:cpu".to_string()),
+        VulkanAdapter::Discrete(i) => (spirv::Selection::Discrete(i), format!("vulkan:{i}")),
+    };
+    let adapters =
+        spirv::adapters().map_err(|e| PretrainError::Config(format!("device `{spec}`: {e}")))?;
+    spirv::check(&adapters, selection, &spec).map_err(PretrainError::Config)?;
     Ok(Device::vulkan(match adapter {
         VulkanAdapter::Default => DeviceKind::DefaultDevice,
         VulkanAdapter::Cpu => DeviceKind::Cpu,
