@@ -53,9 +53,9 @@ pub fn parse_device(spec: &str) -> Result<Device, PretrainError> {
         ("cpu" | "flex", None) => Ok(Device::flex()),
         ("cuda", None) => cuda(0),
         ("cuda", Some(i)) => cuda(index(i)?),
-        ("vulkan", None) => vulkan(VulkanAdapter::Default),
-        ("vulkan", Some("cpu")) => vulkan(VulkanAdapter::Cpu),
-        ("vulkan", Some(i)) => vulkan(VulkanAdapter::Discrete(index(i)?)),
+        ("vulkan", None) => vulkan(spec, VulkanAdapter::Default),
+        ("vulkan", Some("cpu")) => vulkan(spec, VulkanAdapter::Cpu),
+        ("vulkan", Some(i)) => vulkan(spec, VulkanAdapter::Discrete(index(i)?)),
         ("wgpu", None) => wgpu(VulkanAdapter::Default),
         ("wgpu", Some("cpu")) => wgpu(VulkanAdapter::Cpu),
         ("wgpu", Some(i)) => wgpu(VulkanAdapter::Discrete(index(i)?)),
@@ -104,11 +104,14 @@ pub fn default_specs() -> Vec<&'static str> {
     v
 }
 
-/// Which Vulkan adapter `vulkan[:…]` asks wgpu for.
-#[cfg_attr(not(any(feature = "vulkan", feature = "wgpu")), allow(dead_code))]
-enum VulkanAdapter {
+/// Which Vulkan adapter `vulkan[:…]` / `wgpu[:…]` asks wgpu for (and [`spirv::select`] finds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VulkanAdapter {
+    /// `vulkan`, `wgpu`: the best adapter (a GPU first, else the CPU one).
     Default,
+    /// `…:cpu`: the CPU adapter (Mesa's lavapipe).
     Cpu,
+    /// `…:N`: the N-th discrete GPU.
     Discrete(usize),
 }
 
@@ -126,17 +129,12 @@ fn cuda(_index: usize) -> Result<Device, PretrainError> {
 }
 
 #[cfg(feature = "vulkan")]
-fn vulkan(adapter: VulkanAdapter) -> Result<Device, PretrainError> {
+fn vulkan(spec: &str, adapter: VulkanAdapter) -> Result<Device, PretrainError> {
     use burn::tensor::DeviceKind;
     // An adapter on which cubecl's SPIR-V would crash the process is refused first (spirv.rs).
-    let (selection, spec) = match adapter {
-        VulkanAdapter::Default => (spirv::Selection::Default, "vulkan".to_string()),
-        VulkanAdapter::Cpu => (spirv::Selection::Cpu, "vulkan:cpu".to_string()),
-        VulkanAdapter::Discrete(i) => (spirv::Selection::Discrete(i), format!("vulkan:{i}")),
-    };
     let adapters =
         spirv::adapters().map_err(|e| PretrainError::Config(format!("device `{spec}`: {e}")))?;
-    spirv::check(&adapters, selection, &spec).map_err(PretrainError::Config)?;
+    spirv::check(&adapters, adapter, spec).map_err(PretrainError::Config)?;
     Ok(Device::vulkan(match adapter {
         VulkanAdapter::Default => DeviceKind::DefaultDevice,
         VulkanAdapter::Cpu => DeviceKind::Cpu,
@@ -145,7 +143,7 @@ fn vulkan(adapter: VulkanAdapter) -> Result<Device, PretrainError> {
 }
 
 #[cfg(not(feature = "vulkan"))]
-fn vulkan(_adapter: VulkanAdapter) -> Result<Device, PretrainError> {
+fn vulkan(_spec: &str, _adapter: VulkanAdapter) -> Result<Device, PretrainError> {
     Err(PretrainError::Config(
         "this binary was built without Vulkan; rebuild with `cargo build --release --features vulkan`".into(),
     ))

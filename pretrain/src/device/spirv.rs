@@ -13,6 +13,8 @@
 //! RADV/ANV) takes the valid path. So an adapter without it is refused with an error that names
 //! the way out (`--device wgpu…`, whose WGSL compiler does not have this bug), instead of a crash.
 
+use super::VulkanAdapter;
+
 /// The Vulkan extension whose feature cubecl-spirv 0.11.3 needs for valid shared memory.
 pub const EXPLICIT_LAYOUT_EXTENSION: &str = "VK_KHR_workgroup_memory_explicit_layout";
 
@@ -42,27 +44,18 @@ pub struct Adapter {
     pub explicit_layout: bool,
 }
 
-/// Which adapter a `vulkan[:…]` spec opens, the way cubecl-wgpu 0.11.3 picks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Selection {
-    /// `vulkan`: wgpu's high-performance preference (a discrete GPU, then an integrated one, …,
-    /// the CPU adapter last).
-    Default,
-    /// `vulkan:cpu`: the first CPU adapter.
-    Cpu,
-    /// `vulkan:N`: the N-th discrete GPU, counted in enumeration order.
-    Discrete(usize),
-}
-
-/// The adapter `selection` opens among `adapters` (in the driver's enumeration order), if any.
-pub fn select(adapters: &[Adapter], selection: Selection) -> Option<&Adapter> {
+/// The adapter `selection` opens among `adapters` (in the driver's enumeration order), if any,
+/// the way cubecl-wgpu 0.11.3 picks it: `Cpu`, the first CPU adapter; `Discrete(n)`, the n-th
+/// discrete GPU; `Default`, wgpu's high-performance preference (a discrete GPU, then an integrated
+/// one, …, the CPU adapter last).
+pub fn select(adapters: &[Adapter], selection: VulkanAdapter) -> Option<&Adapter> {
     match selection {
-        Selection::Cpu => adapters.iter().find(|a| a.kind == AdapterType::Cpu),
-        Selection::Discrete(i) => adapters
+        VulkanAdapter::Cpu => adapters.iter().find(|a| a.kind == AdapterType::Cpu),
+        VulkanAdapter::Discrete(i) => adapters
             .iter()
             .filter(|a| a.kind == AdapterType::Discrete)
             .nth(i),
-        Selection::Default => [
+        VulkanAdapter::Default => [
             AdapterType::Discrete,
             AdapterType::Integrated,
             AdapterType::Virtual,
@@ -77,7 +70,7 @@ pub fn select(adapters: &[Adapter], selection: Selection) -> Option<&Adapter> {
 /// `Err` with the message a user reads when the adapter `selection` opens would crash in
 /// cubecl's SPIR-V path; `Ok` when it has the feature, or when none matches (cubecl then reports
 /// that no such adapter exists).
-pub fn check(adapters: &[Adapter], selection: Selection, spec: &str) -> Result<(), String> {
+pub fn check(adapters: &[Adapter], selection: VulkanAdapter, spec: &str) -> Result<(), String> {
     match select(adapters, selection) {
         Some(a) if !a.explicit_layout => Err(format!(
             "device `{spec}`: the Vulkan adapter `{}` lacks {EXPLICIT_LAYOUT_EXTENSION} \
@@ -176,13 +169,13 @@ mod tests {
             adapter("gpu1", AdapterType::Discrete, false),
         ];
         let name = |s| select(&list, s).map(|a| a.name.as_str());
-        assert_eq!(name(Selection::Default), Some("gpu0"));
-        assert_eq!(name(Selection::Cpu), Some("llvmpipe"));
-        assert_eq!(name(Selection::Discrete(1)), Some("gpu1"));
-        assert_eq!(name(Selection::Discrete(2)), None);
+        assert_eq!(name(VulkanAdapter::Default), Some("gpu0"));
+        assert_eq!(name(VulkanAdapter::Cpu), Some("llvmpipe"));
+        assert_eq!(name(VulkanAdapter::Discrete(1)), Some("gpu1"));
+        assert_eq!(name(VulkanAdapter::Discrete(2)), None);
         // Without GPUs the default is the CPU adapter.
         assert_eq!(
-            select(&list[..1], Selection::Default).map(|a| a.name.as_str()),
+            select(&list[..1], VulkanAdapter::Default).map(|a| a.name.as_str()),
             Some("llvmpipe")
         );
     }
@@ -193,15 +186,15 @@ mod tests {
             adapter("llvmpipe (LLVM 15.0.6, 256 bits)", AdapterType::Cpu, false),
             adapter("NVIDIA H200", AdapterType::Discrete, true),
         ];
-        let e = check(&list, Selection::Cpu, "vulkan:cpu").unwrap_err();
+        let e = check(&list, VulkanAdapter::Cpu, "vulkan:cpu").unwrap_err();
         assert!(e.contains("llvmpipe (LLVM 15.0.6, 256 bits)"), "{e}");
         assert!(e.contains(EXPLICIT_LAYOUT_EXTENSION), "{e}");
         assert!(e.contains("`--device wgpu:cpu`"), "{e}");
-        assert!(check(&list, Selection::Default, "vulkan").is_ok());
-        assert!(check(&list, Selection::Discrete(0), "vulkan:0").is_ok());
+        assert!(check(&list, VulkanAdapter::Default, "vulkan").is_ok());
+        assert!(check(&list, VulkanAdapter::Discrete(0), "vulkan:0").is_ok());
         // No such adapter: left to cubecl, which says so.
-        assert!(check(&list, Selection::Discrete(3), "vulkan:3").is_ok());
-        let e = check(&list[..1], Selection::Default, "vulkan").unwrap_err();
+        assert!(check(&list, VulkanAdapter::Discrete(3), "vulkan:3").is_ok());
+        let e = check(&list[..1], VulkanAdapter::Default, "vulkan").unwrap_err();
         assert!(e.contains("`--device wgpu`"), "{e}");
     }
 }
