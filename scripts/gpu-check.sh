@@ -91,7 +91,7 @@ run)
   CUDA_BIN="$T/cae-bench-cuda"
   TCH_BIN="$T/cae-bench-tch"
   # Binaries of a build older than `--precision` cannot run the bf16 rows: refuse them whole.
-  if ! "$CUDA_BIN" bench pretrain --help | grep -q -- '--precision'; then
+  if ! "$CUDA_BIN" bench pretrain --help | grep -- '--precision' >/dev/null; then
     echo "gpu-check: $BIN holds binaries older than --precision; run \`scripts/gpu-check.sh build\` first" >&2
     exit 1
   fi
