@@ -17,6 +17,8 @@ ARGS=("$@")
 # The packages of the cargo invocation: keep them those of the build being reused (feature
 # unification depends on them), `--workspace` after `cargo test --workspace`.
 read -r -a PKGS <<< "${CAE_SUITE_PKGS:---workspace}"
+# shellcheck source=scripts/ci-backends.sh
+source scripts/ci-backends.sh
 # On wgpu / vulkan one test at a time: the tests of one binary share the device, and with several
 # test threads at once the CAE file's run on lavapipe did not finish in 15 minutes (one at a time:
 # about a minute; docs/backends/wgpu-cpu-parity.log).
@@ -27,7 +29,7 @@ case "${CAE_TEST_DEVICE:-cpu}" in wgpu* | vulkan*) TEST_ARGS=(-- --test-threads=
 read -r -a SKIP <<< "${CAE_SUITE_SKIP:-}"
 skipped() { local s; for s in "${SKIP[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 TESTS=()
-for b in parity parity_posinterp parity_upernet parity_detops; do
+for b in "${PARITY_TESTS[@]}"; do
   if skipped "$b"; then echo "parity-suite: $b left out (CAE_SUITE_SKIP)"; else TESTS+=(--test "$b"); fi
 done
 echo "== parity suite on ${CAE_TEST_DEVICE:-cpu}${CAE_UNFUSED:+ (CAE_UNFUSED=$CAE_UNFUSED)}"

@@ -3,7 +3,7 @@
 # (resolved, nothing built; RUSTC_BOOTSTRAP for `-Z unstable-options --unit-graph`) of
 #   A: the README's test command (cargo test --workspace)
 #   B: the MPI test (--features cae-bench/mpi --test mpi)
-#   C: the backend build (wgpu + tch, the parity tests and tests/backends.rs)
+#   C: the backend build (scripts/ci-backends.sh: wgpu + tch, the parity tests and tests/backends.rs)
 # and, for B and C, the units A does not share (scripts/unit-graph-share.py). A crate rebuilt in
 # C only because the backends turn on one of its features belongs in pretrain/Cargo.toml's
 # feature-alignment list (ARCHITECTURE.md, Rules). Usage: scripts/unit-graph.sh [OUT_DIR]
@@ -14,8 +14,10 @@ mkdir -p "$OUT"
 ug() { RUSTC_BOOTSTRAP=1 cargo test --locked "$@" --no-run -Z unstable-options --unit-graph; }
 ug --workspace >"$OUT/A.json"
 ug --workspace --features cae-bench/mpi --test mpi >"$OUT/B.json"
-ug -p cae-pretrain -p cae-heads -p cae-e2e --features cae-pretrain/wgpu,cae-pretrain/tch \
-  --test parity --test parity_posinterp --test parity_upernet --test parity_detops --test backends \
+# shellcheck source=scripts/ci-backends.sh
+source scripts/ci-backends.sh
+# shellcheck disable=SC2086
+ug $BACKEND_PKGS "${BACKENDS[@]}" "${PARITY_TESTS[@]/#/--test=}" "${SHORT_RUN_TESTS[@]/#/--test=}" \
   >"$OUT/C.json"
 for g in B C; do
   echo "## $g against A"
